@@ -1,0 +1,30 @@
+# Developer entry points. `make test` is what CI runs (through .ci/run).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup lint types unit test dev bench clean
+
+setup:
+	./scripts/bootstrap
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(PY) -m pytest -m "not integration"
+
+test: lint types
+	$(PY) -m pytest
+
+dev: setup
+	$(VENV)/bin/engagement-scorer dev
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,36 @@
+"""Error hierarchy of the scoring core: one root, one-line subclasses."""
+
+from __future__ import annotations
+
+#: Machine-readable reasons an event cannot be scored (the dead-letter ``reason``).
+REASONS: tuple[str, ...] = (
+    "not_json",
+    "not_object",
+    "too_large",
+    "missing_field",
+    "bad_field",
+    "unknown_type",
+    "bad_timestamp",
+    "timestamp_in_future",
+    "bad_customer_id",
+    "bad_nps_score",
+)
+
+
+class ScoringError(Exception):
+    """Root of every error raised by :mod:`scoring`."""
+
+
+class InvalidModel(ScoringError, ValueError):
+    """A scoring model file breaks a rule; the message names the key and the rule."""
+
+
+class InvalidEvent(ScoringError, ValueError):
+    """An interaction event cannot be scored; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason code {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
