@@ -1,0 +1,1 @@
+"""The imperative shell: faust worker, Redis state, CLI, dev stack."""

@@ -1,0 +1,187 @@
+"""What each CLI subcommand does (``cli.py`` only parses arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+from scoring import Model, load_model
+
+from . import jsonutil
+from .kafka_io import consume, produce_lines
+from .keys import Keys
+from .readmodel import describe
+from .settings import Settings
+from .store import connect, decode_record
+
+log = logging.getLogger("stream_app.cli")
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
+    settings = Settings.from_env()
+    load_model(settings.model_path)  # a bad model file fails here, with its key named
+    from .kafka_io import prepare
+
+    partitions = asyncio.run(prepare(settings))
+    if args.loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    from faust import Worker
+
+    from . import agents  # noqa: F401 - registers the agent with the app
+    from .app import app
+    from .runtime import runtime
+
+    runtime.input_partitions = partitions
+    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    return 0
+
+
+def dev(args: argparse.Namespace) -> int:
+    """The embedded default: everything local, simulated traffic, a live view."""
+    from .devmode import run_dev
+
+    return run_dev(args)
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Simulated traffic to a JSON-lines file, or to the input topic."""
+    from . import simulator
+
+    now_ms = int(time.time() * 1000)
+    config = simulator.SimConfig.ending(now_ms, args.days, customers=args.customers, seed=args.seed)
+    if args.rate is not None:
+        events: Iterator[Any] = simulator.live(config, rate=args.rate)
+    else:
+        events = simulator.history(config)
+        if args.events is not None:
+            events = iter(simulator.take_events(config, args.events))
+    if args.out is not None:
+        with _open_out(args.out) as fp:
+            n = simulator.write_jsonl(events, fp)
+        print(f"wrote {n} events", file=sys.stderr)
+        return 0
+    settings = Settings.from_env()
+    if args.rate is not None:
+        return asyncio.run(_produce_live(settings, events, args.rate))
+    lines = (jsonutil.dumps(e) for e in events)
+    n = asyncio.run(produce_lines(settings.broker_list, settings.input_topic, lines))
+    print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) -> int:
+    from .kafka_io import AiokafkaPublisher
+    from .pipeline import OutMessage
+    from .simulator import paced
+
+    n = 0
+    async with AiokafkaPublisher(settings.broker_list) as pub:
+        async for event in paced(events, rate):
+            key = event["customer_id"].encode()
+            await pub.publish([OutMessage(settings.input_topic, key, jsonutil.dumps(event))])
+            n += 1
+    return 0
+
+
+@contextlib.contextmanager
+def _open_out(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdout.buffer
+    else:
+        with open(path, "wb") as fp:
+            yield fp
+
+
+def produce(args: argparse.Namespace) -> int:
+    """Send a JSON-lines file (or stdin) to the input topic, keyed by customer."""
+    from .simulator import read_jsonl
+
+    settings = Settings.from_env()
+    if args.file == "-":
+        n = asyncio.run(
+            produce_lines(
+                settings.broker_list,
+                settings.input_topic,
+                read_jsonl(sys.stdin.buffer),
+                keyed=not args.unkeyed,
+            )
+        )
+    else:
+        with open(args.file, "rb") as fp:
+            n = asyncio.run(
+                produce_lines(
+                    settings.broker_list,
+                    settings.input_topic,
+                    read_jsonl(fp),
+                    keyed=not args.unkeyed,
+                )
+            )
+    print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    """Print one customer's state as JSON (exit 1 if the customer is unknown)."""
+    settings = Settings.from_env()
+    model = load_model(settings.model_path)
+    raw = asyncio.run(_read_state(settings, model, args.customer_id))
+    if raw is None:
+        print(f"engagement-scorer score: unknown customer {args.customer_id!r}", file=sys.stderr)
+        return 1
+    now_ms = time.time() * 1000 if args.now else None
+    out = describe(args.customer_id, decode_record(raw), model, now_ms=now_ms)
+    sys.stdout.buffer.write(jsonutil.dumps_line(out))
+    return 0
+
+
+async def _read_state(settings: Settings, model: Model, customer_id: str) -> bytes | None:
+    client = connect(settings.redis_url)
+    try:
+        raw = await client.get(Keys(settings.key_prefix, model.name).state(customer_id))
+        return raw.encode() if isinstance(raw, str) else raw
+    finally:
+        await client.aclose()
+
+
+def tail(args: argparse.Namespace) -> int:
+    """Print segment-change events (or dead letters) as JSON lines as they arrive."""
+    settings = Settings.from_env()
+    topic = settings.dlq_topic if args.dlq else settings.output_topic
+    return asyncio.run(_tail(settings, topic, args))
+
+
+async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int:
+    seen = 0
+    async for _key, value, _p, _o in consume(
+        settings.broker_list,
+        topic,
+        from_beginning=args.from_beginning,
+        idle_timeout_s=args.idle_timeout,
+    ):
+        sys.stdout.buffer.write(value + b"\n")
+        sys.stdout.buffer.flush()
+        seen += 1
+        if args.max is not None and seen >= args.max:
+            break
+    return 0
+
+
+def check_model(args: argparse.Namespace) -> int:
+    """Validate a model file; print a summary of what it defines."""
+    model = load_model(args.file)
+    tiers = ", ".join(f"{t.name}>={t.threshold:g}" for t in model.tiers)
+    print(f"model {model.name} v{model.version}: OK")
+    print(f"  dimensions: {', '.join(model.dimensions)}")
+    print(f"  event types: {len(model.event_types)} ({', '.join(sorted(model.event_types))})")
+    print(f"  tiers: {tiers} (hysteresis {model.hysteresis:g})")
+    print(f"  segments: {', '.join(r.name for r in model.segments) or '(none)'}")
+    return 0

@@ -1,0 +1,74 @@
+"""The messages the scorer writes: segment-change CloudEvents and dead letters.
+
+JSON Schemas for both live in ``docs/schemas/``; tests validate these builders
+against them.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from scoring import SegmentChange
+
+DLQ_EXTRA_REASONS = ("internal_error",)
+
+
+def rfc3339(ms: float) -> str:
+    """Epoch milliseconds as RFC 3339 UTC with millisecond precision.
+
+    >>> rfc3339(0)
+    '1970-01-01T00:00:00.000Z'
+    >>> rfc3339(1700000000123.9)
+    '2023-11-14T22:13:20.123Z'
+    """
+    dt = datetime.fromtimestamp(int(ms) // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{int(ms) % 1000:03d}Z"
+
+
+def cloudevent(change: SegmentChange) -> dict[str, Any]:
+    """A segment change as a CloudEvents 1.0 structured-mode JSON object."""
+    return {
+        "specversion": "1.0",
+        "id": change.change_id,
+        "source": f"urn:engagement-scorer:{change.model}",
+        "type": change.cloudevent_type,
+        "subject": change.customer_id,
+        "time": rfc3339(change.occurred_at_ms),
+        "datacontenttype": "application/json",
+        "data": {
+            "customer_id": change.customer_id,
+            "kind": change.kind,
+            "segment": change.segment,
+            "from": change.from_tier,
+            "to": change.to_tier,
+            "score": change.score,
+            "dimensions": dict(change.dimensions),
+            "model": change.model,
+            "model_version": change.model_version,
+            "cause": change.cause,
+            "cause_event_id": change.cause_event_id,
+            "occurred_at_ms": change.occurred_at_ms,
+        },
+    }
+
+
+def dead_letter(
+    *,
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    payload: bytes,
+    received_ms: float,
+) -> dict[str, Any]:
+    """The dead-letter record of one message that could not be scored."""
+    return {
+        "reason": reason,
+        "detail": detail,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "received_at": rfc3339(received_ms),
+        "payload_b64": base64.b64encode(payload).decode("ascii"),
+    }

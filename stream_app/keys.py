@@ -1,0 +1,50 @@
+"""Every Redis key the scorer uses, built in one place.
+
+Keys start with ``<prefix>:<model name>:`` so two models (or two deployments) can
+share a Redis. The part inside ``{...}`` is the Redis Cluster hash tag: all keys
+of one customer share a slot, so per-customer scripts are cluster-safe.
+Customer ids are escaped (``%``, ``{``, ``}``) so that no input can move a key
+out of its slot or forge another customer's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def escape(part: str) -> str:
+    """Escape a free-form id for use inside a key.
+
+    >>> escape("a{b}%c")
+    'a%7Bb%7D%25c'
+    """
+    return part.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one model under one prefix."""
+
+    prefix: str
+    model: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{escape(self.model)}"
+
+    # state:{customer} -- string: "<version> <source marks> <encoded CustomerState>"
+    def state(self, customer_id: str) -> str:
+        return f"{self.base}:state:{{{escape(customer_id)}}}"
+
+    # nps:{topic:partition} -- hash: "<day>|<tier or *>|<category>" -> count,
+    # plus "_wm", the highest source offset already counted (idempotent replays)
+    def nps_counts(self, topic: str, partition: int) -> str:
+        return f"{self.base}:nps:{{{topic}:{partition}}}"
+
+    # nps-sources -- set of "<topic>:<partition>" that have NPS counters
+    def nps_sources(self) -> str:
+        return f"{self.base}:nps-sources"
+
+    # due:{partition} -- sorted set: customer id -> next decay crossing (ms)
+    def due(self, partition: int) -> str:
+        return f"{self.base}:due:{{p{partition}}}"

@@ -1,0 +1,15 @@
+-- Fenced write of one customer's state record (one key, so cluster-safe).
+-- KEYS[1]  state key
+-- ARGV[1]  version the writer read (0: the key did not exist)
+-- ARGV[2]  the new record, "<version+1> <marks> <state>"
+-- Returns -1 when written, else the version currently stored (the write lost a race).
+local cur = redis.call('GET', KEYS[1])
+local version = 0
+if cur then
+  version = tonumber(string.match(cur, '^(%d+) ')) or 0
+end
+if version ~= tonumber(ARGV[1]) then
+  return version
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return -1

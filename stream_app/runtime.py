@@ -1,0 +1,161 @@
+"""The worker's live objects (Redis store, model, batch processor) and retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+from aiokafka.errors import KafkaError
+
+from scoring import Model, load_model
+
+from .keys import Keys
+from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
+from .settings import Settings
+from .store import StateStore, connect
+
+log = logging.getLogger("stream_app.worker")
+
+#: Failures that are the world's fault, not the batch's: wait and try again.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    KafkaError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class FaustPublisher:
+    """Publishes through the faust app's producer and waits for every ack."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        if not messages:
+            return
+        producer = self.app.producer
+        futures = [await producer.send(m.topic, m.key, m.value, None, None, None) for m in messages]
+        await asyncio.gather(*futures)
+
+
+class Runtime:
+    """Lazily built once per worker process, on the first batch."""
+
+    def __init__(self) -> None:
+        self._processor: BatchProcessor | None = None
+        self._lock = asyncio.Lock()
+        self.input_partitions: int | None = None
+        self.totals: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()
+
+    async def processor(self) -> BatchProcessor:
+        if self._processor is None:
+            async with self._lock:
+                if self._processor is None:
+                    self._processor = await self._build()
+        return self._processor
+
+    async def _build(self) -> BatchProcessor:
+        from .app import app, settings
+        from .kafka_io import topic_partition_count
+
+        model: Model = load_model(settings.model_path)
+        partitions = self.input_partitions or await topic_partition_count(
+            settings.broker_list, settings.input_topic
+        )
+        store = StateStore(connect(settings.redis_url), Keys(settings.key_prefix, model.name))
+        log.info(
+            "scoring with model %s v%d, input partitions %d", model.name, model.version, partitions
+        )
+        return build_processor(settings, model, store, FaustPublisher(app), partitions)
+
+    async def handle(self, events: Sequence[Any]) -> BatchStats:
+        """Process a batch of faust events, retrying with backoff until it is done."""
+        records = [
+            Record(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.key,
+                e.message.value,
+            )
+            for e in events
+        ]
+        from .app import settings
+
+        delay = 0.05
+        while True:
+            try:
+                processor = await self.processor()
+                stats = await processor.process(records)
+            except RETRYABLE as exc:
+                log.warning(
+                    "batch of %d waits %.2fs to retry: %s: %s",
+                    len(records),
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+            except Exception:
+                log.exception("batch of %d failed; retrying in %.2fs", len(records), delay)
+            else:
+                self.record(stats)
+                return stats
+            await asyncio.sleep(delay)  # back-off, not synchronisation
+            delay = min(delay * 2, settings.retry_max_backoff_s)
+
+    def record(self, stats: BatchStats) -> None:
+        t = self.totals
+        t["consumed"] += stats.consumed
+        t["applied"] += stats.applied
+        t["duplicate"] += stats.duplicate
+        t["capped"] += stats.capped
+        t["redelivered"] += stats.redelivered
+        t["forwarded"] += stats.forwarded
+        t["conflicts"] += stats.conflicts
+        for name, n in stats.changes.items():
+            t[f"published:{name}"] += n
+        for reason, n in stats.dead.items():
+            t[f"dead:{reason}"] += n
+            log.warning("dead-lettered %d message(s): %s", n, reason)
+
+    def log_stats(self) -> None:
+        delta = self.totals - self._reported
+        if delta:
+            log.info(
+                "since last report: %s", ", ".join(f"{k}={v}" for k, v in sorted(delta.items()))
+            )
+            self._reported = Counter(self.totals)
+
+
+def build_processor(
+    settings: Settings, model: Model, store: StateStore, publisher: Any, input_partitions: int
+) -> BatchProcessor:
+    """The batch processor for these settings."""
+    topics = Topics(
+        input=settings.input_topic,
+        by_customer=settings.by_customer_topic,
+        output=settings.output_topic,
+        dlq=settings.dlq_topic,
+        input_partitions=input_partitions,
+    )
+    return BatchProcessor(
+        model=model,
+        topics=topics,
+        store=store,
+        publisher=publisher,
+        dedup_memory=settings.dedup_memory,
+        max_future_ms=int(settings.max_future_seconds * 1000),
+    )
+
+
+runtime = Runtime()

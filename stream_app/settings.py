@@ -1,0 +1,135 @@
+"""Typed, frozen settings read from ``ENGAGEMENT_*`` environment variables.
+
+Every variable is documented in ``docs/configuration.md``; keep the two in step
+(a test compares them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "ENGAGEMENT_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The worker's configuration; build it with :meth:`from_env`."""
+
+    kafka_brokers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    model_file: str = ""  # empty: the shipped default model
+    app_id: str = "engagement-scorer"
+    web_bind: str = "127.0.0.1"
+    web_port: int = 6066
+    web_enabled: bool = True
+    input_topic: str = "engagement.interactions"
+    output_topic: str = "engagement.segment-changes"
+    dlq_topic: str = "engagement.interactions.dlq"
+    repartition_topic: str = ""  # empty: "<input_topic>.by-customer"
+    partitions: int = 8
+    topic_replication_factor: int = 1
+    topic_retention_ms: int = 7 * 24 * 3600 * 1000
+    key_prefix: str = "es"
+    dedup_memory: int = 16
+    max_future_seconds: float = 300.0
+    batch_size: int = 500
+    batch_window_ms: int = 20
+    fetch_max_wait_ms: int = 100
+    retry_max_backoff_s: float = 5.0
+    log_level: str = "info"
+    data_dir: str = ""  # empty: a directory under the system temp dir
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from ``ENGAGEMENT_<FIELD>``; unset means the default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(name, raw, f.default)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject values the worker cannot run with, naming the variable."""
+        positive = {
+            "partitions": self.partitions,
+            "dedup_memory": self.dedup_memory,
+            "batch_size": self.batch_size,
+            "topic_retention_ms": self.topic_retention_ms,
+            "topic_replication_factor": self.topic_replication_factor,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be positive, got {value}")
+        if not 0 < self.web_port < 65536:
+            raise SettingsError(f"{PREFIX}WEB_PORT: must be a TCP port, got {self.web_port}")
+        if self.batch_window_ms < 0 or self.fetch_max_wait_ms < 0:
+            raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS / FETCH_MAX_WAIT_MS: must be >= 0")
+        if not self.kafka_brokers.strip():
+            raise SettingsError(f"{PREFIX}KAFKA_BROKERS: must name at least one host:port")
+
+    @property
+    def broker_list(self) -> list[str]:
+        """``kafka_brokers`` split into ``host:port`` strings."""
+        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
+
+    @property
+    def faust_broker(self) -> str:
+        """The broker URL list in faust's ``kafka://`` form."""
+        return ";".join(f"kafka://{b}" for b in self.broker_list)
+
+    @property
+    def by_customer_topic(self) -> str:
+        """The internal topic that holds input re-keyed by customer."""
+        return self.repartition_topic or f"{self.input_topic}.by-customer"
+
+    @property
+    def model_path(self) -> Path:
+        """The scoring model file in force."""
+        if self.model_file:
+            return Path(self.model_file)
+        from scoring.model import default_model_path
+
+        return default_model_path()
+
+    def redacted(self) -> dict[str, object]:
+        """Settings as a dict with secrets (passwords in URLs) masked, for logs."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "://" in value and "@" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+            out[f.name] = value
+        return out
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = type(default).__name__
+        raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
+    return raw

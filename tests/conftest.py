@@ -1,0 +1,74 @@
+"""Shared fixtures: real local services for the whole session, and per-test unique names.
+
+``tansu`` and ``redis_server`` are started at most once per session, lazily (a run of unit tests
+starts nothing), on free loopback ports under the session's temporary directory, and stopped by
+pid when the session ends, whatever the outcome. Tests share them and keep apart by using
+:func:`unique_name` for topics, consumer groups and Redis key prefixes: nothing is flushed.
+
+Any test using a service fixture, or living under ``tests/integration``, is marked
+``integration``, so ``pytest -m "not integration"`` runs without services.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream_app.devstack import LocalService, start_redis, start_tansu
+
+_SERVICE_FIXTURES = {"tansu", "redis_server", "redis_client"}
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_services = _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_services or _INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """An in-memory Tansu broker; ``tansu.url`` is the bootstrap ``127.0.0.1:PORT``."""
+    service = start_tansu(log_dir=tmp_path_factory.mktemp("tansu"))
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """A redis-server without persistence; ``redis_server.url`` is ``redis://127.0.0.1:PORT/0``."""
+    service = start_redis(data_dir=tmp_path_factory.mktemp("redis"))
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: LocalService) -> Iterator[redis.Redis]:
+    """A synchronous client of the session's Redis (not flushed: use unique key prefixes)."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_name(prefix)``: a name no other test (or call) gets, valid as a Kafka topic,
+    consumer group or Redis key prefix, e.g. ``in-test_keyed_input-3f2a9c1b``."""
+    test = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name)[:40].strip("_")
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{test}-{uuid.uuid4().hex[:8]}"
+
+    return make
