@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .app import app, settings
 from .runtime import runtime
 from .topics import sources
+
+log = logging.getLogger("stream_app.worker")
 
 
 @app.agent(sources, name="score")
@@ -17,6 +20,15 @@ async def score(stream: Any) -> None:
         await runtime.handle(events)  # retries until done; raises only when stopping
         for event in events:
             await stream.ack(event)
+
+
+@app.timer(interval=settings.decay_tick_ms / 1000.0)  # type: ignore[untyped-decorator]
+async def decay_sweep() -> None:
+    """Fire decay crossings that came due on the partitions this worker owns."""
+    try:
+        await runtime.sweep(app)
+    except Exception:  # noqa: BLE001 - a failed sweep is retried next tick; never kill the timer
+        log.exception("decay sweep failed; retrying next tick")
 
 
 @app.timer(interval=30.0)  # type: ignore[untyped-decorator]

@@ -19,6 +19,7 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from scoring import (
     apply,
     decode_state,
     encode_state,
+    next_crossing,
     parse_event,
 )
 
@@ -140,6 +142,14 @@ class BatchProcessor:
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
         self.clock = clock
+        #: Largest event time applied, per owner partition (event-time progress).
+        self.event_time: dict[int, float] = {}
+        #: Last offset processed, per (topic, partition).
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    def owner(self, customer_id: str) -> int:
+        """The partition number that owns a customer (in both source topics)."""
+        return expected_partition(customer_id, self.topics.input_partitions)
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -152,6 +162,8 @@ class BatchProcessor:
         out: list[OutMessage] = []
         grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
         for rec in records:
+            tp = (rec.topic, rec.partition)
+            self.offsets[tp] = max(rec.offset, self.offsets.get(tp, -1))
             try:
                 event = parse_event(
                     rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
@@ -235,6 +247,9 @@ class BatchProcessor:
                 continue
             state = result.state
             changes.extend(result.changes)
+            owner = self.owner(customer_id)
+            if event.ts_ms > self.event_time.get(owner, -math.inf):
+                self.event_time[owner] = event.ts_ms
             if result.status == "applied":
                 stats.applied += 1
             elif result.status == "duplicate":
@@ -246,7 +261,14 @@ class BatchProcessor:
                     nps.append((rec.topic, rec.partition, rec.offset, fld))
         write = None
         if touched and state is not None:
-            write = Write(customer_id, stored.version, marks, encode_state(state))
+            write = Write(
+                customer_id,
+                stored.version,
+                marks,
+                encode_state(state),
+                due_partition=self.owner(customer_id),
+                due_at_ms=next_crossing(state, self.model),
+            )
         return _Fold(write, changes, nps)
 
     async def _count_nps(self, folds: Iterable[_Fold]) -> None:

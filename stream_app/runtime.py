@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -53,8 +54,11 @@ class Runtime:
     def __init__(self) -> None:
         self._processor: BatchProcessor | None = None
         self._lock = asyncio.Lock()
+        #: One batch or one sweep at a time, so the two never race on a customer here.
+        self.busy = asyncio.Lock()
         self.input_partitions: int | None = None
         self.totals: Counter[str] = Counter()
+        self.max_decay_lag_ms = 0.0
         self._reported: Counter[str] = Counter()
 
     async def processor(self) -> BatchProcessor:
@@ -96,7 +100,8 @@ class Runtime:
         while True:
             try:
                 processor = await self.processor()
-                stats = await processor.process(records)
+                async with self.busy:
+                    stats = await processor.process(records)
             except RETRYABLE as exc:
                 log.warning(
                     "batch of %d waits %.2fs to retry: %s: %s",
@@ -127,6 +132,63 @@ class Runtime:
         for reason, n in stats.dead.items():
             t[f"dead:{reason}"] += n
             log.warning("dead-lettered %d message(s): %s", n, reason)
+
+    async def sweep(self, app: Any) -> None:
+        """Fire due decay crossings on every input partition this worker owns."""
+        from .app import settings
+        from .sweep import sweep_partition
+
+        processor = await self.processor()
+        owned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.input_topic
+        )
+        for partition in owned:
+            now_ms = time.time() * 1000.0
+            until = processor.event_time.get(partition)
+            if await self._caught_up(app, processor, partition):
+                until = max(until or now_ms, now_ms)
+            if until is None:
+                continue
+            try:
+                async with self.busy:
+                    stats = await sweep_partition(
+                        processor,
+                        partition,
+                        until,
+                        now_ms=now_ms,
+                        limit=settings.decay_sweep_limit,
+                    )
+            except RETRYABLE as exc:
+                log.warning("decay sweep of partition %d will retry: %s", partition, exc)
+                continue
+            self.totals["decay:fired"] += stats.fired
+            self.totals["decay:changes"] += stats.changes
+            if stats.fired:
+                log.debug(
+                    "partition %d: fired %d crossing(s), %d change(s), lag %.0f ms",
+                    partition,
+                    stats.fired,
+                    stats.changes,
+                    stats.max_lag_ms,
+                )
+                self.max_decay_lag_ms = max(self.max_decay_lag_ms, stats.max_lag_ms)
+
+    async def _caught_up(self, app: Any, processor: BatchProcessor, partition: int) -> bool:
+        """True when both source partitions have nothing left to process."""
+        from faust.types import TP
+
+        from .app import settings
+
+        for topic in (settings.input_topic, settings.by_customer_topic):
+            tp = TP(topic, partition)
+            high = app.consumer.highwater(tp)
+            if high is None:
+                return False
+            done = processor.offsets.get((topic, partition))
+            next_offset = done + 1 if done is not None else await app.consumer.position(tp)
+            if next_offset is None or next_offset < high:
+                return False
+        return True
 
     def log_stats(self) -> None:
         delta = self.totals - self._reported

@@ -43,6 +43,8 @@ class Settings:
     batch_window_ms: int = 20
     fetch_max_wait_ms: int = 100
     retry_max_backoff_s: float = 5.0
+    decay_tick_ms: int = 500
+    decay_sweep_limit: int = 1000
     log_level: str = "info"
     data_dir: str = ""  # empty: a directory under the system temp dir
 
@@ -67,6 +69,8 @@ class Settings:
             "partitions": self.partitions,
             "dedup_memory": self.dedup_memory,
             "batch_size": self.batch_size,
+            "decay_tick_ms": self.decay_tick_ms,
+            "decay_sweep_limit": self.decay_sweep_limit,
             "topic_retention_ms": self.topic_retention_ms,
             "topic_replication_factor": self.topic_replication_factor,
         }

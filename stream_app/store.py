@@ -89,6 +89,8 @@ class Write:
     read_version: int
     marks: Mapping[str, int]
     state: bytes
+    due_partition: int = 0
+    due_at_ms: float | None = None  # the new state's next decay crossing
 
 
 class StateStore:
@@ -113,9 +115,16 @@ class StateStore:
         }
 
     async def write(self, writes: Sequence[Write]) -> list[str]:
-        """Apply fenced writes; return the customers whose write lost a race."""
+        """Apply fenced writes; return the customers whose write lost a race.
+
+        Each customer's next crossing goes into its partition's due index first,
+        with ``ZADD LT`` (an entry only moves earlier): a crash between the two
+        leaves at worst an early entry, which the decay sweep re-checks and
+        reschedules; never a missing one.
+        """
         if not writes:
             return []
+        await self._schedule(writes)
         calls: list[tuple[list[str], list[ScriptArg]]] = [
             (
                 [self.keys.state(w.customer_id)],
@@ -131,6 +140,44 @@ class StateStore:
                 await self._cas(keys=k, args=a, client=cast(Any, pipe))
             results = await pipe.execute()
         return [w.customer_id for w, r in zip(writes, results, strict=True) if int(r) != -1]
+
+    async def _schedule(self, writes: Sequence[Write]) -> None:
+        due: dict[int, dict[str, float]] = {}
+        for w in writes:
+            if w.due_at_ms is not None:
+                due.setdefault(w.due_partition, {})[w.customer_id] = w.due_at_ms
+        if not due:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for partition, members in due.items():
+            pipe.zadd(self.keys.due(partition), cast(Any, members), lt=True)
+        await pipe.execute()
+
+    async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
+        """Customers of ``partition`` whose next crossing is at or before ``until_ms``."""
+        raw = cast(
+            list[tuple[bytes, float]],
+            await self.client.zrangebyscore(
+                self.keys.due(partition), "-inf", until_ms, start=0, num=limit, withscores=True
+            ),
+        )
+        return [(m.decode(), float(t)) for m, t in raw]
+
+    async def reschedule(self, partition: int, entries: Mapping[str, float | None]) -> None:
+        """Set (or drop, for None) customers' next crossings, as the decay sweep found them."""
+        key = self.keys.due(partition)
+        pipe = self.client.pipeline(transaction=False)
+        later = {cid: t for cid, t in entries.items() if t is not None}
+        gone = [cid for cid, t in entries.items() if t is None]
+        if later:
+            pipe.zadd(key, cast(Any, later))
+        if gone:
+            pipe.zrem(key, *gone)
+        await pipe.execute()
+
+    async def due_size(self, partition: int) -> int:
+        """How many customers wait in ``partition``'s due index."""
+        return int(await self.client.zcard(self.keys.due(partition)))
 
     async def add_nps(self, counts: Mapping[tuple[str, int], Sequence[tuple[int, str]]]) -> int:
         """Count NPS responses: per source partition, ``(offset, field)`` pairs.
