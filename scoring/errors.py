@@ -34,3 +34,7 @@ class InvalidEvent(ScoringError, ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class InvalidState(ScoringError, ValueError):
+    """Stored customer state cannot be decoded against the model it is read with."""

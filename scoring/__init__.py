@@ -1,0 +1,92 @@
+"""The pure domain core of the engagement scorer.
+
+Parse an interaction event against a scoring model, apply it to a customer's state,
+and get back the new state plus every tier and segment change, each with a
+deterministic id. No I/O (except reading a model file), no clocks, no services.
+
+>>> import scoring
+>>> model = scoring.load_default_model()
+>>> raw = b'{"event_id": "e1", "customer_id": "c-1", "type": "webinar_attended", "timestamp": 0}'
+>>> event = scoring.parse_event(raw, model, now_ms=0)
+>>> result = scoring.apply(None, event, model)
+>>> result.status, result.state.tier_name(model), scoring.values_at(result.state, model, 0).score
+('applied', 'cold', 10.0)
+>>> scoring.decode_state(scoring.encode_state(result.state), model) == result.state
+True
+"""
+
+from scoring.apply import Applied, NpsResponse, apply
+from scoring.changes import SegmentChange, change_id
+from scoring.crossing import advance, next_crossing
+from scoring.decay import ExpSum, SignSteps, decay_factor, sign_steps
+from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
+from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
+from scoring.model import (
+    Condition,
+    EventType,
+    Model,
+    SegmentRule,
+    Tier,
+    default_model_path,
+    load_default_model,
+    load_model,
+    parse_model,
+    parse_model_text,
+)
+from scoring.nps import NpsCounts, category, nps
+from scoring.state import (
+    CustomerState,
+    Values,
+    decode_state,
+    encode_state,
+    fingerprint,
+    new_state,
+    segment_names,
+    tier_name,
+    values_at,
+)
+
+__all__ = [
+    "REASONS",
+    "Applied",
+    "Condition",
+    "CustomerState",
+    "Event",
+    "EventType",
+    "ExpSum",
+    "InvalidEvent",
+    "InvalidModel",
+    "InvalidState",
+    "Model",
+    "NpsCounts",
+    "NpsResponse",
+    "ScoringError",
+    "SegmentChange",
+    "SegmentRule",
+    "SignSteps",
+    "Tier",
+    "Values",
+    "advance",
+    "apply",
+    "category",
+    "change_id",
+    "decay_factor",
+    "decode_state",
+    "default_model_path",
+    "encode_state",
+    "fingerprint",
+    "load_default_model",
+    "load_model",
+    "new_state",
+    "next_crossing",
+    "nps",
+    "parse_event",
+    "parse_model",
+    "parse_model_text",
+    "parse_timestamp",
+    "segment_names",
+    "sign_steps",
+    "tier_name",
+    "validate_customer_id",
+    "values_at",
+]

@@ -1,0 +1,197 @@
+"""Applying an event to a customer's state: the entry point of the scoring core.
+
+``apply(state, event, model)`` is pure and deterministic. In order:
+
+1. a duplicate ``event_id`` (one of the last ``dedup_memory`` applied) changes nothing;
+2. an event later than the clock first applies every pending decay crossing up to its
+   time (:func:`~scoring.crossing.advance`), then the values decay to the event time,
+   which becomes the clock; an earlier (late) event leaves the clock where it is;
+3. the event's points, decayed to the clock for a late event, are added to its
+   dimension, unless its type's daily cap is used up (status ``capped``);
+4. the tier and segments are evaluated at the clock, and every change is reported.
+
+>>> from scoring.events import Event
+>>> from scoring.model import load_default_model
+>>> from scoring.state import values_at
+>>> model = load_default_model()
+>>> day = 86_400_000
+>>> r1 = apply(None, Event("e1", "c-1", "webinar_attended", 0), model)
+>>> r2 = apply(r1.state, Event("e2", "c-1", "webinar_attended", day), model)
+>>> r2.status, round(values_at(r2.state, model, day).score, 3), r2.state.tier_name(model)
+('applied', 19.772, 'cold')
+>>> r3 = apply(r2.state, Event("e3", "c-1", "review_submitted", day), model)
+>>> [(c.kind, c.from_tier, c.to_tier, c.cause) for c in r3.changes]
+[('tier', 'cold', 'warm', 'event')]
+>>> apply(r3.state, Event("e3", "c-1", "review_submitted", day), model).status
+'duplicate'
+>>> t = next_crossing(r3.state, model)         # 14 quiet days: the "lapsing" segment
+>>> state, changes = advance(r3.state, "c-1", t, model)
+>>> (t - day) / day, [(c.segment, c.entered, c.cause) for c in changes]
+(14.0, [('lapsing', True, 'decay')])
+>>> t = next_crossing(state, model)           # warm is left below 20 * (1 - 0.1)
+>>> state, changes = advance(state, "c-1", t, model)
+>>> round((t - day) / day, 3), [(c.from_tier, c.to_tier, round(c.score, 9)) for c in changes]
+(15.534, [('warm', 'cold', 18.0)])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Literal
+
+from scoring.changes import SegmentChange, diff
+from scoring.crossing import advance, next_crossing
+from scoring.decay import decay_factor
+from scoring.errors import InvalidEvent
+from scoring.events import Event
+from scoring.model import ANY, EventType, Model
+from scoring.nps import category
+from scoring.segments import evaluate
+from scoring.state import (
+    CAP_WINDOW_DAYS,
+    CustomerState,
+    decayed_values,
+    fingerprint,
+    new_state,
+    utc_day,
+)
+from scoring.tiers import after_event
+
+__all__ = ["Applied", "NpsResponse", "advance", "apply", "next_crossing"]
+
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class NpsResponse:
+    """One NPS answer, as aggregated by day of event time and tier when answering."""
+
+    day: str
+    category: str
+    tier: str
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The result of :func:`apply`."""
+
+    state: CustomerState
+    changes: tuple[SegmentChange, ...]
+    status: Literal["applied", "duplicate", "capped"]
+    nps: NpsResponse | None
+
+
+def apply(
+    state: CustomerState | None, event: Event, model: Model, *, dedup_memory: int = 16
+) -> Applied:
+    """Apply ``event`` to ``state`` (None: a customer never seen) under ``model``."""
+    if dedup_memory < 0:
+        raise ValueError("dedup_memory must be >= 0")
+    current = new_state() if state is None else state
+    print_ = fingerprint(event.event_id)
+    if print_ in current.recent_ids:
+        return Applied(current, (), "duplicate", None)
+    event_type = model.event_types.get(event.type)
+    if event_type is None:
+        raise InvalidEvent("unknown_type", f"type: {event.type!r} is not in model {model.name!r}")
+
+    t = event.ts_ms
+    changes: list[SegmentChange] = []
+    if current.is_new:
+        current = replace(current, clock_ms=float(t), values=current.dimension_values(model))
+    elif t > current.clock_ms:
+        current, decay_changes = advance(current, event.customer_id, t, model)
+        changes.extend(decay_changes)
+        current = replace(current, clock_ms=float(t), values=decayed_values(current, model, t))
+    clock = current.clock_ms
+
+    counted, caps = _count(current, event_type, model, t)
+    values = list(current.dimension_values(model))
+    if counted and event_type.points:
+        i = model.dimension_index(event_type.dimension)
+        late = decay_factor(clock - t, model.half_lives_ms[i]) if t < clock else 1.0
+        values[i] += event_type.points * late
+
+    response = None
+    nps_score, nps_at = current.nps_score, current.nps_at_ms
+    if event.nps_score is not None:
+        response = NpsResponse(
+            day=(_EPOCH_DAY + timedelta(days=utc_day(t))).isoformat(),
+            category=category(event.nps_score),
+            tier=model.tiers[current.tier].name,
+            score=event.nps_score,
+        )
+        # the latest answer by event time; on a tie the lower score, whatever the order
+        if nps_at is None or t > nps_at or (t == nps_at and event.nps_score < (nps_score or 0)):
+            nps_score, nps_at = event.nps_score, t
+
+    keep = (*current.recent_ids, print_)[-dedup_memory:] if dedup_memory else ()
+    updated = replace(
+        current,
+        values=tuple(values),
+        last_seen=_seen(current, model, event_type.name, t),
+        nps_score=nps_score,
+        nps_at_ms=nps_at,
+        caps=caps,
+        recent_ids=keep,
+        events_applied=current.events_applied + 1,
+        last_event_ms=t if current.last_event_ms is None else max(current.last_event_ms, t),
+    )
+    score = math.fsum(values)
+    tier, mask = after_event(current.tier, score, model), evaluate(updated, model)
+    changes.extend(
+        diff(
+            model,
+            event.customer_id,
+            tier_before=current.tier,
+            tier_after=tier,
+            segments_before=current.segments,
+            segments_after=mask,
+            occurred_at_ms=clock,
+            values=values,
+            score=score,
+            cause="event",
+            cause_event_id=event.event_id,
+        )
+    )
+    final = replace(updated, tier=tier, segments=mask)
+    return Applied(final, tuple(changes), "applied" if counted else "capped", response)
+
+
+def _count(
+    state: CustomerState, event_type: EventType, model: Model, t: int
+) -> tuple[bool, tuple[tuple[int, int, int], ...]]:
+    """Whether the event counts under its daily cap, and the pruned cap counters.
+
+    Counters are kept for the clock's UTC day and the :data:`CAP_WINDOW_DAYS` before
+    it; a capped type's event on an older day cannot be counted and adds nothing.
+    """
+    oldest = utc_day(state.clock_ms) - CAP_WINDOW_DAYS
+    kept = [c for c in state.caps if c[1] >= oldest]
+    cap = event_type.max_per_day
+    if cap is None:
+        return True, tuple(kept)
+    day = utc_day(t)
+    if day < oldest:
+        return False, tuple(kept)
+    index = model.event_type_names.index(event_type.name)
+    for j, (kind, d, count) in enumerate(kept):
+        if kind == index and d == day:
+            if count >= cap:
+                return False, tuple(kept)
+            kept[j] = (kind, d, count + 1)
+            return True, tuple(kept)
+    return True, tuple(sorted((*kept, (index, day, 1))))
+
+
+def _seen(state: CustomerState, model: Model, name: str, t: int) -> tuple[int | None, ...]:
+    """``last_seen`` after an event of type ``name`` at ``t`` (latest by event time)."""
+    seen = list(state.last_seen or (None,) * len(model.tracked))
+    for j, tracked in enumerate(model.tracked):
+        previous = seen[j]
+        if tracked in (ANY, name):
+            seen[j] = t if previous is None else max(previous, t)
+    return tuple(seen)

@@ -1,0 +1,200 @@
+"""Customer state: values over time, the compact encoding and its checks."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring.apply import apply
+from scoring.errors import InvalidState
+from scoring.events import Event
+from scoring.model import Model
+from scoring.state import (
+    FINGERPRINT_BYTES,
+    STATE_FORMAT,
+    CustomerState,
+    decode_state,
+    encode_state,
+    new_state,
+    segment_names,
+    tier_name,
+    values_at,
+)
+
+T0 = 1_699_920_000_000
+DAY = 86_400_000
+
+
+def test_new_state() -> None:
+    state = new_state()
+    assert state.is_new and state.clock_ms == -math.inf
+    assert (state.tier, state.segments, state.events_applied) == (0, 0, 0)
+    assert state.nps_category is None and state.last_event_ms is None
+
+
+def test_values_of_a_new_state_are_zero(model: Model) -> None:
+    v = values_at(new_state(), model, T0)
+    assert v.score == 0.0 and dict(v.dimensions) == {"a": 0.0, "b": 0.0, "c": 0.0}
+
+
+def test_values_at_runs_the_formula_both_ways(model: Model) -> None:
+    state = CustomerState(clock_ms=float(T0), values=(8.0, -6.0, 1.0))
+    assert dict(values_at(state, model, T0 + 3 * DAY).dimensions) == {
+        "a": 1.0,
+        "b": -3.0,
+        "c": 2 ** (-0.3),
+    }
+    back = values_at(state, model, T0 - DAY)  # "as of" before the clock: the values grow
+    assert back.dimensions["a"] == 16.0
+    assert values_at(state, model, T0).score == 3.0
+
+
+def test_names(model: Model) -> None:
+    state = CustomerState(clock_ms=0.0, tier=1, segments=0b10101)
+    assert state.tier_name(model) == tier_name(state, model) == "warm"
+    assert segment_names(state, model) == ("a_high", "quiet_pa", "active")
+
+
+def random_history(model: Model, rng: random.Random, n: int) -> CustomerState:
+    types = sorted(model.event_types)
+    state = None
+    for i in range(n):
+        kind = rng.choice(types)
+        ts = T0 + rng.randrange(20 * DAY)
+        score = rng.randrange(11) if kind == "nps_response" else None
+        state = apply(state, Event(f"evt-{i}-{rng.random()}", "c", kind, ts, score), model).state
+    return state or new_state()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_round_trip_of_real_histories(model: Model, default_model: Model, seed: int) -> None:
+    rng = random.Random(seed)
+    for m in (model, default_model):
+        state = random_history(m, rng, rng.randrange(1, 40))
+        assert decode_state(encode_state(state), m) == state
+
+
+@st.composite
+def states(draw: st.DrawFn, model: Model) -> CustomerState:
+    if draw(st.booleans()) and draw(st.booleans()):
+        return new_state()
+    last = draw(st.integers(0, 253_402_300_799_999))
+    clock = draw(st.one_of(st.just(float(last)), st.floats(last, last + 1e10)))
+    opt_time = st.one_of(st.none(), st.integers(0, last))
+    n_ids = draw(st.integers(0, 20))
+    return CustomerState(
+        clock_ms=clock,
+        values=draw(
+            st.one_of(
+                st.just(()),
+                st.tuples(*[st.floats(allow_nan=False, allow_infinity=False)] * 3),
+            )
+        ),
+        tier=draw(st.integers(0, len(model.tiers) - 1)),
+        segments=draw(st.integers(0, 2 ** len(model.segments) - 1)),
+        last_seen=draw(st.one_of(st.just(()), st.tuples(*[opt_time] * len(model.tracked)))),
+        nps_score=draw(st.one_of(st.none(), st.integers(0, 10))),
+        nps_at_ms=draw(opt_time),
+        caps=tuple(
+            draw(
+                st.lists(
+                    st.tuples(
+                        st.integers(0, len(model.event_type_names) - 1),
+                        st.integers(last // DAY - 3, last // DAY),
+                        st.integers(1, 100),
+                    ),
+                    max_size=4,
+                )
+            )
+        ),
+        recent_ids=tuple(
+            draw(st.binary(min_size=FINGERPRINT_BYTES, max_size=FINGERPRINT_BYTES))
+            for _ in range(n_ids)
+        ),
+        events_applied=draw(st.integers(0, 2**40)),
+        last_event_ms=last,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_round_trip_property(model: Model, data: st.DataObject) -> None:
+    state = data.draw(states(model))
+    raw = encode_state(state)
+    decoded = decode_state(raw, model)
+    assert decoded == state
+    # floats round-trip to the bit, signed zeros included
+    assert [math.copysign(1, v) for v in decoded.values] == [
+        math.copysign(1, v) for v in state.values
+    ]
+    assert orjson.loads(raw)[0] == STATE_FORMAT
+
+
+def test_typical_state_is_under_300_bytes(default_model: Model) -> None:
+    """A typical customer: 8-20 events over two months across several channels."""
+    rng = random.Random(7)
+    kinds = ["email_open", "email_click", "web_visit", "loyalty_earn", "content_download",
+             "nps_response", "social_share"]  # fmt: skip
+    sizes = []
+    for _ in range(100):
+        state = None
+        events = sorted(
+            (T0 + rng.randrange(60 * DAY), rng.choice(kinds)) for _ in range(rng.randint(8, 20))
+        )
+        for ts, kind in events:
+            score = rng.randrange(11) if kind == "nps_response" else None
+            event = Event(f"{rng.getrandbits(128):032x}", "customer-000123", kind, ts, score)
+            state = apply(state, event, default_model).state
+        assert state is not None
+        sizes.append(len(encode_state(state)))
+    sizes.sort()
+    assert sizes[50] < 300, sizes  # the median
+    assert sizes[-1] < 320, sizes  # and even the largest of these with a full id memory
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"{}", "format-1 array"),
+        (b"[2]", "format-1 array"),
+        (b'[1,null,"",0,0,[],null,null,[],""]', "format-1 array"),
+        (b'[1,"x","",0,0,[],null,null,[],"",0,null]', "clock"),
+        (b'[1,null,"AAAA",0,0,[],null,null,[],"",0,null]', "values"),
+        (b'[1,null,"",3,0,[],null,null,[],"",0,null]', "tier"),
+        (b'[1,null,"",0,32,[],null,null,[],"",0,null]', "segments"),
+        (b'[1,null,"",0,0,[1],null,null,[],"",0,null]', "last_seen"),
+        (b'[1,null,"",0,0,[],11,null,[],"",0,null]', "nps_score"),
+        (b'[1,null,"",0,0,[],null,"x",[],"",0,null]', "nps_at_ms"),
+        (b'[1,null,"",0,0,[],null,null,[[99,0,1]],"",0,null]', "caps"),
+        (b'[1,null,"",0,0,[],null,null,[[0,0]],"",0,null]', "caps"),
+        (b'[1,null,"",0,0,[],null,null,{},"",0,null]', "caps"),
+        (b'[1,null,"",0,0,[],null,null,[],"!!",0,null]', "recent_ids"),
+        (b'[1,null,"",0,0,[],null,null,[],"AAAA",0,null]', "recent_ids"),
+        (b'[1,null,"",0,0,[],null,null,[],7,0,null]', "recent_ids"),
+        (b'[1,null,"",0,0,[],null,null,[],"",-1,null]', "events_applied"),
+        (b'[1,null,"",0,0,[],null,null,[],"",true,null]', "events_applied"),
+    ],
+)
+def test_bad_states_are_invalid_state(model: Model, raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidState, match=message):
+        decode_state(raw, model)
+
+
+def test_a_state_of_another_model_layout_is_refused(model: Model, default_model: Model) -> None:
+    state = random_history(model, random.Random(1), 10)
+    with pytest.raises(InvalidState):
+        decode_state(encode_state(state), default_model)
+
+
+def test_encoding_is_compact_json(model: Model, event: Callable[..., Event]) -> None:
+    state = apply(None, event("pa", T0), model).state
+    doc = orjson.loads(encode_state(state))
+    assert doc[0] == 1 and doc[1] == 0  # the clock is the last event time
+    assert doc[-1] == T0
