@@ -21,6 +21,14 @@ from scoring.crossing import advance, next_crossing
 from scoring.decay import ExpSum, SignSteps, decay_factor, sign_steps
 from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
 from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
+from scoring.explain import (
+    Explanation,
+    contributions_at,
+    decode_explanation,
+    encode_explanation,
+    explain_add,
+    recent_at,
+)
 from scoring.model import (
     Condition,
     EventType,
@@ -54,6 +62,7 @@ __all__ = [
     "Event",
     "EventType",
     "ExpSum",
+    "Explanation",
     "InvalidEvent",
     "InvalidModel",
     "InvalidState",
@@ -70,10 +79,14 @@ __all__ = [
     "apply",
     "category",
     "change_id",
+    "contributions_at",
     "decay_factor",
+    "decode_explanation",
     "decode_state",
     "default_model_path",
+    "encode_explanation",
     "encode_state",
+    "explain_add",
     "fingerprint",
     "load_default_model",
     "load_model",
@@ -84,6 +97,7 @@ __all__ = [
     "parse_model",
     "parse_model_text",
     "parse_timestamp",
+    "recent_at",
     "segment_names",
     "sign_steps",
     "tier_name",

@@ -27,7 +27,7 @@ async def decay_sweep() -> None:
     """Fire decay crossings that came due on the partitions this worker owns."""
     try:
         await runtime.sweep(app)
-    except Exception:  # noqa: BLE001 - a failed sweep is retried next tick; never kill the timer
+    except Exception:  # a failed sweep is retried next tick; never kill the timer
         log.exception("decay sweep failed; retrying next tick")
 
 

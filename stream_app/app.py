@@ -43,6 +43,12 @@ def create_app(cfg: Settings) -> faust.App:
         web_bind=cfg.web_bind,
         web_port=cfg.web_port,
         web_in_thread=False,
+        # faust's own views (/router, /table, /graph, /stats) have no auth: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
     )
 
 

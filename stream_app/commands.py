@@ -36,7 +36,7 @@ def worker(args: argparse.Namespace) -> int:
         mode.loop.use("uvloop")
     from faust import Worker
 
-    from . import agents  # noqa: F401 - registers the agent with the app
+    from . import agents, views  # noqa: F401 - registers the agent and routes with the app
     from .app import app
     from .runtime import runtime
 

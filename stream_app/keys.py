@@ -48,3 +48,19 @@ class Keys:
     # due:{partition} -- sorted set: customer id -> next decay crossing (ms)
     def due(self, partition: int) -> str:
         return f"{self.base}:due:{{p{partition}}}"
+
+    # explain:{customer} -- string: encoded scoring.Explanation (per-type sums, last events)
+    def explain(self, customer_id: str) -> str:
+        return f"{self.base}:explain:{{{escape(customer_id)}}}"
+
+    # tier:<name> -- sorted set, all scores 0: the customers in that tier now (lex-paginated)
+    def tier_members(self, tier: str) -> str:
+        return f"{self.base}:tier:{escape(tier)}"
+
+    # segment:<name> -- sorted set, all scores 0: the customers in that rule segment now
+    def segment_members(self, segment: str) -> str:
+        return f"{self.base}:segment:{escape(segment)}"
+
+    # tier-moves:<name>:<in|out> -- sorted set: change id -> occurred_at ms (last 2 days)
+    def tier_moves(self, tier: str, direction: str) -> str:
+        return f"{self.base}:tier-moves:{escape(tier)}:{direction}"

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,14 +35,20 @@ from scoring import (
     Model,
     SegmentChange,
     apply,
+    decode_explanation,
     decode_state,
+    encode_explanation,
     encode_state,
+    explain_add,
     next_crossing,
     parse_event,
+    segment_names,
+    tier_name,
 )
 
 from . import jsonutil
 from .contracts import cloudevent, dead_letter
+from .readstore import ReadStore, membership_of
 from .store import StateStore, StoredRecord, Write, nps_fields
 
 log = logging.getLogger(__name__)
@@ -110,6 +116,7 @@ class _Fold:
     write: Write | None
     changes: list[SegmentChange]
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
+    state: CustomerState | None = None
 
 
 def expected_partition(customer_id: str, partitions: int) -> int:
@@ -131,6 +138,8 @@ class BatchProcessor:
         topics: Topics,
         store: StateStore,
         publisher: Publisher,
+        readstore: ReadStore | None = None,
+        explain_events: int = 10,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
@@ -139,6 +148,8 @@ class BatchProcessor:
         self.topics = topics
         self.store = store
         self.publisher = publisher
+        self.readstore = readstore
+        self.explain_events = explain_events
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
         self.clock = clock
@@ -182,8 +193,8 @@ class BatchProcessor:
                 continue
             grouped[event.customer_id].append((rec, event))
         pending = dict(grouped)
-        for _ in range(MAX_CONFLICT_ROUNDS):
-            stored = await self.store.load(list(pending))
+        for round_ in range(MAX_CONFLICT_ROUNDS):
+            stored = await self.store.load(list(pending), explain=self.explain_events > 0)
             folds = {
                 cid: self._fold(
                     cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
@@ -203,6 +214,7 @@ class BatchProcessor:
             await self.publisher.publish(out)
             out = []
             await self._count_nps(folds.values())
+            await self._index(folds, force=round_ > 0, now_ms=now_ms)
             writes = [f.write for f in folds.values() if f.write is not None]
             lost = await self.store.write(writes)
             if not lost:
@@ -226,6 +238,7 @@ class BatchProcessor:
             decode_state(stored.state, self.model) if stored.state is not None else None
         )
         marks = dict(stored.marks)
+        expl = decode_explanation(stored.explain) if stored.explain is not None else None
         changes: list[SegmentChange] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
@@ -250,12 +263,17 @@ class BatchProcessor:
             owner = self.owner(customer_id)
             if event.ts_ms > self.event_time.get(owner, -math.inf):
                 self.event_time[owner] = event.ts_ms
+            if result.status == "duplicate":
+                stats.duplicate += 1
+                continue
             if result.status == "applied":
                 stats.applied += 1
-            elif result.status == "duplicate":
-                stats.duplicate += 1
             else:
                 stats.capped += 1
+            if self.explain_events:
+                points = self.model.event_types[event.type].points
+                points = points if result.status == "applied" else 0.0
+                expl = explain_add(expl, event, points, self.model, keep=self.explain_events)
             if result.nps is not None:
                 for fld in nps_fields(result.nps.day, result.nps.tier, result.nps.category):
                     nps.append((rec.topic, rec.partition, rec.offset, fld))
@@ -268,8 +286,22 @@ class BatchProcessor:
                 encode_state(state),
                 due_partition=self.owner(customer_id),
                 due_at_ms=next_crossing(state, self.model),
+                explain=encode_explanation(expl) if expl is not None else None,
             )
-        return _Fold(write, changes, nps)
+        return _Fold(write, changes, nps, state)
+
+    async def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> None:
+        """Update the read-side indexes for new customers and those whose standing changed."""
+        if self.readstore is None:
+            return
+        members = {
+            cid: membership_of(tier_name(f.state, self.model), segment_names(f.state, self.model))
+            for cid, f in folds.items()
+            if f.state is not None
+            and (f.changes or force or (f.write is not None and f.write.read_version == 0))
+        }
+        changes = [c for f in folds.values() for c in f.changes]
+        await self.readstore.update(members, changes, now_ms)
 
     async def _count_nps(self, folds: Iterable[_Fold]) -> None:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)

@@ -15,7 +15,9 @@ from aiokafka.errors import KafkaError
 from scoring import Model, load_model
 
 from .keys import Keys
+from .metrics import WorkerMetrics
 from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
+from .readstore import ReadStore
 from .settings import Settings
 from .store import StateStore, connect
 
@@ -57,6 +59,10 @@ class Runtime:
         #: One batch or one sweep at a time, so the two never race on a customer here.
         self.busy = asyncio.Lock()
         self.input_partitions: int | None = None
+        self.readstore: ReadStore | None = None
+        self.metrics = WorkerMetrics()
+        self.started_at = time.time()
+        self.last_batch_at: float | None = None
         self.totals: Counter[str] = Counter()
         self.max_decay_lag_ms = 0.0
         self._reported: Counter[str] = Counter()
@@ -76,11 +82,16 @@ class Runtime:
         partitions = self.input_partitions or await topic_partition_count(
             settings.broker_list, settings.input_topic
         )
-        store = StateStore(connect(settings.redis_url), Keys(settings.key_prefix, model.name))
+        client = connect(settings.redis_url)
+        keys = Keys(settings.key_prefix, model.name)
+        store = StateStore(client, keys)
+        self.readstore = ReadStore(client, keys, model)
         log.info(
             "scoring with model %s v%d, input partitions %d", model.name, model.version, partitions
         )
-        return build_processor(settings, model, store, FaustPublisher(app), partitions)
+        processor = build_processor(settings, model, store, FaustPublisher(app), partitions)
+        processor.readstore = self.readstore
+        return processor
 
     async def handle(self, events: Sequence[Any]) -> BatchStats:
         """Process a batch of faust events, retrying with backoff until it is done."""
@@ -101,7 +112,11 @@ class Runtime:
             try:
                 processor = await self.processor()
                 async with self.busy:
+                    began = time.perf_counter()
                     stats = await processor.process(records)
+                    self.metrics.batch_seconds.observe(time.perf_counter() - began)
+                    self.metrics.batch_size.observe(len(records))
+                    self.last_batch_at = time.time()
             except RETRYABLE as exc:
                 log.warning(
                     "batch of %d waits %.2fs to retry: %s: %s",
@@ -119,6 +134,18 @@ class Runtime:
             delay = min(delay * 2, settings.retry_max_backoff_s)
 
     def record(self, stats: BatchStats) -> None:
+        m = self.metrics
+        m.consumed.inc(stats.consumed)
+        m.applied.inc(stats.applied)
+        m.duplicate.inc(stats.duplicate)
+        m.capped.inc(stats.capped)
+        m.redelivered.inc(stats.redelivered)
+        m.forwarded.inc(stats.forwarded)
+        m.conflicts.inc(stats.conflicts)
+        for name, n in stats.changes.items():
+            m.published.inc(n, type=name)
+        for reason, n in stats.dead.items():
+            m.dead.inc(n, reason=reason)
         t = self.totals
         t["consumed"] += stats.consumed
         t["applied"] += stats.applied
@@ -162,6 +189,10 @@ class Runtime:
                 log.warning("decay sweep of partition %d will retry: %s", partition, exc)
                 continue
             self.totals["decay:fired"] += stats.fired
+            self.metrics.decay_fired.inc(stats.fired)
+            for name, n in stats.by_type.items():
+                self.metrics.published.inc(n, type=name)
+            self.metrics.decay_lag.set(stats.max_lag_ms / 1000.0)
             self.totals["decay:changes"] += stats.changes
             if stats.fired:
                 log.debug(
@@ -216,6 +247,7 @@ def build_processor(
         store=store,
         publisher=publisher,
         dedup_memory=settings.dedup_memory,
+        explain_events=settings.explain_events,
         max_future_ms=int(settings.max_future_seconds * 1000),
     )
 

@@ -38,6 +38,7 @@ class Settings:
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
     key_prefix: str = "es"
     dedup_memory: int = 16
+    explain_events: int = 10
     max_future_seconds: float = 300.0
     batch_size: int = 500
     batch_window_ms: int = 20
@@ -46,6 +47,9 @@ class Settings:
     decay_tick_ms: int = 500
     decay_sweep_limit: int = 1000
     log_level: str = "info"
+    api_tokens: str = ""  # comma-separated bearer tokens for /v1/; empty: no auth
+    ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
+    ready_max_lag: int = 10_000
     data_dir: str = ""  # empty: a directory under the system temp dir
 
     @classmethod
@@ -79,10 +83,22 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be positive, got {value}")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"{PREFIX}WEB_PORT: must be a TCP port, got {self.web_port}")
+        if self.explain_events < 0:
+            raise SettingsError(f"{PREFIX}EXPLAIN_EVENTS: must be >= 0, got {self.explain_events}")
         if self.batch_window_ms < 0 or self.fetch_max_wait_ms < 0:
             raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS / FETCH_MAX_WAIT_MS: must be >= 0")
         if not self.kafka_brokers.strip():
             raise SettingsError(f"{PREFIX}KAFKA_BROKERS: must name at least one host:port")
+
+    @property
+    def api_token_list(self) -> list[str]:
+        """``api_tokens`` split; empty means the /v1/ API needs no token."""
+        return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
+
+    @property
+    def ops_token_list(self) -> list[str]:
+        """``ops_tokens`` split; empty means /readyz and /metrics are open."""
+        return [t.strip() for t in self.ops_tokens.split(",") if t.strip()]
 
     @property
     def broker_list(self) -> list[str]:
@@ -113,7 +129,9 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, str) and "://" in value and "@" in value:
+            if f.name.endswith("_tokens") and value:
+                value = "***"
+            elif isinstance(value, str) and "://" in value and "@" in value:
                 scheme, rest = value.split("://", 1)
                 value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
             out[f.name] = value

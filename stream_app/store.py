@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, cast
 
@@ -42,6 +42,7 @@ class StoredRecord:
     version: int = 0
     marks: Mapping[str, int] = field(default_factory=dict)
     state: bytes | None = None
+    explain: bytes | None = None
 
 
 def encode_record(version: int, marks: Mapping[str, int], state: bytes) -> bytes:
@@ -91,6 +92,7 @@ class Write:
     state: bytes
     due_partition: int = 0
     due_at_ms: float | None = None  # the new state's next decay crossing
+    explain: bytes | None = None  # written with the state, atomically, when given
 
 
 class StateStore:
@@ -103,16 +105,25 @@ class StateStore:
         self._cas = client.register_script(_lua("cas_write.lua"))
         self._nps_add = client.register_script(_lua("nps_add.lua"))
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredRecord]:
-        """Records of the given customers, in one pipeline."""
+    async def load(
+        self, customer_ids: Sequence[str], *, explain: bool = False
+    ) -> dict[str, StoredRecord]:
+        """Records of the given customers (and their explanations), in one pipeline."""
         pipe = self.client.pipeline(transaction=False)
         for cid in customer_ids:
             pipe.get(self.keys.state(cid))
+            if explain:
+                pipe.get(self.keys.explain(cid))
         raws = await pipe.execute()
-        return {
-            cid: decode_record(raw) if raw is not None else StoredRecord()
-            for cid, raw in zip(customer_ids, raws, strict=True)
-        }
+        step = 2 if explain else 1
+        out: dict[str, StoredRecord] = {}
+        for i, cid in enumerate(customer_ids):
+            raw = raws[i * step]
+            record = decode_record(raw) if raw is not None else StoredRecord()
+            if explain and raws[i * step + 1] is not None:
+                record = replace(record, explain=raws[i * step + 1])
+            out[cid] = record
+        return out
 
     async def write(self, writes: Sequence[Write]) -> list[str]:
         """Apply fenced writes; return the customers whose write lost a race.
@@ -125,13 +136,17 @@ class StateStore:
         if not writes:
             return []
         await self._schedule(writes)
-        calls: list[tuple[list[str], list[ScriptArg]]] = [
-            (
-                [self.keys.state(w.customer_id)],
-                [w.read_version, encode_record(w.read_version + 1, w.marks, w.state)],
-            )
-            for w in writes
-        ]
+        calls: list[tuple[list[str], list[ScriptArg]]] = []
+        for w in writes:
+            keys = [self.keys.state(w.customer_id)]
+            args: list[ScriptArg] = [
+                w.read_version,
+                encode_record(w.read_version + 1, w.marks, w.state),
+            ]
+            if w.explain is not None:
+                keys.append(self.keys.explain(w.customer_id))
+                args.append(w.explain)
+            calls.append((keys, args))
         if self.is_cluster:
             results = await asyncio.gather(*(self._cas(keys=k, args=a) for k, a in calls))
         else:

@@ -18,13 +18,24 @@ fires while events of that partition that would have prevented it still wait.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
-from scoring import SegmentChange, advance, decode_state, encode_state, next_crossing
+from scoring import (
+    CustomerState,
+    SegmentChange,
+    advance,
+    decode_state,
+    encode_state,
+    next_crossing,
+    segment_names,
+    tier_name,
+)
 
 from . import jsonutil
 from .contracts import cloudevent
 from .pipeline import BatchProcessor, OutMessage
+from .readstore import membership_of
 from .store import Write
 
 log = logging.getLogger("stream_app.sweep")
@@ -39,6 +50,7 @@ class SweepStats:
     changes: int = 0
     conflicts: int = 0
     max_lag_ms: float = 0.0
+    by_type: Counter[str] = field(default_factory=Counter)
 
 
 async def sweep_partition(
@@ -55,6 +67,7 @@ async def sweep_partition(
     stored = await store.load(ids)
     changes: list[SegmentChange] = []
     writes: list[Write] = []
+    new_states: list[CustomerState] = []
     schedule: dict[str, float | None] = {}
     for cid in ids:
         record = stored[cid]
@@ -66,6 +79,7 @@ async def sweep_partition(
         if fired:
             changes.extend(fired)
             writes.append(Write(cid, record.version, record.marks, encode_state(state)))
+            new_states.append(state)
     if changes:
         await processor.publisher.publish(
             [
@@ -75,12 +89,19 @@ async def sweep_partition(
                 for c in changes
             ]
         )
+    if processor.readstore is not None:
+        members = {
+            w.customer_id: membership_of(tier_name(st, model), segment_names(st, model))
+            for w, st in zip(writes, new_states, strict=True)
+        }
+        await processor.readstore.update(members, changes, now_ms)
     lost = await store.write(writes)
     for cid in lost:  # someone else wrote this customer: leave its entry for the next tick
         schedule.pop(cid, None)
     await store.reschedule(partition, schedule)
     stats.fired = len(writes) - len(lost)
     stats.changes = len(changes)
+    stats.by_type.update(c.cloudevent_type for c in changes)
     stats.conflicts = len(lost)
     stats.max_lag_ms = max((now_ms - c.occurred_at_ms for c in changes), default=0.0)
     return stats

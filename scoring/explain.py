@@ -1,0 +1,111 @@
+"""Why a score is what it is: contributions per event type, and the latest events.
+
+A bounded companion of :class:`scoring.CustomerState`: per event type, the sum of
+its points decayed to a reference time (exactly as the dimension values are), and
+the last ``keep`` events by event time. Pure, like the rest of the core.
+
+>>> from scoring.model import load_default_model
+>>> model = load_default_model()
+>>> from scoring.events import Event
+>>> ev = Event("e1", "c1", "webinar_attended", 0, None)
+>>> e = explain_add(None, ev, 10.0, model)
+>>> round(contributions_at(e, model, 30 * 86_400_000)["webinar_attended"], 6)
+5.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from scoring.decay import decay_factor
+from scoring.errors import InvalidState
+from scoring.events import Event
+from scoring.model import Model
+
+__all__ = ["Explanation", "contributions_at", "decode_explanation", "encode_explanation",
+           "explain_add", "recent_at"]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Per-type decayed points at ``at_ms`` and the latest events (newest first)."""
+
+    at_ms: float
+    by_type: tuple[tuple[str, float], ...]
+    recent: tuple[tuple[int, str, float, str], ...]  # (ts_ms, type, points, event_id)
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(v, float) for _, v in self.by_type):
+            raise InvalidState("explanation: contributions must be floats")
+
+
+def _half_life(model: Model, event_type: str) -> float:
+    return model.half_life_ms(model.event_types[event_type].dimension)
+
+
+def explain_add(
+    expl: Explanation | None, event: Event, points: float, model: Model, *, keep: int = 10
+) -> Explanation:
+    """Add one applied event (``points`` as applied: 0 for a capped one)."""
+    if keep < 0:
+        raise ValueError("keep: must be >= 0")
+    event_type, ts_ms = event.type, event.ts_ms
+    if expl is None:
+        expl = Explanation(float(ts_ms), (), ())
+    at = max(expl.at_ms, float(ts_ms))
+    sums = {t: v * decay_factor(at - expl.at_ms, _half_life(model, t)) for t, v in expl.by_type}
+    sums[event_type] = sums.get(event_type, 0.0) + points * decay_factor(
+        at - ts_ms, _half_life(model, event_type)
+    )
+    recent = sorted((*expl.recent, (ts_ms, event_type, points, event.event_id)), reverse=True)[
+        :keep
+    ]
+    return Explanation(at, tuple(sorted(sums.items())), tuple(recent))
+
+
+def contributions_at(expl: Explanation, model: Model, t_ms: float) -> dict[str, float]:
+    """Each event type's contribution to the score at ``t_ms``."""
+    return {
+        t: v * decay_factor(t_ms - expl.at_ms, _half_life(model, t))
+        for t, v in expl.by_type
+        if t in model.event_types
+    }
+
+
+def recent_at(expl: Explanation, model: Model, t_ms: float) -> list[dict[str, object]]:
+    """The kept events with what each still contributes at ``t_ms``, largest first."""
+    rows = [
+        {
+            "event_id": eid,
+            "type": etype,
+            "timestamp_ms": ts,
+            "points": pts,
+            "contribution": pts * decay_factor(t_ms - ts, _half_life(model, etype)),
+        }
+        for ts, etype, pts, eid in expl.recent
+        if etype in model.event_types
+    ]
+    rows.sort(key=lambda r: -abs(float(str(r["contribution"]))))
+    return rows
+
+
+def encode_explanation(expl: Explanation) -> bytes:
+    """Compact JSON bytes (floats round-trip exactly)."""
+    return orjson.dumps(
+        [expl.at_ms, [list(p) for p in expl.by_type], [list(r) for r in expl.recent]]
+    )
+
+
+def decode_explanation(raw: bytes) -> Explanation:
+    """Inverse of :func:`encode_explanation`; :class:`InvalidState` on bad bytes."""
+    try:
+        at, by_type, recent = orjson.loads(raw)
+        return Explanation(
+            float(at),
+            tuple((str(t), float(v)) for t, v in by_type),
+            tuple((int(ts), str(t), float(p), str(e)) for ts, t, p, e in recent),
+        )
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise InvalidState(f"explanation: {exc}") from None

@@ -1,0 +1,237 @@
+"""The HTTP read API's logic: validation, auth and answers (``views.py`` routes to it).
+
+Every handler returns ``(status, body)``; bodies are JSON-ready. Path and query
+input is validated before it gets near Redis (customer ids by the event
+contract's rules, segment names against the model, bounded ``limit`` and NPS
+windows); keys are built by :mod:`stream_app.keys`, which escapes ids.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from scoring import (
+    CustomerState,
+    InvalidEvent,
+    InvalidState,
+    Model,
+    contributions_at,
+    decode_explanation,
+    decode_state,
+    next_crossing,
+    nps,
+    recent_at,
+    validate_customer_id,
+    values_at,
+)
+
+from .contracts import rfc3339
+from .keys import Keys
+from .readstore import ReadStore
+from .store import StateStore
+
+Answer = tuple[int, dict[str, Any]]
+MAX_LIMIT = 1000
+MAX_NPS_DAYS = 366
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def error(status: int, code: str, message: str) -> Answer:
+    """A JSON error body."""
+    return status, {"error": {"code": code, "message": message}}
+
+
+class ApiError(Exception):
+    """A request the API refuses; ``answer`` is the JSON error to send."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.answer = error(status, code, message)
+
+
+def authorized(header: str | None, tokens: Sequence[str]) -> bool:
+    """True when no tokens are configured, or ``header`` is ``Bearer <one of them>``.
+
+    Every configured token is compared in constant time.
+
+    >>> authorized(None, [])
+    True
+    >>> authorized("Bearer s3cret", ["other", "s3cret"])
+    True
+    >>> authorized("Bearer nope", ["s3cret"])
+    False
+    """
+    if not tokens:
+        return True
+    if not header or not header.startswith("Bearer "):
+        return False
+    given = header[len("Bearer ") :].strip().encode()
+    ok = False
+    for token in tokens:
+        ok |= hmac.compare_digest(given, token.encode())
+    return ok
+
+
+class ReadApi:
+    """Answers for the /v1/ endpoints, over the worker's Redis state."""
+
+    def __init__(self, model: Model, store: StateStore, readstore: ReadStore) -> None:
+        self.model = model
+        self.store = store
+        self.readstore = readstore
+        self.keys: Keys = store.keys
+
+    async def customer(self, customer_id: str, now_ms: float | None = None) -> Answer:
+        state, record_version, _ = await self._load(customer_id)
+        now = time.time() * 1000 if now_ms is None else now_ms
+        at_clock = values_at(state, self.model, state.clock_ms)
+        at_now = values_at(state, self.model, max(now, state.clock_ms))
+        crossing = next_crossing(state, self.model)
+        nps_cat = state.nps_category
+        return 200, {
+            "customer_id": customer_id,
+            "score": at_now.score,
+            "dimensions": dict(at_now.dimensions),
+            "at_clock": {"score": at_clock.score, "dimensions": dict(at_clock.dimensions)},
+            "clock": rfc3339(state.clock_ms),
+            "tier": state.tier_name(self.model),
+            "segments": list(state.segment_names(self.model)),
+            "nps": {
+                "last_score": state.nps_score,
+                "category": nps_cat,
+                "answered_at": rfc3339(state.nps_at_ms) if state.nps_at_ms is not None else None,
+            },
+            "last_event_at": rfc3339(state.last_event_ms)
+            if state.last_event_ms is not None
+            else None,
+            "events_applied": state.events_applied,
+            "next_crossing": rfc3339(crossing) if crossing is not None else None,
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "version": record_version,
+        }
+
+    async def explain(self, customer_id: str, now_ms: float | None = None) -> Answer:
+        state, _, raw_explain = await self._load(customer_id)
+        now = max(time.time() * 1000 if now_ms is None else now_ms, state.clock_ms)
+        values = values_at(state, self.model, now)
+        body: dict[str, Any] = {
+            "customer_id": customer_id,
+            "at": rfc3339(now),
+            "score": values.score,
+            "by_dimension": dict(values.dimensions),
+            "by_event_type": {},
+            "recent_events": [],
+        }
+        if raw_explain is not None:
+            expl = decode_explanation(raw_explain)
+            by_type = contributions_at(expl, self.model, now)
+            body["by_event_type"] = dict(sorted(by_type.items(), key=lambda kv: -abs(kv[1])))
+            body["recent_events"] = [
+                {**row, "timestamp": rfc3339(float(str(row["timestamp_ms"])))}
+                for row in recent_at(expl, self.model, now)
+            ]
+        return 200, body
+
+    async def _load(self, customer_id: str) -> tuple[CustomerState, int, bytes | None]:
+        try:
+            validate_customer_id(customer_id)
+        except InvalidEvent as exc:
+            raise ApiError(400, "bad_customer_id", exc.detail) from None
+        record = (await self.store.load([customer_id], explain=True))[customer_id]
+        if record.state is None:
+            raise ApiError(404, "unknown_customer", f"no state for customer {customer_id!r}")
+        try:
+            state = decode_state(record.state, self.model)
+        except InvalidState as exc:
+            raise ApiError(409, "state_unreadable", f"stored state does not fit: {exc}") from None
+        return state, record.version, record.explain
+
+    async def tiers(self, now_ms: float | None = None) -> Answer:
+        now = time.time() * 1000 if now_ms is None else now_ms
+        counts = await self.readstore.tier_counts(now)
+        return 200, {
+            "model": self.model.name,
+            "at": rfc3339(now),
+            "tiers": [{"name": t.name, "threshold": t.threshold, **counts[t.name]}
+                      for t in self.model.tiers],
+        }  # fmt: skip
+
+    async def segments(self) -> Answer:
+        counts = await self.readstore.segment_counts()
+        return 200, {
+            "model": self.model.name,
+            "segments": [
+                {"name": r.name, "customers": counts[r.name]} for r in self.model.segments
+            ],
+        }
+
+    async def members(self, name: str, query: Mapping[str, str]) -> Answer:
+        if name not in {r.name for r in self.model.segments}:
+            return error(404, "unknown_segment", f"no segment {name!r} in model {self.model.name}")
+        try:
+            limit = int(query.get("limit", "100"))
+        except ValueError:
+            return error(400, "bad_limit", "limit: must be an integer")
+        if not 1 <= limit <= MAX_LIMIT:
+            return error(400, "bad_limit", f"limit: must be between 1 and {MAX_LIMIT}")
+        cursor = query.get("cursor") or None
+        if cursor is not None:
+            try:
+                validate_customer_id(cursor)
+            except InvalidEvent:
+                return error(400, "bad_cursor", "cursor: not a cursor this API returned")
+        page, nxt = await self.readstore.members(
+            self.keys.segment_members(name), cursor=cursor, limit=limit
+        )
+        return 200, {"segment": name, "members": page, "next_cursor": nxt}
+
+    async def nps(self, query: Mapping[str, str], today: date | None = None) -> Answer:
+        today = today or datetime.now(tz=UTC).date()
+        try:
+            start = _day(query.get("from"), today - timedelta(days=29), "from")
+            end = _day(query.get("to"), today, "to")
+        except ValueError as exc:
+            return error(400, "bad_window", str(exc))
+        if end < start:
+            return error(400, "bad_window", "to: must not be before from")
+        if (end - start).days + 1 > MAX_NPS_DAYS:
+            return error(400, "bad_window", f"window: at most {MAX_NPS_DAYS} days")
+        by = query.get("by")
+        if by not in (None, "", "tier"):
+            return error(400, "bad_by", "by: only 'tier' is supported")
+        counts = await self.store.nps_counts()
+        lo, hi = start.isoformat(), end.isoformat()
+        groups: dict[str, Counter[str]] = {}
+        for fld, n in counts.items():
+            day, tier, cat = fld.split("|")
+            if lo <= day <= hi:
+                groups.setdefault(tier, Counter())[cat] += n
+        body: dict[str, Any] = {"from": lo, "to": hi, "overall": _nps_body(groups.get("*"))}
+        if by == "tier":
+            body["by_tier"] = {t.name: _nps_body(groups.get(t.name)) for t in self.model.tiers}
+        return 200, body
+
+
+def _day(text: str | None, default: date, name: str) -> date:
+    if not text:
+        return default
+    if not _DAY.match(text):
+        raise ValueError(f"{name}: must be a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name}: not a calendar date") from None
+
+
+def _nps_body(c: Counter[str] | None) -> dict[str, Any]:
+    c = c or Counter()
+    p, pa, d = c["promoter"], c["passive"], c["detractor"]
+    return {"nps": nps(p, pa, d), "promoters": p, "passives": pa, "detractors": d,
+            "responses": p + pa + d}  # fmt: skip

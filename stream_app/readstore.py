@@ -1,0 +1,123 @@
+"""Read-side indexes in Redis: who is in each tier and segment, and tier moves.
+
+These are derived data, rebuilt from customer states as they change:
+
+* ``tier:<name>`` / ``segment:<name>``: sorted sets with every score 0, so a
+  member list pages by member (``ZRANGE ... BYLEX``) with a stable cursor even
+  while members come and go; counts are ``ZCARD``.
+* ``tier-moves:<name>:in|out``: change id -> time, so "entered in the last
+  hour" is a ``ZCOUNT``; re-publishing a change (same id) counts once.
+
+They are written before the customer's fenced state write, idempotently (a
+member is set to what the new state says), so a crash in between leaves them
+ahead of the state and a redelivery writes the same again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from scoring import Model, SegmentChange
+
+from .keys import Keys
+from .store import RedisClient
+
+#: How long tier moves are kept (the API reports the last hour and day).
+MOVES_KEPT_MS = 2 * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Where one customer stands: its tier and the rule segments it is in."""
+
+    tier: str
+    segments: frozenset[str]
+
+
+class ReadStore:
+    """Writes and queries of the read-side indexes."""
+
+    def __init__(self, client: RedisClient, keys: Keys, model: Model) -> None:
+        self.client = client
+        self.keys = keys
+        self.model = model
+
+    async def update(
+        self, members: Mapping[str, Membership], changes: Sequence[SegmentChange], now_ms: float
+    ) -> None:
+        """Set customers' memberships and record tier moves (one pipeline)."""
+        if not members and not changes:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        sets = [(self.keys.tier_members(t.name), t.name, True) for t in self.model.tiers]
+        sets += [(self.keys.segment_members(r.name), r.name, False) for r in self.model.segments]
+        for cid, m in members.items():
+            for key, name, is_tier in sets:
+                if (name == m.tier) if is_tier else (name in m.segments):
+                    pipe.zadd(key, {cid: 0})
+                else:
+                    pipe.zrem(key, cid)
+        touched: set[str] = set()
+        for c in changes:
+            if c.kind != "tier":
+                continue
+            if c.to_tier is not None:
+                pipe.zadd(self.keys.tier_moves(c.to_tier, "in"), {c.change_id: c.occurred_at_ms})
+                touched.add(self.keys.tier_moves(c.to_tier, "in"))
+            if c.from_tier is not None:
+                key = self.keys.tier_moves(c.from_tier, "out")
+                pipe.zadd(key, {c.change_id: c.occurred_at_ms})
+                touched.add(key)
+        for key in touched:
+            pipe.zremrangebyscore(key, "-inf", now_ms - MOVES_KEPT_MS)
+        await pipe.execute()
+
+    async def tier_counts(self, now_ms: float) -> dict[str, dict[str, int]]:
+        """Per tier: customers now, entered and left in the last hour and day."""
+        names = [t.name for t in self.model.tiers]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(self.keys.tier_members(name))
+            for direction in ("in", "out"):
+                key = self.keys.tier_moves(name, direction)
+                pipe.zcount(key, now_ms - 3_600_000, "+inf")
+                pipe.zcount(key, now_ms - 86_400_000, "+inf")
+        raw = [int(x) for x in await pipe.execute()]
+        out: dict[str, dict[str, int]] = {}
+        for i, name in enumerate(names):
+            now, in_h, in_d, out_h, out_d = raw[i * 5 : i * 5 + 5]
+            out[name] = {
+                "customers": now,
+                "entered_last_hour": in_h,
+                "entered_last_day": in_d,
+                "left_last_hour": out_h,
+                "left_last_day": out_d,
+            }
+        return out
+
+    async def segment_counts(self) -> dict[str, int]:
+        """How many customers each rule segment holds now."""
+        pipe = self.client.pipeline(transaction=False)
+        for rule in self.model.segments:
+            pipe.zcard(self.keys.segment_members(rule.name))
+        counts = await pipe.execute()
+        return {r.name: int(n) for r, n in zip(self.model.segments, counts, strict=True)}
+
+    async def members(
+        self, key: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """One page of a member set after ``cursor``; the next cursor or None at the end."""
+        start = "-" if not cursor else f"({cursor}"
+        raw = cast(
+            list[bytes],
+            await self.client.zrangebylex(key, start, "+", start=0, num=limit + 1),
+        )
+        page = [m.decode() for m in raw[:limit]]
+        return page, (page[-1] if len(raw) > limit and page else None)
+
+
+def membership_of(tier: str, segments: Iterable[str]) -> Membership:
+    """A :class:`Membership` from a tier name and segment names."""
+    return Membership(tier, frozenset(segments))
