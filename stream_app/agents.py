@@ -35,3 +35,9 @@ async def decay_sweep() -> None:
 async def log_stats() -> None:
     """Log what the worker did since the last report (counts per reason)."""
     runtime.log_stats()
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    """Forget the progress of partitions moved away, so it is rebuilt if they come back."""
+    runtime.forget({tp.partition for tp in revoked})

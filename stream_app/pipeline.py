@@ -172,9 +172,10 @@ class BatchProcessor:
         now_ms = self.clock() * 1000.0
         out: list[OutMessage] = []
         grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
+        offsets: dict[tuple[str, int], int] = {}
         for rec in records:
             tp = (rec.topic, rec.partition)
-            self.offsets[tp] = max(rec.offset, self.offsets.get(tp, -1))
+            offsets[tp] = max(rec.offset, offsets.get(tp, -1))
             try:
                 event = parse_event(
                     rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
@@ -218,6 +219,7 @@ class BatchProcessor:
             writes = [f.write for f in folds.values() if f.write is not None]
             lost = await self.store.write(writes)
             if not lost:
+                self._progress(offsets, folds.values())
                 return stats
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
@@ -260,9 +262,6 @@ class BatchProcessor:
                 continue
             state = result.state
             changes.extend(result.changes)
-            owner = self.owner(customer_id)
-            if event.ts_ms > self.event_time.get(owner, -math.inf):
-                self.event_time[owner] = event.ts_ms
             if result.status == "duplicate":
                 stats.duplicate += 1
                 continue
@@ -289,6 +288,24 @@ class BatchProcessor:
                 explain=encode_explanation(expl) if expl is not None else None,
             )
         return _Fold(write, changes, nps, state)
+
+    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
+        """Advance offsets and event-time progress, once the batch's effects are durable."""
+        for tp, offset in offsets.items():
+            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+        for fold in folds:
+            if fold.state is not None and fold.write is not None:
+                owner = fold.write.due_partition
+                last = fold.state.last_event_ms
+                if last is not None and last > self.event_time.get(owner, -math.inf):
+                    self.event_time[owner] = last
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop progress of partitions this worker no longer owns (after a rebalance)."""
+        for p in partitions:
+            self.event_time.pop(p, None)
+            for topic in (self.topics.input, self.topics.by_customer):
+                self.offsets.pop((topic, p), None)
 
     async def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> None:
         """Update the read-side indexes for new customers and those whose standing changed."""

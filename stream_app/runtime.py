@@ -160,6 +160,12 @@ class Runtime:
             t[f"dead:{reason}"] += n
             log.warning("dead-lettered %d message(s): %s", n, reason)
 
+    def forget(self, partitions: set[int]) -> None:
+        """Drop event-time progress and offsets of revoked partitions."""
+        if self._processor is not None and partitions:
+            self._processor.forget(partitions)
+            log.info("partitions revoked: %s", sorted(partitions))
+
     async def sweep(self, app: Any) -> None:
         """Fire due decay crossings on every input partition this worker owns."""
         from .app import settings
@@ -223,6 +229,11 @@ class Runtime:
 
     def log_stats(self) -> None:
         delta = self.totals - self._reported
+        if self.max_decay_lag_ms:
+            log.info(
+                "decay sweep: largest firing lag %.0f ms since last report", self.max_decay_lag_ms
+            )
+            self.max_decay_lag_ms = 0.0
         if delta:
             log.info(
                 "since last report: %s", ", ".join(f"{k}={v}" for k, v in sorted(delta.items()))

@@ -85,8 +85,14 @@ class Settings:
             raise SettingsError(f"{PREFIX}WEB_PORT: must be a TCP port, got {self.web_port}")
         if self.explain_events < 0:
             raise SettingsError(f"{PREFIX}EXPLAIN_EVENTS: must be >= 0, got {self.explain_events}")
-        if self.batch_window_ms < 0 or self.fetch_max_wait_ms < 0:
-            raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS / FETCH_MAX_WAIT_MS: must be >= 0")
+        if self.batch_window_ms < 0:
+            raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS: must be >= 0")
+        if not 0 <= self.fetch_max_wait_ms <= 60_000:
+            raise SettingsError(f"{PREFIX}FETCH_MAX_WAIT_MS: must be between 0 and 60000")
+        if self.max_future_seconds < 0:
+            raise SettingsError(f"{PREFIX}MAX_FUTURE_SECONDS: must be >= 0")
+        if not self.retry_max_backoff_s > 0:
+            raise SettingsError(f"{PREFIX}RETRY_MAX_BACKOFF_S: must be > 0")
         if not self.kafka_brokers.strip():
             raise SettingsError(f"{PREFIX}KAFKA_BROKERS: must name at least one host:port")
 

@@ -59,7 +59,7 @@ def decode_record(raw: bytes) -> StoredRecord:
     """Unpack a record written by :func:`encode_record`.
 
     >>> decode_record(b'3 i1=40,r1=2 [1]')
-    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]')
+    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=None)
     """
     version, mark_text, state = raw.split(b" ", 2)
     marks: dict[str, int] = {}
@@ -104,6 +104,7 @@ class StateStore:
         self.is_cluster = isinstance(client, RedisCluster)
         self._cas = client.register_script(_lua("cas_write.lua"))
         self._nps_add = client.register_script(_lua("nps_add.lua"))
+        self._reschedule = client.register_script(_lua("due_reschedule.lua"))
 
     async def load(
         self, customer_ids: Sequence[str], *, explain: bool = False
@@ -178,17 +179,18 @@ class StateStore:
         )
         return [(m.decode(), float(t)) for m, t in raw]
 
-    async def reschedule(self, partition: int, entries: Mapping[str, float | None]) -> None:
-        """Set (or drop, for None) customers' next crossings, as the decay sweep found them."""
-        key = self.keys.due(partition)
-        pipe = self.client.pipeline(transaction=False)
-        later = {cid: t for cid, t in entries.items() if t is not None}
-        gone = [cid for cid, t in entries.items() if t is None]
-        if later:
-            pipe.zadd(key, cast(Any, later))
-        if gone:
-            pipe.zrem(key, *gone)
-        await pipe.execute()
+    async def reschedule(
+        self, partition: int, entries: Mapping[str, tuple[float, float | None]]
+    ) -> None:
+        """After a sweep: move each customer from the time it was read at to its next
+        crossing (None: drop), unless someone moved it meanwhile (``lua/due_reschedule.lua``).
+        """
+        if not entries:
+            return
+        args: list[ScriptArg] = []
+        for cid, (old, new) in entries.items():
+            args += [cid, repr(old), "" if new is None else repr(new)]
+        await self._reschedule(keys=[self.keys.due(partition)], args=args)
 
     async def due_size(self, partition: int) -> int:
         """How many customers wait in ``partition``'s due index."""

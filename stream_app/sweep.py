@@ -9,7 +9,11 @@ the changes, writes the state (fenced) and reschedules them. Work per tick is
 proportional to the customers due, never to all customers.
 
 Event-time progress of a partition is the largest event time applied on it, or
-the wall clock while the partition is caught up. So a replay of history fires
+the wall clock while the partition is caught up. Only crossings strictly before
+it fire: another event at exactly that time may still wait, and an event applied
+at a customer's clock can leave a crossing pending at that very time (the truth
+after an event is taken at the instant, a decay crossing's just after it), which
+must meet that event as an offline pass would. So a replay of history fires
 exactly the crossings a live run would, with the same change ids (a change id
 depends only on the customer, the change and its time), and a crossing never
 fires while events of that partition that would have prevented it still wait.
@@ -18,6 +22,7 @@ fires while events of that partition that would have prevented it still wait.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -56,9 +61,11 @@ class SweepStats:
 async def sweep_partition(
     processor: BatchProcessor, partition: int, until_ms: float, *, now_ms: float, limit: int = 500
 ) -> SweepStats:
-    """Fire the crossings due on ``partition`` up to ``until_ms`` (one round trip each way)."""
+    """Fire the crossings due on ``partition`` strictly before ``until_ms`` (one round
+    trip each way)."""
     store, model = processor.store, processor.model
     stats = SweepStats()
+    until_ms = math.nextafter(until_ms, -math.inf)  # see the module docstring
     due = await store.due(partition, until_ms, limit)
     if not due:
         return stats
@@ -68,14 +75,15 @@ async def sweep_partition(
     changes: list[SegmentChange] = []
     writes: list[Write] = []
     new_states: list[CustomerState] = []
-    schedule: dict[str, float | None] = {}
+    schedule: dict[str, tuple[float, float | None]] = {}
+    read_at = dict(due)
     for cid in ids:
         record = stored[cid]
         if record.state is None:
-            schedule[cid] = None
+            schedule[cid] = (read_at[cid], None)
             continue
         state, fired = advance(decode_state(record.state, model), cid, until_ms, model)
-        schedule[cid] = next_crossing(state, model)
+        schedule[cid] = (read_at[cid], next_crossing(state, model))
         if fired:
             changes.extend(fired)
             writes.append(Write(cid, record.version, record.marks, encode_state(state)))
