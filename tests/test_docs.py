@@ -1,0 +1,121 @@
+"""The documentation agrees with the code: settings, CLI, set-up commands, CI, schemas.
+
+Pure and fast: reads files and imports modules, starts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# pytest puts tests/ on sys.path (rootdir conftest), where tests/scoring/ (no __init__.py)
+# would shadow the real ``scoring`` package as a namespace package: put the root first.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from stream_app.cli import build_parser  # noqa: E402
+from stream_app.settings import PREFIX, Settings  # noqa: E402
+
+DOCS = ROOT / "docs"
+SCHEMAS = sorted((DOCS / "schemas").glob("*.json"))
+ENV_NAME = re.compile(r"\bENGAGEMENT_[A-Z0-9_]*[A-Z0-9]\b")
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    raise AssertionError("the CLI parser has no subcommands")
+
+
+def test_every_setting_is_documented() -> None:
+    doc = _read(DOCS / "configuration.md")
+    missing = [
+        f"{PREFIX}{f.name.upper()}"
+        for f in fields(Settings)
+        if f"`{PREFIX}{f.name.upper()}`" not in doc
+    ]
+    assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_every_documented_variable_is_a_setting() -> None:
+    real = {f"{PREFIX}{f.name.upper()}" for f in fields(Settings)}
+    documented = set(ENV_NAME.findall(_read(DOCS / "configuration.md")))
+    assert documented, "docs/configuration.md names no ENGAGEMENT_ variable"
+    assert documented <= real, f"not Settings fields: {sorted(documented - real)}"
+
+
+def test_readme_names_only_real_variables() -> None:
+    real = {f"{PREFIX}{f.name.upper()}" for f in fields(Settings)}
+    for path in [ROOT / "README.md", *DOCS.glob("*.md")]:
+        unknown = set(ENV_NAME.findall(_read(path))) - real
+        assert not unknown, f"{path.name} names unknown variables {sorted(unknown)}"
+
+
+def test_readme_documents_every_cli_subcommand() -> None:
+    readme = _read(ROOT / "README.md")
+    commands = _subcommands()
+    assert {"worker", "dev", "simulate", "produce", "score", "tail", "check-model"} <= set(commands)
+    missing = [c for c in commands if f"engagement-scorer {c}" not in readme]
+    assert not missing, f"README.md does not document {missing}"
+
+
+def test_readme_has_the_two_setup_commands() -> None:
+    readme = _read(ROOT / "README.md")
+    blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", readme, flags=re.S)
+    lines = {line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()}
+    assert "make dev" in lines
+    assert "make test" in lines
+    makefile = _read(ROOT / "Makefile")
+    assert re.search(r"^dev:", makefile, flags=re.M)
+    assert re.search(r"^test:", makefile, flags=re.M)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = ROOT / ".ci" / "run"
+    commands = [
+        line.strip() for line in _read(ci).splitlines() if line.strip() and not line.startswith("#")
+    ]
+    assert "make test" in commands
+
+
+def test_changelog_has_an_unreleased_section() -> None:
+    changelog = _read(ROOT / "CHANGELOG.md")
+    assert re.search(r"^## \[Unreleased\]", changelog, flags=re.M)
+
+
+def test_relative_links_in_docs_resolve() -> None:
+    broken = []
+    for path in [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS.glob("*.md")]:
+        for target in MARKDOWN_LINK.findall(_read(path)):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            file_part = target.split("#", 1)[0]
+            if not (path.parent / file_part).exists():
+                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert not broken, f"broken links: {broken}"
+
+
+def test_there_are_schemas() -> None:
+    assert any(p.name == "interaction-event.schema.json" for p in SCHEMAS)
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=[p.name for p in SCHEMAS])
+def test_schema_is_valid_json_schema(path: Path) -> None:
+    schema = json.loads(_read(path))
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator.check_schema(schema)
