@@ -58,20 +58,26 @@ class ApiError(Exception):
 def authorized(header: str | None, tokens: Sequence[str]) -> bool:
     """True when no tokens are configured, or ``header`` is ``Bearer <one of them>``.
 
-    Every configured token is compared in constant time.
+    Every configured token is compared in constant time. The scheme is case-insensitive
+    (RFC 7235); a header that is not valid UTF-8 (aiohttp hands it over with surrogate
+    escapes) is compared as the bytes received.
 
     >>> authorized(None, [])
     True
     >>> authorized("Bearer s3cret", ["other", "s3cret"])
     True
+    >>> authorized("bearer s3cret", ["s3cret"])
+    True
     >>> authorized("Bearer nope", ["s3cret"])
+    False
+    >>> authorized("Bearer \\udcff", ["s3cret"])  # the byte 0xff, as aiohttp decodes it
     False
     """
     if not tokens:
         return True
-    if not header or not header.startswith("Bearer "):
+    if not header or header[:7].lower() != "bearer ":
         return False
-    given = header[len("Bearer ") :].strip().encode()
+    given = header[7:].strip().encode("utf-8", "surrogateescape")
     ok = False
     for token in tokens:
         ok |= hmac.compare_digest(given, token.encode())

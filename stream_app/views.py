@@ -42,7 +42,8 @@ class _JsonView(web.View):
                          status=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
 
-@app.page("/v1/customers/{customer_id}")
+# ``[^/]+``, not aiohttp's default ``[^{}/]+``: ids may hold braces (and an encoded slash).
+@app.page("/v1/customers/{customer_id:[^/]+}")
 class CustomerView(_JsonView):
     async def get(self, request: Any, customer_id: str) -> Any:
         if (refused := self.denied(request)) is not None:
@@ -53,7 +54,7 @@ class CustomerView(_JsonView):
             return self.answer(exc.answer)
 
 
-@app.page("/v1/customers/{customer_id}/explain")
+@app.page("/v1/customers/{customer_id:[^/]+}/explain")
 class ExplainView(_JsonView):
     async def get(self, request: Any, customer_id: str) -> Any:
         if (refused := self.denied(request)) is not None:
