@@ -22,7 +22,8 @@ from pathlib import Path
 
 __all__ = [
     "DevStackError", "LocalService", "TopicSpec", "ensure_topics", "free_port",
-    "resolve_tansu_bin", "restart_redis", "start_redis", "start_tansu",
+    "redis_cluster_url", "resolve_tansu_bin", "restart_redis", "start_redis",
+    "start_redis_cluster", "start_tansu",
 ]  # fmt: skip
 
 _POLL = 0.05  # seconds between two polls of a readiness condition
@@ -231,6 +232,95 @@ def restart_redis(svc: LocalService, *, kill: bool = False, timeout: float = 30.
         svc.stop()
     fresh = _launch(svc.name, svc.argv, svc.port, svc.url, svc.log_path)
     return _wait_ready(fresh, _redis_ready, timeout)
+
+
+def _cluster_ok(port: int) -> bool:
+    """True once the node answers CLUSTER INFO with ``cluster_state:ok``."""
+
+    def reply(stream: io.BufferedReader) -> bool:
+        header = stream.readline()
+        if not header.startswith(b"$"):
+            return False
+        return b"cluster_state:ok" in stream.read(int(header[1:]))
+
+    return _request(port, b"CLUSTER INFO\r\n", reply)
+
+
+def start_redis_cluster(n: int = 3, *, data_dir: Path, timeout: float = 60.0) -> list[LocalService]:
+    """Start an ``n``-master Redis Cluster on 127.0.0.1 (no replicas, no persistence).
+
+    Each node is a ``redis-server --cluster-enabled yes`` with its own port and an explicit
+    cluster-bus port (``--cluster-port``, so no ``port + 10000`` clash); ``redis-cli --cluster
+    create`` spreads the 16384 slots over them. Returns once every node reports
+    ``cluster_state:ok``; on failure every node already started is killed. Stop each node
+    with :meth:`LocalService.stop`; :func:`redis_cluster_url` gives the client URL.
+    """
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise DevStackError(
+            "redis-server and redis-cli must be on PATH (e.g. apt-get install redis-server)"
+        )
+    if n < 3:
+        raise DevStackError(f"a Redis Cluster needs at least 3 masters, not {n}")
+    data_dir = Path(data_dir)
+    deadline = time.monotonic() + timeout
+    nodes: list[LocalService] = []
+
+    def build(p: int) -> tuple[list[str], str, Path]:
+        node_dir = data_dir / f"node-{p}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            server, "--port", str(p), "--bind", "127.0.0.1", "--daemonize", "no",
+            "--save", "", "--appendonly", "no", "--dir", str(node_dir),
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(free_port()), "--cluster-node-timeout", "5000",
+        ]  # fmt: skip
+        return argv, f"redis://127.0.0.1:{p}/0", node_dir / "redis.log"
+
+    try:
+        for _ in range(n):
+            nodes.append(_start("redis-cluster-node", None, build, _redis_ready, timeout))
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in nodes)]
+        create += ["--cluster-replicas", "0", "--cluster-yes"]
+        try:
+            done = subprocess.run(
+                create, stdin=subprocess.DEVNULL, capture_output=True,
+                timeout=max(1.0, deadline - time.monotonic()), check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise DevStackError(
+                f"redis-cli --cluster create timed out after {exc.timeout:g}s"
+            ) from None
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode("utf-8", "replace")[-2000:]
+            raise DevStackError(f"redis-cli --cluster create failed ({done.returncode}):\n{output}")
+        for svc in nodes:
+            while not _cluster_ok(svc.port):
+                if not svc.alive or time.monotonic() > deadline:
+                    raise DevStackError(
+                        f"Redis Cluster node on port {svc.port} not cluster_state:ok "
+                        f"after {timeout:g}s; log {svc.log_path}:\n{svc.log_tail()}"
+                    )
+                time.sleep(_POLL)
+    except BaseException:
+        for svc in nodes:
+            svc.kill()
+        raise
+    return nodes
+
+
+def redis_cluster_url(nodes: Sequence[LocalService]) -> str:
+    """``redis+cluster://127.0.0.1:PORT``: the URL ``ENGAGEMENT_REDIS_URL`` takes for a cluster.
+
+    One node is enough: the client discovers the others (cluster mode has only database 0).
+
+    >>> from types import SimpleNamespace
+    >>> redis_cluster_url([SimpleNamespace(port=7000), SimpleNamespace(port=7001)])
+    'redis+cluster://127.0.0.1:7000'
+    """
+    if not nodes:
+        raise DevStackError("no cluster nodes")
+    return f"redis+cluster://127.0.0.1:{nodes[0].port}"
 
 
 @dataclass(frozen=True)

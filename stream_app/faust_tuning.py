@@ -20,6 +20,11 @@ wait (ms)   p50 (ms) p95 (ms) max (ms) idle CPU, worker + broker
 starts it (aiokafka reads ``_fetch_max_wait_ms`` only in ``start()``, when it builds its
 fetcher). It checks that attribute and fails loudly should aiokafka change.
 
+**Co-partitioned assignment.** With no tables faust falls back to aiokafka's round-robin
+assignor, which splits partition ``k`` of the input and of the by-customer topic over two
+workers (8 partitions, 3 workers). :func:`install` also swaps that fallback for
+:class:`stream_app.assignor.CopartitionedAssignor` on the consumer it returns.
+
 **Group join.** Tansu answers the first JoinGroup of a group after ~``broker_session_timeout``/2
 (faust's 60 s default: ~30 s before a worker gets partitions), and a member killed with SIGKILL
 is noticed after ``broker_session_timeout``. :func:`fast_join_settings` uses 6 s, the smallest
@@ -80,10 +85,33 @@ def install(fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS) -> None:
                 "_fetch_max_wait_ms until start(); the fetch_max_wait_ms patch needs updating"
             )
         consumer._fetch_max_wait_ms = _state["fetch_max_wait_ms"]
+        _copartition(consumer)
         return consumer
 
     setattr(AIOKafkaConsumerThread, _ORIGINAL_ATTR, original)
     setattr(AIOKafkaConsumerThread, "_create_worker_consumer", _create_worker_consumer)  # noqa: B010
+
+
+def _copartition(consumer: Any) -> None:
+    """Swap faust's round-robin fallback for :class:`~stream_app.assignor.CopartitionedAssignor`.
+
+    faust uses aiokafka's round-robin assignor when the app has no tables (ours), which does
+    not keep partition ``k`` of the input and of the by-customer topic on one worker as soon
+    as the partition count is not a multiple of the worker count (see ``assignor.py``).
+    An app with tables keeps faust's own assignor.
+    """
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    from .assignor import CopartitionedAssignor
+
+    strategy = getattr(consumer, "_partition_assignment_strategy", None)
+    if strategy is None:
+        raise RuntimeError(
+            "stream_app.faust_tuning: aiokafka's AIOKafkaConsumer no longer keeps "
+            "_partition_assignment_strategy until start(); the assignor patch needs updating"
+        )
+    if list(strategy) == [RoundRobinPartitionAssignor]:
+        consumer._partition_assignment_strategy = (CopartitionedAssignor,)
 
 
 def uninstall() -> None:
@@ -104,7 +132,8 @@ def fast_join_settings(session_timeout: float = 6.0) -> dict[str, Any]:
 
     ``topic_disable_leader`` skips the ``<app id>-__assignor-__leader`` topic (only needed
     for ``on_leader=True`` timers/tasks); ``table_standby_replicas=0`` avoids standby
-    changelog readers (and, without tables, selects aiokafka's round-robin assignor).
+    changelog readers (and, without tables, selects faust's round-robin fallback, which
+    :func:`install` replaces with the co-partitioning assignor).
     """
     return {
         "broker_session_timeout": session_timeout,

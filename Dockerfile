@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The engagement scorer worker image: `docker build -t engagement-scorer .`
+# Runs `engagement-scorer worker` by default, configured by ENGAGEMENT_* variables
+# (docs/configuration.md); any other subcommand works too, e.g.
+#   docker run --rm engagement-scorer check-model /app/models/custom.toml
+# docker-compose.yml builds and runs it next to Kafka and Redis.
+
+# ---- build: a wheel of the project and of every dependency (no compiler in the final image)
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY scoring ./scoring
+COPY stream_app ./stream_app
+RUN pip wheel --wheel-dir /wheels .
+
+# ---- runtime
+FROM python:3.11-slim
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    ENGAGEMENT_WEB_BIND=0.0.0.0 \
+    ENGAGEMENT_DATA_DIR=/var/lib/engagement-scorer
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels engagement-scorer \
+    && groupadd --system --gid 10001 scorer \
+    && useradd --system --uid 10001 --gid scorer --no-create-home \
+       --home-dir /var/lib/engagement-scorer --shell /usr/sbin/nologin scorer \
+    && install -d -o scorer -g scorer -m 0750 /var/lib/engagement-scorer
+WORKDIR /var/lib/engagement-scorer
+USER 10001:10001
+
+# faust's web server (ENGAGEMENT_WEB_PORT); the same port in every replica, so
+# `docker compose up --scale worker=N` needs no host port per worker.
+EXPOSE 6066
+
+# HEALTHCHECK: none yet. The liveness endpoint /healthz arrives with the HTTP API
+# (issue 6); then add
+#   HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
+#     CMD python -c "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ENGAGEMENT_WEB_PORT', '6066'), timeout=2)"
+# A probe of a path the worker does not serve would mark every container unhealthy.
+
+# SIGTERM lets faust finish the batch in hand, commit and leave the consumer group.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["engagement-scorer"]
+CMD ["worker"]
