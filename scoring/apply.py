@@ -37,7 +37,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
@@ -46,9 +46,10 @@ from scoring.crossing import advance, next_crossing
 from scoring.decay import decay_factor
 from scoring.errors import InvalidEvent
 from scoring.events import Event
-from scoring.model import ANY, EventType, Model
+from scoring.model import EventType, Model
 from scoring.nps import category
-from scoring.segments import evaluate
+from scoring.plan import plan
+from scoring.segments import segment_mask
 from scoring.state import (
     CAP_WINDOW_DAYS,
     CustomerState,
@@ -101,17 +102,18 @@ def apply(
     t = event.ts_ms
     changes: list[SegmentChange] = []
     if current.is_new:
-        current = replace(current, clock_ms=float(t), values=current.dimension_values(model))
+        clock, values = float(t), list(current.dimension_values(model))
     elif t > current.clock_ms:
         current, decay_changes = advance(current, event.customer_id, t, model)
         changes.extend(decay_changes)
-        current = replace(current, clock_ms=float(t), values=decayed_values(current, model, t))
-    clock = current.clock_ms
+        clock, values = float(t), list(decayed_values(current, model, t))
+    else:  # a late event: the clock stays
+        clock, values = current.clock_ms, list(current.dimension_values(model))
 
-    counted, caps = _count(current, event_type, model, t)
-    values = list(current.dimension_values(model))
+    p = plan(model)
+    counted, caps = _count(current.caps, clock, event_type, p.type_index[event.type], t)
     if counted and event_type.points:
-        i = model.dimension_index(event_type.dimension)
+        i = p.dimension_of[event.type]
         late = decay_factor(clock - t, model.half_lives_ms[i]) if t < clock else 1.0
         values[i] += event_type.points * late
 
@@ -128,56 +130,59 @@ def apply(
         if nps_at is None or t > nps_at or (t == nps_at and event.nps_score < (nps_score or 0)):
             nps_score, nps_at = event.nps_score, t
 
-    keep = (*current.recent_ids, print_)[-dedup_memory:] if dedup_memory else ()
-    updated = replace(
-        current,
+    last_seen = _seen(current.last_seen, p.seen_slots[event.type], len(model.tracked), t)
+    score = math.fsum(values)
+    tier = after_event(current.tier, score, model)
+    mask = segment_mask(p, values, score, clock_ms=clock, last_seen=last_seen, nps_score=nps_score)
+    if tier != current.tier or mask != current.segments:
+        changes.extend(
+            diff(
+                model,
+                event.customer_id,
+                tier_before=current.tier,
+                tier_after=tier,
+                segments_before=current.segments,
+                segments_after=mask,
+                occurred_at_ms=clock,
+                values=values,
+                score=score,
+                cause="event",
+                cause_event_id=event.event_id,
+            )
+        )
+    final = CustomerState(
+        clock_ms=clock,
         values=tuple(values),
-        last_seen=_seen(current, model, event_type.name, t),
+        tier=tier,
+        segments=mask,
+        last_seen=last_seen,
         nps_score=nps_score,
         nps_at_ms=nps_at,
         caps=caps,
-        recent_ids=keep,
+        recent_ids=(*current.recent_ids, print_)[-dedup_memory:] if dedup_memory else (),
         events_applied=current.events_applied + 1,
         last_event_ms=t if current.last_event_ms is None else max(current.last_event_ms, t),
     )
-    score = math.fsum(values)
-    tier, mask = after_event(current.tier, score, model), evaluate(updated, model)
-    changes.extend(
-        diff(
-            model,
-            event.customer_id,
-            tier_before=current.tier,
-            tier_after=tier,
-            segments_before=current.segments,
-            segments_after=mask,
-            occurred_at_ms=clock,
-            values=values,
-            score=score,
-            cause="event",
-            cause_event_id=event.event_id,
-        )
-    )
-    final = replace(updated, tier=tier, segments=mask)
     return Applied(final, tuple(changes), "applied" if counted else "capped", response)
 
 
 def _count(
-    state: CustomerState, event_type: EventType, model: Model, t: int
+    caps: tuple[tuple[int, int, int], ...], clock: float, event_type: EventType, index: int, t: int
 ) -> tuple[bool, tuple[tuple[int, int, int], ...]]:
     """Whether the event counts under its daily cap, and the pruned cap counters.
 
     Counters are kept for the clock's UTC day and the :data:`CAP_WINDOW_DAYS` before
     it; a capped type's event on an older day cannot be counted and adds nothing.
+    ``index`` is the event type's index in ``model.event_type_names``.
     """
-    oldest = utc_day(state.clock_ms) - CAP_WINDOW_DAYS
-    kept = [c for c in state.caps if c[1] >= oldest]
+    oldest = utc_day(clock) - CAP_WINDOW_DAYS
+    kept = [c for c in caps if c[1] >= oldest]
     cap = event_type.max_per_day
     if cap is None:
         return True, tuple(kept)
     day = utc_day(t)
     if day < oldest:
         return False, tuple(kept)
-    index = model.event_type_names.index(event_type.name)
     for j, (kind, d, count) in enumerate(kept):
         if kind == index and d == day:
             if count >= cap:
@@ -187,11 +192,14 @@ def _count(
     return True, tuple(sorted((*kept, (index, day, 1))))
 
 
-def _seen(state: CustomerState, model: Model, name: str, t: int) -> tuple[int | None, ...]:
-    """``last_seen`` after an event of type ``name`` at ``t`` (latest by event time)."""
-    seen = list(state.last_seen or (None,) * len(model.tracked))
-    for j, tracked in enumerate(model.tracked):
+def _seen(
+    last_seen: tuple[int | None, ...], slots: tuple[int, ...], tracked: int, t: int
+) -> tuple[int | None, ...]:
+    """``last_seen`` after an event at ``t`` updating ``slots`` (latest by event time)."""
+    if not slots:
+        return last_seen or (None,) * tracked
+    seen = list(last_seen or (None,) * tracked)
+    for j in slots:
         previous = seen[j]
-        if tracked in (ANY, name):
-            seen[j] = t if previous is None else max(previous, t)
+        seen[j] = t if previous is None else max(previous, t)
     return tuple(seen)

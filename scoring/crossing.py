@@ -4,14 +4,23 @@ Between events a customer's metrics are known functions of time: the score and e
 dimension are sums of exponentials, ``days_since.*`` grows linearly, the NPS
 category is constant. Every bound a rule compares them with (the tier's up and down
 bounds, each segment condition's value) gives a function ``metric - bound`` whose
-right-limit sign changes are found exactly by :func:`scoring.decay.sign_steps`. The
-candidate times of all of them are taken in order and the first at which the tier
-would move (up: score >= next threshold; down: score < threshold * (1 - hysteresis))
-or a segment's truth differs from the stored one is the next crossing.
+right-limit sign changes are found exactly by :class:`scoring.decay.SignStream`
+(the lazy form of :func:`scoring.decay.sign_steps`). The candidate times of all of
+them are taken in order and the first at which the tier would move (up: score >=
+next threshold; down: score < threshold * (1 - hysteresis)) or a segment's truth
+differs from the stored one is the next crossing.
 
 Truth at a crossing is the right-limit truth: what holds just *after* it. A metric
 that only touches a bound crosses nothing; one that reaches it and turns back is
 seen for what it does next.
+
+The search is lazy but exact (see :mod:`scoring.tracks`): a sign change is first
+known as a bracket, and a bracket is only shrunk (by the very steps that would pin
+it down to adjacent floats) as far as needed to order it against the others; only
+the change that moves the tier or a segment is refined to the end. Bounds out of
+the values' reach, conditions of a rule already decided for good and metrics shown
+to stay on their side until another change is due are never searched. The times
+found are the ones the eager search over every bound finds, bit for bit.
 
 A continuous crossing moves the tier one step. :func:`advance` applies crossings in
 time order, each at its exact time, and never moves the clock past the last one.
@@ -20,21 +29,22 @@ time order, each at its exact time, and never moves the clock past the last one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import operator
+from dataclasses import dataclass
 
 from scoring.changes import SegmentChange, diff
-from scoring.decay import LN2, ExpSum, SignSteps, decay_factor, first_change, sign_steps
-from scoring.decay import monotone_pieces as _pieces
 from scoring.errors import ScoringError
-from scoring.model import DAY_MS, Condition, Model
-from scoring.segments import holds, holds_for_sign, rule_holds
+from scoring.model import Model
+from scoring.plan import plan
+from scoring.segments import holds
 from scoring.state import CustomerState, decayed_values
-from scoring.tiers import down_bound, up_bound
+from scoring.tracks import Track, Watch, days_side, side
 
 __all__ = ["Crossing", "advance", "find_crossing", "next_crossing"]
 
 #: More crossings than this between two calls means a bug, not a customer.
 _MAX_CROSSINGS = 10_000
+_INF = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +65,7 @@ def next_crossing(state: CustomerState, model: Model) -> float | None:
 
 def find_crossing(state: CustomerState, model: Model) -> Crossing | None:
     """Like :func:`next_crossing`, with the tier and segments just after the crossing."""
-    if state.is_new:
-        return None
-    watch = _Watch(state, model)
-    up, down = up_bound(state.tier, model), down_bound(state.tier, model)
-    up_steps = None if up is None else watch.score(up)
-    down_steps = None if down is None else watch.score(down)
-    conditions = {c: watch.condition(c) for r in model.segments for c in r.conditions}
-    times = {state.clock_ms}
-    for steps in (up_steps, down_steps, *conditions.values()):
-        if isinstance(steps, SignSteps):
-            times.update(at for at, _ in steps.changes)
-    for at in sorted(times):
-        tier = state.tier
-        if up_steps is not None and up_steps.sign_at(at) >= 0:
-            tier += 1
-        elif down_steps is not None and down_steps.sign_at(at) < 0:
-            tier -= 1
-        mask = _mask_at(model, conditions, at)
-        if tier != state.tier or mask != state.segments:
-            return Crossing(at, tier, mask)
-    return None
+    return _first(state, model, _INF)
 
 
 def advance(
@@ -88,8 +78,8 @@ def advance(
     """
     changes: list[SegmentChange] = []
     for _ in range(_MAX_CROSSINGS):
-        crossing = find_crossing(state, model)
-        if crossing is None or crossing.at_ms > until_ms:
+        crossing = _first(state, model, until_ms)
+        if crossing is None:
             return state, tuple(changes)
         values = decayed_values(state, model, crossing.at_ms)
         changes.extend(
@@ -107,105 +97,141 @@ def advance(
                 cause_event_id=None,
             )
         )
-        state = replace(
-            state,
-            clock_ms=crossing.at_ms,
-            values=values,
-            tier=crossing.tier,
-            segments=crossing.segments,
-        )
+        state = CustomerState(
+            crossing.at_ms, values, crossing.tier, crossing.segments, state.last_seen,
+            state.nps_score, state.nps_at_ms, state.caps, state.recent_ids,
+            state.events_applied, state.last_event_ms,
+        )  # fmt: skip
     raise ScoringError(f"advance: more than {_MAX_CROSSINGS} crossings for {customer_id!r}")
 
 
-def _mask_at(model: Model, conditions: dict[Condition, SignSteps | bool], at: float) -> int:
-    """Segment mask from the right-limit truth of every condition just after ``at``."""
-
-    def truth(condition: Condition) -> bool:
-        steps = conditions[condition]
-        if isinstance(steps, bool):
-            return steps
-        return holds_for_sign(condition.op, steps.sign_at(at))
-
-    mask = 0
-    for i, rule in enumerate(model.segments):
-        if rule_holds(rule, truth):
-            mask |= 1 << i
-    return mask
+def _first(state: CustomerState, model: Model, until: float) -> Crossing | None:
+    """The first crossing, or None if there is none at or before ``until``."""
+    if state.is_new or state.clock_ms > until:
+        return None
+    if until != _INF and _quiet(state, model, until):
+        return None
+    watch = Watch(state, model)
+    tier, mask = watch.outcome()
+    if tier != state.tier or mask != state.segments:
+        return Crossing(state.clock_ms, tier, mask)
+    return _search(watch, until)
 
 
-class _Watch:
-    """Sign steps of ``metric - bound`` for one state, sharing the score's pieces."""
+def _search(watch: Watch, until: float) -> Crossing | None:
+    """Pass the tracks' changes in time order until the tier or a segment moves.
 
-    def __init__(self, state: CustomerState, model: Model) -> None:
-        self.state, self.model, self.clock = state, model, state.clock_ms
-        self.values = state.dimension_values(model)
-        self.score_fn = ExpSum.of(
-            (LN2 / h, v) for v, h in zip(self.values, model.half_lives_ms, strict=True)
-        )
-        self._score_pieces: tuple[tuple[float, int], ...] | None = None
-        self._memo: dict[tuple[str, float], SignSteps] = {}
+    ``first`` is the track whose next change may come earliest. Without a bracket
+    it is searched (unless it surely stays put until another change is due). With
+    one, its rivals are the tracks whose change may come no later: its bracket is
+    shrunk until they are out of it, or, once it is exact, theirs, until none is
+    left but those changing at the very same time; then all of them change.
+    """
+    state = watch.state
+    active = watch.active()
+    while active:
+        first = min(active, key=_order)
+        if first.lo >= until:  # every change left comes after ``until``
+            return None
+        rest = [t for t in active if t is not first]
+        rivals = [t for t in rest if t.lo < first.hi]
+        if first.hi == _INF:
+            stale = _bracket(watch, first, rest, until)
+        elif rivals and not first.exact:
+            first.narrow(min(t.lo for t in rivals))
+            stale = False
+        elif unsure := [t for t in rivals if not t.exact]:
+            stale = _clear(watch, min(unsure, key=_order), first.hi)
+        else:
+            roots = [t.take() for t in (first, *rivals)]
+            tier, mask = watch.outcome()
+            if tier != state.tier or mask != state.segments:
+                at = roots[0].refine()
+                return None if at > until else Crossing(at, tier, mask)
+            stale = True
+        if stale:
+            active = watch.active()
+    return None
 
-    def score(self, bound: float) -> SignSteps:
-        memo = self._memo.get(("score", bound))
-        if memo is not None:
-            return memo
-        state, model = self.state, self.model
-        if self._score_pieces is None:
-            self._score_pieces = _pieces(self.score_fn)
 
-        def exact(t: float) -> float:
-            return math.fsum(decayed_values(state, model, t)) - bound
+def _bracket(watch: Watch, track: Track, rest: list[Track], until: float) -> bool:
+    """Search ``track`` while it may change first; True once it has no change left."""
+    target = min([t.hi for t in rest if t.hi < until], default=until)
+    if target != _INF and track.fresh and track.tried != target:
+        track.tried = target  # (once per target)
+        if watch.quiet(track, target):  # it stays put until another change is due
+            track.lo = target
+            return False
+    others = min([t.lo for t in rest], default=_INF)
+    while track.hi == _INF and track.lo <= others and track.lo < until:
+        track.search()
+    return track.lo == _INF
 
-        steps = sign_steps(
-            self.score_fn.plus(-bound), origin=self.clock, exact=exact, pieces=self._score_pieces
-        )
-        self._memo["score", bound] = steps
-        return steps
 
-    def dimension(self, index: int, bound: float) -> SignSteps:
-        value, half_life, clock = self.values[index], self.model.half_lives_ms[index], self.clock
+def _clear(watch: Watch, rival: Track, at: float) -> bool:
+    """Show ``rival`` changes after ``at``, or narrow it; True once it has no change left."""
+    if rival.hi == _INF and rival.fresh and watch.quiet(rival, at):
+        rival.lo = at
+        return False
+    rival.search()
+    return rival.lo == _INF
 
-        def exact(t: float) -> float:
-            return value * decay_factor(t - clock, half_life) - bound
 
-        fn = ExpSum.of(((LN2 / half_life, value), (0.0, -bound)))
-        return sign_steps(fn, origin=clock, exact=exact)
+#: Earliest possible change first; on a tie the first in :meth:`Watch.active` order,
+#: the cheapest to search.
+_order = operator.attrgetter("lo")
 
-    def days_since(self, name: str, bound: float) -> SignSteps:
-        last, clock = self.state.last_seen_of(self.model, name), self.clock
-        if last is None:
-            return SignSteps(clock, 1)  # never: infinitely long ago
-        since = last
 
-        def exact(t: float) -> float:
-            return (t - since) / DAY_MS - bound
+def _quiet(state: CustomerState, model: Model, until: float) -> bool:
+    """True if surely nothing changes in ``[clock, until]``: a shortcut of :func:`_first`.
 
-        v0 = exact(clock)
-        if v0 >= 0:
-            return SignSteps(clock, 1)
-        hi = since + bound * DAY_MS
-        step = max(abs(hi) * 2.0**-50, 1e-300)
-        while math.isfinite(hi) and exact(hi) < 0:
-            hi += step
-            step *= 2.0
-        if not math.isfinite(hi):
-            return SignSteps(clock, -1)
-        return SignSteps(clock, -1, ((first_change(clock, v0, hi, exact(hi), exact, old=-1), 1),))
+    Each bound is checked with :func:`~scoring.tracks.side` between the clock and
+    ``until``, without building tracks (the score only as a monotone metric when its
+    values share a sign); then the tier and the segments those sides give must be
+    the stored ones.
+    """
+    p = plan(model)
+    clock, values, last_seen = state.clock_ms, state.dimension_values(model), state.last_seen
+    if not (p.finite_half_lives and all(map(math.isfinite, values))):  # (the search raises)
+        return False
+    later = decayed_values(state, model, until)
+    above = math.fsum([v for v in values if v > 0])
+    below = math.fsum([v for v in values if v < 0])
+    total, then = math.fsum(values), None if above > 0 > below else math.fsum(later)
+    scale = above - below
 
-    def condition(self, condition: Condition) -> SignSteps | bool:
-        kind, bound = condition.kind, condition.value
-        if kind == "nps":
-            return holds(condition.op, self.state.nps_category, bound)
-        if isinstance(bound, str):  # pragma: no cover - the model forbids it
-            raise ScoringError(f"{condition.metric}: a numeric metric needs a numeric value")
-        key = (condition.metric, bound)
-        steps = self._memo.get(key)
-        if steps is None:
-            if kind == "score":
-                steps = self.score(bound)
-            elif kind == "dimension":
-                steps = self.dimension(self.model.dimension_index(condition.arg), bound)
+    def where(kind: str, slot: int, bound: float) -> int:
+        if kind == "score":
+            return side(bound, total, then, high=above, low=below, scale=scale)
+        if kind == "dimension":
+            v = values[slot]
+            return side(bound, v, later[slot], high=max(v, 0.0), low=min(v, 0.0), scale=abs(v))
+        return days_side(last_seen[slot] if last_seen else None, clock, until, bound)
+
+    up, down = p.up[state.tier], p.down[state.tier]
+    if (up is not None and where("score", -1, up) != -1) or (
+        down is not None and where("score", -1, down) != 1
+    ):
+        return False
+    mask, category = 0, state.nps_category
+    for i, (every, checks) in enumerate(p.rules):
+        unsure = False
+        for check in checks:
+            bound = check.value
+            if check.kind == "nps":
+                truth = holds(check.op, category, bound)
             else:
-                steps = self.days_since(condition.arg, bound)
-            self._memo[key] = steps
-        return steps
+                assert not isinstance(bound, str)  # the model forbids it
+                at = where(check.kind, check.slot, bound)
+                unsure = unsure or not at
+                if not at:
+                    continue
+                truth = check.truth[at + 1]
+            if truth != every:  # decided
+                mask |= (not every) << i
+                break
+        else:
+            if unsure:
+                return False
+            mask |= every << i
+    return mask == state.segments

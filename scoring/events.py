@@ -139,7 +139,9 @@ def parse_event(
         raise InvalidEvent(
             "unknown_type", f"type: {shown!r} is not an event type of model {model.name!r}"
         )
-    ts_ms = parse_timestamp(doc["timestamp"])
+    ts_ms = doc["timestamp"]
+    if not (type(ts_ms) is int and 0 <= ts_ms <= MAX_TIMESTAMP_MS):  # else the common case
+        ts_ms = parse_timestamp(ts_ms)
     if ts_ms > now_ms + max_future_ms:
         raise InvalidEvent(
             "timestamp_in_future",

@@ -31,10 +31,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from scoring.errors import InvalidModel
 from scoring.nps import CATEGORIES
+
+if TYPE_CHECKING:
+    from scoring.plan import Plan
 
 __all__ = [
     "DAY_MS",
@@ -122,6 +125,8 @@ class Model:
     tracked: tuple[str, ...] = field(init=False, repr=False, compare=False)
     #: Event type names, sorted: the index used by compact state encodings.
     event_type_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: Lookup tables for the hot paths, built on first use by :func:`scoring.plan.plan`.
+    _plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if list(self.dimensions) != sorted(set(self.dimensions)):

@@ -22,9 +22,11 @@ import math
 from collections.abc import Callable, Sequence
 
 from scoring.model import DAY_MS, Condition, Model, SegmentRule
+from scoring.nps import category
+from scoring.plan import Plan, plan
 from scoring.state import CustomerState
 
-__all__ = ["evaluate", "holds", "holds_for_sign", "metric_value", "rule_holds"]
+__all__ = ["evaluate", "holds", "holds_for_sign", "metric_value", "rule_holds", "segment_mask"]
 
 
 def holds(op: str, left: float | str | None, right: float | str) -> bool:
@@ -91,12 +93,43 @@ def rule_holds(rule: SegmentRule, truth: Callable[[Condition], bool]) -> bool:
 def evaluate(state: CustomerState, model: Model) -> int:
     """Segment mask of ``state`` at its clock (bit ``i``: ``model.segments[i]`` holds)."""
     values = state.dimension_values(model)
+    return segment_mask(
+        plan(model),
+        values,
+        math.fsum(values),
+        clock_ms=state.clock_ms,
+        last_seen=state.last_seen,
+        nps_score=state.nps_score,
+    )
 
-    def truth(condition: Condition) -> bool:
-        return holds(condition.op, metric_value(condition, state, model, values), condition.value)
 
+def segment_mask(
+    p: Plan,
+    values: Sequence[float],
+    score: float,
+    *,
+    clock_ms: float,
+    last_seen: Sequence[int | None],
+    nps_score: int | None,
+) -> int:
+    """:func:`evaluate` from the parts of a state (``score`` is ``fsum(values)``)."""
     mask = 0
-    for i, rule in enumerate(model.segments):
-        if rule_holds(rule, truth):
-            mask |= 1 << i
+    for i, (every, checks) in enumerate(p.rules):
+        for check in checks:
+            kind = check.kind
+            left: float | str | None
+            if kind == "score":
+                left = score
+            elif kind == "dimension":
+                left = values[check.slot]
+            elif kind == "nps":
+                left = None if nps_score is None else category(nps_score)
+            else:
+                last = last_seen[check.slot] if last_seen else None
+                left = math.inf if last is None else (clock_ms - last) / DAY_MS
+            if holds(check.op, left, check.value) != every:  # decides the rule
+                mask |= (not every) << i
+                break
+        else:
+            mask |= every << i
     return mask

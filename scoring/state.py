@@ -17,7 +17,6 @@ True
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import math
@@ -33,6 +32,7 @@ from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.model import DAY_MS, Model
 from scoring.nps import Category, category
+from scoring.plan import plan
 
 __all__ = [
     "CAP_WINDOW_DAYS",
@@ -57,6 +57,7 @@ STATE_FORMAT = 1
 FINGERPRINT_BYTES = 6
 #: Cap counters are kept for the clock's UTC day and this many days before it.
 CAP_WINDOW_DAYS = 3
+_MAX_EXPONENT = 1023.0  # as in :func:`scoring.decay.decay_factor`
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +169,19 @@ def decayed_values(state: CustomerState, model: Model, t_ms: float) -> tuple[flo
     if state.is_new:
         return (0.0,) * len(model.dimensions)
     dt = t_ms - state.clock_ms
-    return tuple(
-        v * decay_factor(dt, h) if v else v  # (0 * inf would be nan far in the past)
-        for v, h in zip(state.dimension_values(model), model.half_lives_ms, strict=True)
-    )
+    values, half_lives = state.dimension_values(model), model.half_lives_ms
+    if not plan(model).finite_half_lives:  # pragma: no cover - let decay_factor raise
+        return tuple(
+            v * decay_factor(dt, h) if v else v for v, h in zip(values, half_lives, strict=True)
+        )
+    decayed = []
+    for v, h in zip(values, half_lives, strict=True):
+        if not v:  # (0 * inf would be nan far in the past)
+            decayed.append(v)
+            continue
+        exponent = -dt / h  # decay_factor, without checking the half-life again
+        decayed.append(v * (math.inf if exponent > _MAX_EXPONENT else 2.0**exponent))
+    return tuple(decayed)
 
 
 def values_at(state: CustomerState, model: Model, t_ms: float) -> Values:
@@ -214,17 +224,18 @@ def encode_state(state: CustomerState) -> bytes:
     clock: float | int | None = None
     if not state.is_new:
         clock = 0 if state.clock_ms == base else state.clock_ms
+    base_day = utc_day(base)
     return orjson.dumps(
         [
             STATE_FORMAT,
             clock,
-            _b64(struct.pack(f"<{len(state.values)}d", *state.values)),
+            _b64(_packer(len(state.values)).pack(*state.values)),
             state.tier,
             state.segments,
             [None if t is None else base - t for t in state.last_seen],
             state.nps_score,
             None if state.nps_at_ms is None else base - state.nps_at_ms,
-            [[kind, utc_day(base) - day, count] for kind, day, count in state.caps],
+            [[kind, base_day - day, count] for kind, day, count in state.caps],
             _b64(b"".join(state.recent_ids)),
             state.events_applied,
             state.last_event_ms,
@@ -270,15 +281,28 @@ def decode_state(raw: bytes, model: Model) -> CustomerState:
     )
 
 
+def _packer(count: int) -> struct.Struct:
+    """The little-endian float64 layout of ``count`` values (cached)."""
+    packer = _PACKERS.get(count)
+    if packer is None:
+        packer = struct.Struct(f"<{count}d")
+        if count <= _CACHED:
+            _PACKERS[count] = packer
+    return packer
+
+
+_PACKERS: dict[int, struct.Struct] = {}
+
+
 def _b64(blob: bytes) -> str:
-    return base64.b64encode(blob).decode("ascii").rstrip("=")
+    return binascii.b2a_base64(blob, newline=False).decode("ascii").rstrip("=")
 
 
 def _unb64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise InvalidState(f"{what}: not a string")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    try:  # base64.b64decode(..., validate=True), without its wrapping
+        return binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidState(f"{what}: not base64: {exc}") from None
 
@@ -303,25 +327,34 @@ def _values(values: Any, model: Model) -> tuple[float, ...]:
     blob = _unb64(values, "values")
     if len(blob) not in (0, 8 * len(model.dimensions)):
         raise InvalidState(f"values: expected {len(model.dimensions)} dimension values")
-    return struct.unpack(f"<{len(blob) // 8}d", blob)
+    return _packer(len(blob) // 8).unpack(blob)
 
 
 def _last_seen(last_seen: Any, model: Model, base: int) -> tuple[int | None, ...]:
     if not isinstance(last_seen, list) or len(last_seen) not in (0, len(model.tracked)):
         raise InvalidState(f"last_seen: expected {len(model.tracked)} entries")
-    return tuple(None if t is None else base - _int(t, "last_seen") for t in last_seen)
+    return tuple(
+        None if t is None else base - (t if type(t) is int else _int(t, "last_seen"))
+        for t in last_seen
+    )
 
 
 def _caps(caps: Any, model: Model, base_day: int) -> tuple[tuple[int, int, int], ...]:
     if not isinstance(caps, list):
         raise InvalidState("caps: not a list")
+    types = len(model.event_type_names)
     out: list[tuple[int, int, int]] = []
     for entry in caps:
         if not isinstance(entry, list) or len(entry) != 3:
             raise InvalidState("caps: entries are [type, day, count]")
-        kind = _index(entry[0], len(model.event_type_names), "caps type")
-        day = base_day - _int(entry[1], "caps day")
-        out.append((kind, day, _index(entry[2], None, "caps count")))
+        kind, day, count = entry
+        if not (type(kind) is int and 0 <= kind < types):
+            kind = _index(kind, types, "caps type")
+        if type(day) is not int:
+            day = _int(day, "caps day")
+        if not (type(count) is int and count >= 0):
+            count = _index(count, None, "caps count")
+        out.append((kind, base_day - day, count))
     return tuple(out)
 
 
@@ -329,4 +362,14 @@ def _ids(ids: Any) -> tuple[bytes, ...]:
     blob = _unb64(ids, "recent_ids")
     if len(blob) % FINGERPRINT_BYTES:
         raise InvalidState("recent_ids: not a whole number of fingerprints")
-    return tuple(blob[i : i + FINGERPRINT_BYTES] for i in range(0, len(blob), FINGERPRINT_BYTES))
+    count = len(blob) // FINGERPRINT_BYTES
+    splitter = _SPLITTERS.get(count)
+    if splitter is None:
+        splitter = struct.Struct(f"{FINGERPRINT_BYTES}s" * count)
+        if count <= _CACHED:
+            _SPLITTERS[count] = splitter
+    return splitter.unpack(blob)
+
+
+_SPLITTERS: dict[int, struct.Struct] = {}
+_CACHED = 256  # layouts kept for reuse: states this size or smaller
