@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command not in ("worker", "dev"):
+        # aiokafka logs each failed connection attempt; the one-line error below says it all
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -7,12 +7,18 @@ against them.
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
 from scoring import SegmentChange
 
 DLQ_EXTRA_REASONS = ("internal_error",)
+
+#: The most payload bytes a dead letter carries: base64 and the envelope keep the record under
+#: 1,000,000 bytes, faust's default ``producer_max_request_size`` and about Kafka's default
+#: ``message.max.bytes`` (1 MiB input messages made 1.4 MB dead letters that never went out).
+MAX_DEAD_PAYLOAD = 512 * 1024
 
 
 def rfc3339(ms: float) -> str:
@@ -64,11 +70,27 @@ def dead_letter(
     payload: bytes,
     received_ms: float,
 ) -> dict[str, Any]:
-    """The dead-letter record of one message that could not be scored."""
-    return {
+    """The dead-letter record of one message that could not be scored.
+
+    A payload above :data:`MAX_DEAD_PAYLOAD` bytes is cut to that many: the record must stay
+    publishable (a dead letter the producer or broker refuses would be retried forever and
+    stall the worker). The record then says so, with the original size and SHA-256; the
+    message itself is still at ``source``.
+
+    >>> body = dead_letter(reason="too_large", detail="d", topic="t", partition=0, offset=1,
+    ...                    payload=b"x" * (MAX_DEAD_PAYLOAD + 1), received_ms=0)
+    >>> body["payload_truncated"], body["payload_size"], len(base64.b64decode(body["payload_b64"]))
+    (True, 524289, 524288)
+    """
+    body: dict[str, Any] = {
         "reason": reason,
         "detail": detail,
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "received_at": rfc3339(received_ms),
-        "payload_b64": base64.b64encode(payload).decode("ascii"),
+        "payload_b64": base64.b64encode(payload[:MAX_DEAD_PAYLOAD]).decode("ascii"),
     }
+    if len(payload) > MAX_DEAD_PAYLOAD:
+        body["payload_truncated"] = True
+        body["payload_size"] = len(payload)
+        body["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    return body

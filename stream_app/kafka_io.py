@@ -28,6 +28,7 @@ async def topic_partition_count(brokers: Sequence[str] | str, topic: str) -> int
     try:
         await producer.start()
     except KafkaConnectionError as exc:
+        await producer.stop()  # else asyncio reports an unclosed producer at exit
         raise BrokerUnavailable(f"cannot reach Kafka at {_bootstrap(brokers)}: {exc}") from None
     try:
         parts = await producer.partitions_for(topic)
@@ -47,6 +48,7 @@ class AiokafkaPublisher:
         try:
             await self.producer.start()
         except KafkaConnectionError as exc:
+            await self.producer.stop()  # else asyncio reports an unclosed producer at exit
             raise BrokerUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
 
     async def stop(self) -> None:
@@ -126,6 +128,7 @@ async def consume(
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
+        await consumer.stop()  # else asyncio reports an unclosed consumer at exit
         raise BrokerUnavailable(f"cannot reach Kafka at {_bootstrap(brokers)}: {exc}") from None
     try:
         while True:

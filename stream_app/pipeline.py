@@ -40,6 +40,7 @@ from scoring import (
     encode_explanation,
     encode_state,
     explain_add,
+    fingerprint,
     next_crossing,
     parse_event,
     segment_names,
@@ -65,7 +66,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (dead-lettered as not_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,9 @@ class BatchStats:
     duplicate: int = 0
     capped: int = 0
     redelivered: int = 0
+    #: Redelivered by offset, yet the event id is not among the customer's recent ones:
+    #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
+    suspect_redelivered: int = 0
     forwarded: int = 0
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -177,12 +181,21 @@ class BatchProcessor:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
             try:
+                if rec.value is None:  # a tombstone: retrying it forever would stall the batch
+                    raise InvalidEvent("not_json", "message has no value (a tombstone)")
                 event = parse_event(
                     rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
                 )
             except InvalidEvent as exc:
                 out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
                 stats.dead[exc.reason] += 1
+                continue
+            except Exception as exc:  # a message that breaks the parser is a poison pill too
+                log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
+                out.append(
+                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
+                )
+                stats.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
                 event.customer_id, self.topics.input_partitions
@@ -220,6 +233,15 @@ class BatchProcessor:
             lost = await self.store.write(writes)
             if not lost:
                 self._progress(offsets, folds.values())
+                if stats.suspect_redelivered:
+                    log.warning(
+                        "skipped %d message(s) as already applied (offset at or below the "
+                        "customer's mark) whose event ids are not among the customers' recent "
+                        "ones: a redelivery older than the dedup memory, or, if this goes on, "
+                        "new events dropped because the source offsets were reset (topic "
+                        "recreated, broker lost its log): see docs/guarantees.md",
+                        stats.suspect_redelivered,
+                    )
                 return stats
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
@@ -248,6 +270,8 @@ class BatchProcessor:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
                 stats.redelivered += 1
+                if state is not None and fingerprint(event.event_id) not in state.recent_ids:
+                    stats.suspect_redelivered += 1
                 continue
             marks[src] = rec.offset
             touched = True
@@ -334,7 +358,7 @@ class BatchProcessor:
             topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
-            payload=rec.value,
+            payload=rec.value if rec.value is not None else b"",
             received_ms=now_ms,
         )
         return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))

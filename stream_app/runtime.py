@@ -36,6 +36,20 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def raise_if_cancelled() -> None:
+    """Raise the cancellation of the current task if a library swallowed it.
+
+    Python 3.11's ``asyncio.wait_for`` (redis-py wraps its socket I/O in it) returns the
+    inner result when the inner operation completes as the task is cancelled: the
+    ``CancelledError`` is lost, only ``Task.cancelling()`` remembers the request. Without
+    this the agent goes on to wait for the next batch and a worker told to stop (SIGTERM)
+    hangs until it is killed.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class FaustPublisher:
     """Publishes through the faust app's producer and waits for every ack."""
 
@@ -129,7 +143,9 @@ class Runtime:
                 log.exception("batch of %d failed; retrying in %.2fs", len(records), delay)
             else:
                 self.record(stats)
+                raise_if_cancelled()
                 return stats
+            raise_if_cancelled()
             await asyncio.sleep(delay)  # back-off, not synchronisation
             delay = min(delay * 2, settings.retry_max_backoff_s)
 
@@ -211,19 +227,29 @@ class Runtime:
                 self.max_decay_lag_ms = max(self.max_decay_lag_ms, stats.max_lag_ms)
 
     async def _caught_up(self, app: Any, processor: BatchProcessor, partition: int) -> bool:
-        """True when both source partitions have nothing left to process."""
+        """True when both source partitions have nothing left to process.
+
+        Before the first batch since the partition was assigned, processing resumes at the
+        group's committed offset (faust reads it on assignment), not at the consumer's
+        position: that one runs ahead, over messages fetched but not yet processed.
+        """
         from faust.types import TP
 
         from .app import settings
 
+        committed = getattr(app.consumer, "_committed_offset", None)
+        if committed is None:
+            raise RuntimeError(
+                "faust's Consumer no longer keeps _committed_offset; update Runtime._caught_up"
+            )
         for topic in (settings.input_topic, settings.by_customer_topic):
             tp = TP(topic, partition)
             high = app.consumer.highwater(tp)
             if high is None:
                 return False
             done = processor.offsets.get((topic, partition))
-            next_offset = done + 1 if done is not None else await app.consumer.position(tp)
-            if next_offset is None or next_offset < high:
+            next_offset = done + 1 if done is not None else committed.get(tp) or 0
+            if next_offset < high:
                 return False
         return True
 
