@@ -9,14 +9,13 @@ the changes, writes the state (fenced) and reschedules them. Work per tick is
 proportional to the customers due, never to all customers.
 
 Event-time progress of a partition is the largest event time applied on it, or
-the wall clock while the partition is caught up. Only crossings strictly before
-it fire: another event at exactly that time may still wait, and an event applied
-at a customer's clock can leave a crossing pending at that very time (the truth
-after an event is taken at the instant, a decay crossing's just after it), which
-must meet that event as an offline pass would. So a replay of history fires
+the wall clock while the partition is caught up. So a replay of history fires
 exactly the crossings a live run would, with the same change ids (a change id
-depends only on the customer, the change and its time), and a crossing never
-fires while events of that partition that would have prevented it still wait.
+depends only on the customer, the change and its time). This is a watermark per
+partition: it holds as long as each partition carries its events in event-time
+order. An event older than its partition's progress (backfilled history behind
+live traffic, or a re-keyed message overtaken by keyed ones) may find the
+crossings before it already fired, and then applies as a late event.
 """
 
 from __future__ import annotations

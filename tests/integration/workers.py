@@ -352,11 +352,15 @@ def start_worker(
     )  # fmt: skip
     settings = Settings.from_env(env)
     asyncio.run(prepare(settings, timeout_s=30.0))  # topics exist before anyone produces
-    return launch(name, env, settings, workdir / f"worker-{name}.log")
+    return launch(name, env, settings, workdir / f"worker-{name}.log", redis_server.url)
 
 
-def launch(name: str, env: dict[str, str], settings: Settings, log_path: Path) -> Worker:
-    """Start a worker process with ``env`` (its topics must exist), logging to ``log_path``."""
+def launch(
+    name: str, env: dict[str, str], settings: Settings, log_path: Path, redis_url: str
+) -> Worker:
+    """Start a worker process with ``env`` (its topics must exist), logging to ``log_path``;
+    the tests read its Redis through a plain client of ``redis_url`` (a node's URL even when
+    the worker itself talks to a Redis Cluster)."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "stream_app.cli", "worker"],
@@ -374,13 +378,16 @@ def launch(name: str, env: dict[str, str], settings: Settings, log_path: Path) -
         model=load_model(settings.model_path),
         log_path=log_path,
         process=process,
-        redis=redis.Redis.from_url(settings.redis_url),
+        redis=redis.Redis.from_url(redis_url),
     )
 
 
 def relaunch(w: Worker, name: str) -> Worker:
     """Another process of ``w``'s deployment: same topics, consumer group and key prefix."""
-    return launch(name, w.env, w.settings, w.log_path.with_name(f"worker-{name}.log"))
+    kwargs = w.redis.connection_pool.connection_kwargs
+    host, port, db = kwargs["host"], kwargs["port"], kwargs.get("db", 0)
+    url = f"redis://{host}:{port}/{db}"
+    return launch(name, w.env, w.settings, w.log_path.with_name(f"worker-{name}.log"), url)
 
 
 def terminate(process: subprocess.Popen[bytes]) -> None:
