@@ -49,7 +49,7 @@ from scoring import (
 
 from . import jsonutil
 from .contracts import cloudevent, dead_letter
-from .readstore import ReadStore, membership_of
+from .readstore import Membership, ReadStore, membership_of
 from .store import StateStore, StoredRecord, Write, nps_fields
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class _Fold:
     changes: list[SegmentChange]
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
+    before: Membership | None = None  # tier and segments of the stored state
 
 
 def expected_partition(customer_id: str, partitions: int) -> int:
@@ -261,6 +262,11 @@ class BatchProcessor:
         state: CustomerState | None = (
             decode_state(stored.state, self.model) if stored.state is not None else None
         )
+        before = (
+            membership_of(tier_name(state, self.model), segment_names(state, self.model))
+            if state is not None
+            else None
+        )
         marks = dict(stored.marks)
         expl = decode_explanation(stored.explain) if stored.explain is not None else None
         changes: list[SegmentChange] = []
@@ -311,7 +317,7 @@ class BatchProcessor:
                 due_at_ms=next_crossing(state, self.model),
                 explain=encode_explanation(expl) if expl is not None else None,
             )
-        return _Fold(write, changes, nps, state)
+        return _Fold(write, changes, nps, state, before)
 
     def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
         """Advance offsets and event-time progress, once the batch's effects are durable."""
@@ -335,14 +341,19 @@ class BatchProcessor:
         """Update the read-side indexes for new customers and those whose standing changed."""
         if self.readstore is None:
             return
-        members = {
-            cid: membership_of(tier_name(f.state, self.model), segment_names(f.state, self.model))
-            for cid, f in folds.items()
-            if f.state is not None
-            and (f.changes or force or (f.write is not None and f.write.read_version == 0))
-        }
+        members: dict[str, Membership] = {}
+        previous: dict[str, Membership | None] = {}
+        for cid, f in folds.items():
+            is_new = f.write is not None and f.write.read_version == 0
+            if f.state is None or not (f.changes or force or is_new):
+                continue
+            members[cid] = membership_of(
+                tier_name(f.state, self.model), segment_names(f.state, self.model)
+            )
+            if not force:  # the diff is deterministic, so a replay writes it again
+                previous[cid] = f.before
         changes = [c for f in folds.values() for c in f.changes]
-        await self.readstore.update(members, changes, now_ms)
+        await self.readstore.update(members, changes, now_ms, previous=previous)
 
     async def _count_nps(self, folds: Iterable[_Fold]) -> None:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)

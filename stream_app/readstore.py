@@ -45,20 +45,32 @@ class ReadStore:
         self.model = model
 
     async def update(
-        self, members: Mapping[str, Membership], changes: Sequence[SegmentChange], now_ms: float
+        self,
+        members: Mapping[str, Membership],
+        changes: Sequence[SegmentChange],
+        now_ms: float,
+        *,
+        previous: Mapping[str, Membership | None] | None = None,
     ) -> None:
-        """Set customers' memberships and record tier moves (one pipeline)."""
+        """Set customers' memberships and record tier moves (one pipeline).
+
+        For a customer in ``previous`` only the sets whose membership differs from its
+        previous standing (None: a new customer) are written; the others are re-asserted
+        in full (every set: in or out).
+        """
         if not members and not changes:
             return
+        previous = previous or {}
         pipe = self.client.pipeline(transaction=False)
-        sets = [(self.keys.tier_members(t.name), t.name, True) for t in self.model.tiers]
-        sets += [(self.keys.segment_members(r.name), r.name, False) for r in self.model.segments]
         for cid, m in members.items():
-            for key, name, is_tier in sets:
-                if (name == m.tier) if is_tier else (name in m.segments):
-                    pipe.zadd(key, {cid: 0})
-                else:
-                    pipe.zrem(key, cid)
+            full = cid not in previous
+            old = previous.get(cid)
+            for key, is_in, was_in in self._sets(m, old):
+                if full or is_in != was_in:
+                    if is_in:
+                        pipe.zadd(key, {cid: 0})
+                    else:
+                        pipe.zrem(key, cid)
         touched: set[str] = set()
         for c in changes:
             if c.kind != "tier":
@@ -73,6 +85,26 @@ class ReadStore:
         for key in touched:
             pipe.zremrangebyscore(key, "-inf", now_ms - MOVES_KEPT_MS)
         await pipe.execute()
+
+    def _sets(self, new: Membership, old: Membership | None) -> list[tuple[str, bool, bool]]:
+        """Every member set with (key, in it now, in it before)."""
+        out = [
+            (
+                self.keys.tier_members(t.name),
+                t.name == new.tier,
+                old is not None and t.name == old.tier,
+            )
+            for t in self.model.tiers
+        ]
+        out += [
+            (
+                self.keys.segment_members(r.name),
+                r.name in new.segments,
+                old is not None and r.name in old.segments,
+            )
+            for r in self.model.segments
+        ]
+        return out
 
     async def tier_counts(self, now_ms: float) -> dict[str, dict[str, int]]:
         """Per tier: customers now, entered and left in the last hour and day."""
