@@ -33,11 +33,9 @@ USER 10001:10001
 # `docker compose up --scale worker=N` needs no host port per worker.
 EXPOSE 6066
 
-# HEALTHCHECK: none yet. The liveness endpoint /healthz arrives with the HTTP API
-# (issue 6); then add
-#   HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
-#     CMD python -c "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ENGAGEMENT_WEB_PORT', '6066'), timeout=2)"
-# A probe of a path the worker does not serve would mark every container unhealthy.
+# Liveness: the worker's own /healthz (served by faust's web server).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
+  CMD python -c "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ENGAGEMENT_WEB_PORT', '6066'), timeout=2)"
 
 # SIGTERM lets faust finish the batch in hand, commit and leave the consumer group.
 STOPSIGNAL SIGTERM

@@ -12,6 +12,7 @@ import tempfile
 import faust
 
 from .faust_tuning import fast_join_settings, install
+from .kafka_auth import faust_credentials
 from .settings import Settings
 
 settings = Settings.from_env()
@@ -26,6 +27,7 @@ def create_app(cfg: Settings) -> faust.App:
     return faust.App(
         cfg.app_id,
         broker=cfg.faust_broker,
+        broker_credentials=faust_credentials(cfg),
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",

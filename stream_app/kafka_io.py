@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from . import jsonutil
+from .kafka_auth import aiokafka_config, client_config
 from .pipeline import OutMessage
 
 
@@ -24,7 +25,7 @@ def _bootstrap(brokers: Sequence[str] | str) -> str:
 
 async def topic_partition_count(brokers: Sequence[str] | str, topic: str) -> int:
     """How many partitions ``topic`` has (raises if it does not exist)."""
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(brokers))
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(brokers), **client_config())
     try:
         await producer.start()
     except KafkaConnectionError as exc:
@@ -42,7 +43,9 @@ class AiokafkaPublisher:
 
     def __init__(self, brokers: Sequence[str] | str, **config: Any) -> None:
         self.bootstrap = _bootstrap(brokers)
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **config)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", **{**client_config(), **config}
+        )
 
     async def start(self) -> None:
         try:
@@ -124,6 +127,7 @@ async def consume(
         enable_auto_commit=False,
         group_id=None,
         fetch_max_wait_ms=100,
+        **client_config(),
     )
     try:
         await consumer.start()
@@ -190,7 +194,9 @@ class _TopicAdmin:
 
         self.settings = settings
         self.bootstrap = _bootstrap(settings.broker_list)
-        self.client = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self.client = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, **aiokafka_config(settings)
+        )
         self.deadline = time.monotonic() + timeout_s
 
     async def start(self) -> None:

@@ -14,6 +14,10 @@ from pathlib import Path
 PREFIX = "ENGAGEMENT_"
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value that cannot be used."""
 
@@ -23,6 +27,13 @@ class Settings:
     """The worker's configuration; build it with :meth:`from_env`."""
 
     kafka_brokers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # empty: the system trust store
+    kafka_ssl_certfile: str = ""  # client certificate (mutual TLS), optional
+    kafka_ssl_keyfile: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     model_file: str = ""  # empty: the shipped default model
     app_id: str = "engagement-scorer"
@@ -93,8 +104,21 @@ class Settings:
             raise SettingsError(f"{PREFIX}MAX_FUTURE_SECONDS: must be >= 0")
         if not self.retry_max_backoff_s > 0:
             raise SettingsError(f"{PREFIX}RETRY_MAX_BACKOFF_S: must be > 0")
+        self._check_kafka()
         if not self.kafka_brokers.strip():
             raise SettingsError(f"{PREFIX}KAFKA_BROKERS: must name at least one host:port")
+
+    def _check_kafka(self) -> None:
+        if self.kafka_security_protocol not in KAFKA_PROTOCOLS:
+            raise SettingsError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL: one of {', '.join(KAFKA_PROTOCOLS)}"
+            )
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"{PREFIX}KAFKA_SASL_MECHANISM: one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
+            raise SettingsError(f"{PREFIX}KAFKA_SASL_USERNAME: required with SASL")
 
     @property
     def api_token_list(self) -> list[str]:
@@ -135,7 +159,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_tokens") and value:
+            if (f.name.endswith(("_tokens", "_password"))) and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value and "@" in value:
                 scheme, rest = value.split("://", 1)

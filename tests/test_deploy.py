@@ -302,14 +302,13 @@ def test_dockerfile_environment_and_ports() -> None:
     assert exposed == [str(DEFAULTS.web_port)]
 
 
-def test_dockerfile_healthcheck_waits_for_healthz() -> None:
-    """No HEALTHCHECK probing a path the worker does not serve; /healthz comes with the API."""
-    text = (REPO / "Dockerfile").read_text("utf-8")
+def test_dockerfile_healthcheck_probes_healthz() -> None:
+    """The image's HEALTHCHECK probes the worker's own /healthz route."""
     checks = [a for w, a in _dockerfile() if w == "HEALTHCHECK"]
-    if checks:
-        assert all("/healthz" in c for c in checks)
-    else:
-        assert re.search(r"#.*HEALTHCHECK.*\n(#.*\n)*#.*/healthz", text)
+    assert checks
+    assert all("/healthz" in c for c in checks)
+    views = (REPO / "stream_app" / "views.py").read_text("utf-8")
+    assert '@app.page("/healthz")' in views
 
 
 def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
