@@ -1,0 +1,40 @@
+"""Fixtures of the fault-injection tests: a results collector printed as the summary table.
+
+``tests/`` is on sys.path and ``tests/scoring`` would be imported as a namespace package named
+``scoring``: the repository root goes first, as in ``tests/scoring/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path[:1]:
+    sys.path.insert(0, _ROOT)
+
+_RESULTS = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def fault_results(request: pytest.FixtureRequest) -> Iterator[list]:  # type: ignore[type-arg]
+    """Results of the scenarios run in this session (printed at the end as one table)."""
+    results: list = []  # type: ignore[type-arg]
+    request.config.stash[_RESULTS] = results
+    yield results
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    results = config.stash.get(_RESULTS, None)
+    if not results:
+        return
+    from .harness import format_details, format_table
+
+    terminalreporter.section("fault injection (small scale)")
+    terminalreporter.write_line(format_table(results))
+    terminalreporter.write_line(format_details(results))
