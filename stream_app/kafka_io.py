@@ -23,14 +23,22 @@ def _bootstrap(brokers: Sequence[str] | str) -> str:
     return brokers if isinstance(brokers, str) else ",".join(brokers)
 
 
+async def _start(client: Any, bootstrap: str) -> None:
+    """Start an aiokafka client, or stop it and raise :class:`BrokerUnavailable`.
+
+    Stopping a client that failed to start keeps asyncio from reporting it unclosed.
+    """
+    try:
+        await client.start()
+    except KafkaConnectionError as exc:
+        await client.stop()
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+
+
 async def topic_partition_count(brokers: Sequence[str] | str, topic: str) -> int:
     """How many partitions ``topic`` has (raises if it does not exist)."""
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(brokers), **client_config())
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()  # else asyncio reports an unclosed producer at exit
-        raise BrokerUnavailable(f"cannot reach Kafka at {_bootstrap(brokers)}: {exc}") from None
+    await _start(producer, _bootstrap(brokers))
     try:
         parts = await producer.partitions_for(topic)
         return len(parts)
@@ -48,11 +56,7 @@ class AiokafkaPublisher:
         )
 
     async def start(self) -> None:
-        try:
-            await self.producer.start()
-        except KafkaConnectionError as exc:
-            await self.producer.stop()  # else asyncio reports an unclosed producer at exit
-            raise BrokerUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
+        await _start(self.producer, self.bootstrap)
 
     async def stop(self) -> None:
         await self.producer.stop()
@@ -129,11 +133,7 @@ async def consume(
         fetch_max_wait_ms=100,
         **client_config(),
     )
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()  # else asyncio reports an unclosed consumer at exit
-        raise BrokerUnavailable(f"cannot reach Kafka at {_bootstrap(brokers)}: {exc}") from None
+    await _start(consumer, _bootstrap(brokers))
     try:
         while True:
             timeout_ms = int((idle_timeout_s or 1.0) * 1000)

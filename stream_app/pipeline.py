@@ -167,6 +167,12 @@ class BatchProcessor:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
 
+    def change_message(self, change: SegmentChange) -> OutMessage:
+        """A segment change as its CloudEvent on the output topic, keyed by customer."""
+        return OutMessage(
+            self.topics.output, change.customer_id.encode(), jsonutil.dumps(cloudevent(change))
+        )
+
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
         return f"{'i' if topic == self.topics.input else 'r'}{partition}"
@@ -218,13 +224,7 @@ class BatchProcessor:
             }
             for fold in folds.values():
                 for change in fold.changes:
-                    out.append(
-                        OutMessage(
-                            self.topics.output,
-                            change.customer_id.encode(),
-                            jsonutil.dumps(cloudevent(change)),
-                        )
-                    )
+                    out.append(self.change_message(change))
                     stats.changes[change.cloudevent_type] += 1
             await self.publisher.publish(out)
             out = []

@@ -36,9 +36,7 @@ from scoring import (
     tier_name,
 )
 
-from . import jsonutil
-from .contracts import cloudevent
-from .pipeline import BatchProcessor, OutMessage
+from .pipeline import BatchProcessor
 from .readstore import membership_of
 from .store import Write
 
@@ -88,14 +86,7 @@ async def sweep_partition(
             writes.append(Write(cid, record.version, record.marks, encode_state(state)))
             new_states.append(state)
     if changes:
-        await processor.publisher.publish(
-            [
-                OutMessage(
-                    processor.topics.output, c.customer_id.encode(), jsonutil.dumps(cloudevent(c))
-                )
-                for c in changes
-            ]
-        )
+        await processor.publisher.publish([processor.change_message(c) for c in changes])
     if processor.readstore is not None:
         members = {
             w.customer_id: membership_of(tier_name(st, model), segment_names(st, model))
