@@ -765,6 +765,7 @@ async def memory_report(
     """Bytes per customer: the INFO delta over customers, and MEMORY USAGE of sampled keys."""
     from scoring import load_default_model
     from stream_app.keys import Keys
+    from stream_app.store import decode_record
 
     keys = Keys(prefix, load_default_model().name)
     client = await redis_client(bench)
@@ -782,14 +783,15 @@ async def memory_report(
         pipe = client.pipeline(transaction=False)
         for cid in sample:
             pipe.memory_usage(keys.state(cid), samples=0)
-            pipe.memory_usage(keys.explain(cid), samples=0)
-            pipe.strlen(keys.state(cid))
+            pipe.get(keys.state(cid))
         raw = await pipe.execute()
     finally:
         await client.aclose()
-    state_b = [int(x or 0) for x in raw[0::3]]
-    explain_b = [int(x or 0) for x in raw[1::3]]
-    value_b = [int(x or 0) for x in raw[2::3]]
+    state_b = [int(x or 0) for x in raw[0::2]]
+    records = [decode_record(x) for x in raw[1::2] if x is not None]
+    value_b = [len(x) for x in raw[1::2] if x is not None]
+    explain_b = [len(r.explain or b"") for r in records]
+    state_only_b = [len(r.state or b"") for r in records]
     customers = len(workload.per_customer)
     counts = sorted(workload.per_customer.values())
     return {
@@ -798,8 +800,9 @@ async def memory_report(
         "used_memory_delta": after - before,
         "bytes_per_customer": (after - before) / customers,
         "state_key_bytes": _dist(state_b),
-        "state_value_bytes": _dist(value_b),
-        "explain_key_bytes": _dist(explain_b),
+        "record_value_bytes": _dist(value_b),
+        "state_bytes_in_record": _dist(state_only_b),
+        "explain_bytes_in_record": _dist(explain_b),
         "index_bytes_per_customer": index / max(1, states),
         "events_per_customer": {
             "p50": percentile(counts, 0.5),
@@ -1092,8 +1095,8 @@ def categorize(frames: Sequence[str], thread: str) -> str:
 #: the innermost of these functions on its stack (inclusive time).
 LANDMARKS = (
     "parse_event", "apply", "next_crossing", "decode_state", "encode_state", "explain_add",
-    "decode_explanation", "encode_explanation", "StateStore.load", "StateStore.write",
-    "StateStore._schedule", "StateStore.add_nps", "ReadStore.update", "FaustPublisher.publish",
+    "decode_explanation", "encode_explanation", "StateStore.load", "StateStore.commit",
+    "ReadStore.commands", "FaustPublisher.publish",
     "cloudevent", "expected_partition", "BatchProcessor.process", "Runtime.handle",
     "Stream.ack", "Consumer._drain_messages", "Stream.noack_take", "MetricsView.get",
 )  # fmt: skip
@@ -1476,10 +1479,15 @@ def _memory_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> N
     )
     mem_off = _get(r, "worker_noexplain", "memory", "bytes_per_customer")
     row("Redis B/customer (INFO delta), explain off", f"{mem_off:.0f} B" if mem_off else "-")
-    for label, key in (("state key", "state_key_bytes"), ("explain key", "explain_key_bytes")):
+    parts = (
+        ("  MEMORY USAGE record key", "state_key_bytes"),
+        ("    value: state", "state_bytes_in_record"),
+        ("    value: explanation", "explain_bytes_in_record"),
+    )
+    for label, key in parts:
         dist = _get(r, "worker", "memory", key)
         if dist:
-            row(f"  MEMORY USAGE {label} p50 / p90", f"{dist['p50']:.0f} / {dist['p90']:.0f} B")
+            row(f"{label} p50 / p90", f"{dist['p50']:.0f} / {dist['p90']:.0f} B")
     index = _get(r, "worker", "memory", "index_bytes_per_customer")
     if index is not None:
         row("  index keys (tiers, segments, due) / customer", f"{index:.0f} B")

@@ -150,7 +150,7 @@ class ReadApi:
             validate_customer_id(customer_id)
         except InvalidEvent as exc:
             raise ApiError(400, "bad_customer_id", exc.detail) from None
-        record = (await self.store.load([customer_id], explain=True))[customer_id]
+        record = (await self.store.load([customer_id]))[customer_id]
         if record.state is None:
             raise ApiError(404, "unknown_customer", f"no state for customer {customer_id!r}")
         try:

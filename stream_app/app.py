@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 
 import faust
+from mode import ServiceT
 
 from .faust_tuning import fast_join_settings, install
 from .kafka_auth import faust_credentials
@@ -18,13 +20,32 @@ from .settings import Settings
 settings = Settings.from_env()
 
 
+class ScorerApp(faust.App):
+    """faust's App, whose Monitor sensor is optional.
+
+    faust adds its Monitor to every app: bookkeeping on every message and event (times,
+    counters per topic and partition, deques of latencies) for its ``/stats`` view, which
+    is off here. The worker's own ``/metrics`` count what operators read, per batch. The
+    Monitor costs a measurable share of faust's per-message time (docs/performance.md),
+    so it is removed unless ``ENGAGEMENT_FAUST_MONITOR`` asks for it.
+    """
+
+    keep_monitor = False
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        dependencies = super().on_init_dependencies()
+        if not self.keep_monitor:
+            self.sensors.remove(self.monitor)
+        return dependencies
+
+
 def create_app(cfg: Settings) -> faust.App:
     """A faust App tuned for this job (raw bytes in and out, fast joins)."""
     install(cfg.fetch_max_wait_ms)  # faust hard-codes 1500 ms, ~1 s of latency on Tansu
     datadir = cfg.data_dir or os.path.join(
         tempfile.gettempdir(), f"engagement-scorer-{os.getpid()}"
     )
-    return faust.App(
+    app = ScorerApp(
         cfg.app_id,
         broker=cfg.faust_broker,
         broker_credentials=faust_credentials(cfg),
@@ -52,6 +73,8 @@ def create_app(cfg: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
+    app.keep_monitor = cfg.faust_monitor
+    return app
 
 
 app = create_app(settings)

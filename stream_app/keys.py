@@ -32,7 +32,8 @@ class Keys:
     def base(self) -> str:
         return f"{self.prefix}:{escape(self.model)}"
 
-    # state:{customer} -- string: "<version> <source marks> <encoded CustomerState>"
+    # state:{customer} -- string: "<version> <source marks> <state length> <encoded
+    # CustomerState><encoded Explanation, may be empty>" (see store.py)
     def state(self, customer_id: str) -> str:
         return f"{self.base}:state:{{{escape(customer_id)}}}"
 
@@ -48,10 +49,6 @@ class Keys:
     # due:{partition} -- sorted set: customer id -> next decay crossing (ms)
     def due(self, partition: int) -> str:
         return f"{self.base}:due:{{p{partition}}}"
-
-    # explain:{customer} -- string: encoded scoring.Explanation (per-type sums, last events)
-    def explain(self, customer_id: str) -> str:
-        return f"{self.base}:explain:{{{escape(customer_id)}}}"
 
     # tier:<name> -- sorted set, all scores 0: the customers in that tier now (lex-paginated)
     def tier_members(self, tier: str) -> str:

@@ -4,12 +4,13 @@ The order of effects is what makes the delivery guarantees hold:
 
 1. parse every message; what cannot be scored becomes a dead letter, a message
    on the wrong input partition is forwarded to the by-customer topic;
-2. read the batch's customers from Redis (one pipeline) and fold their events
+2. read the batch's customers from Redis (one ``MGET``) and fold their events
    through :func:`scoring.apply` (pure);
 3. publish dead letters, forwards and segment changes, and wait for the
    broker's acknowledgements;
-4. count NPS responses (idempotent per source offset), then write each
-   customer's record fenced by its version (one pipeline);
+4. in one pipeline: count NPS responses (idempotent per source offset), update
+   the read-side indexes and the due index, then write each customer's record
+   fenced by its version;
 5. only then does the caller ack the messages, so faust may commit them.
 
 A crash anywhere before 5 redelivers the batch: the per-customer source marks
@@ -18,6 +19,7 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -50,7 +52,7 @@ from scoring import (
 from . import jsonutil
 from .contracts import cloudevent, dead_letter
 from .readstore import Membership, ReadStore, membership_of
-from .store import StateStore, StoredRecord, Write, nps_fields
+from .store import Command, StateStore, StoredRecord, Write, nps_fields
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,11 @@ class _Fold:
     before: Membership | None = None  # tier and segments of the stored state
 
 
+@functools.lru_cache(maxsize=65_536)
 def expected_partition(customer_id: str, partitions: int) -> int:
     """The partition the default (murmur2) partitioner gives a customer key.
+
+    Cached: murmur2 is pure Python in aiokafka, and busy customers come back often.
 
     >>> expected_partition("cust-1", 8) == expected_partition("cust-1", 8)
     True
@@ -215,7 +220,7 @@ class BatchProcessor:
             grouped[event.customer_id].append((rec, event))
         pending = dict(grouped)
         for round_ in range(MAX_CONFLICT_ROUNDS):
-            stored = await self.store.load(list(pending), explain=self.explain_events > 0)
+            stored = await self.store.load(list(pending))
             folds = {
                 cid: self._fold(
                     cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
@@ -228,10 +233,11 @@ class BatchProcessor:
                     stats.changes[change.cloudevent_type] += 1
             await self.publisher.publish(out)
             out = []
-            await self._count_nps(folds.values())
-            await self._index(folds, force=round_ > 0, now_ms=now_ms)
-            writes = [f.write for f in folds.values() if f.write is not None]
-            lost = await self.store.write(writes)
+            lost = await self.store.commit(
+                [f.write for f in folds.values() if f.write is not None],
+                nps=self._nps(folds.values()),
+                index=self._index(folds, force=round_ > 0, now_ms=now_ms),
+            )
             if not lost:
                 self._progress(offsets, folds.values())
                 if stats.suspect_redelivered:
@@ -337,10 +343,10 @@ class BatchProcessor:
             for topic in (self.topics.input, self.topics.by_customer):
                 self.offsets.pop((topic, p), None)
 
-    async def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> None:
-        """Update the read-side indexes for new customers and those whose standing changed."""
+    def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
+        """Index commands for new customers and those whose standing changed."""
         if self.readstore is None:
-            return
+            return []
         members: dict[str, Membership] = {}
         previous: dict[str, Membership | None] = {}
         for cid, f in folds.items():
@@ -353,14 +359,15 @@ class BatchProcessor:
             if not force:  # the diff is deterministic, so a replay writes it again
                 previous[cid] = f.before
         changes = [c for f in folds.values() for c in f.changes]
-        await self.readstore.update(members, changes, now_ms, previous=previous)
+        return self.readstore.commands(members, changes, now_ms, previous=previous)
 
-    async def _count_nps(self, folds: Iterable[_Fold]) -> None:
+    @staticmethod
+    def _nps(folds: Iterable[_Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         for fold in folds:
             for topic, partition, offset, fld in fold.nps:
                 counts[(topic, partition)].append((offset, fld))
-        await self.store.add_nps(counts)
+        return counts
 
     def _dead(self, rec: Record, reason: str, detail: str, now_ms: float) -> OutMessage:
         body = dead_letter(

@@ -8,13 +8,15 @@ These are derived data, rebuilt from customer states as they change:
 * ``tier-moves:<name>:in|out``: change id -> time, so "entered in the last
   hour" is a ``ZCOUNT``; re-publishing a change (same id) counts once.
 
-They are written before the customer's fenced state write, idempotently (a
+They are written before the customer's fenced state write (in the same
+pipeline, see :meth:`stream_app.store.StateStore.commit`), idempotently (a
 member is set to what the new state says), so a crash in between leaves them
 ahead of the state and a redelivery writes the same again.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -22,7 +24,7 @@ from typing import cast
 from scoring import Model, SegmentChange
 
 from .keys import Keys
-from .store import RedisClient
+from .store import Command, RedisClient, ScriptArg
 
 #: How long tier moves are kept (the API reports the last hour and day).
 MOVES_KEPT_MS = 2 * 86_400_000
@@ -52,39 +54,55 @@ class ReadStore:
         *,
         previous: Mapping[str, Membership | None] | None = None,
     ) -> None:
-        """Set customers' memberships and record tier moves (one pipeline).
+        """Set customers' memberships and record tier moves (one pipeline)."""
+        commands = self.commands(members, changes, now_ms, previous=previous)
+        if not commands:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        await pipe.execute()
+
+    def commands(
+        self,
+        members: Mapping[str, Membership],
+        changes: Sequence[SegmentChange],
+        now_ms: float,
+        *,
+        previous: Mapping[str, Membership | None] | None = None,
+    ) -> list[Command]:
+        """The Redis commands that set these memberships and record these tier moves.
 
         For a customer in ``previous`` only the sets whose membership differs from its
         previous standing (None: a new customer) are written; the others are re-asserted
-        in full (every set: in or out).
+        in full (every set: in or out). One ``ZADD`` and one ``ZREM`` per set at most.
         """
-        if not members and not changes:
-            return
         previous = previous or {}
-        pipe = self.client.pipeline(transaction=False)
+        adds: dict[str, list[ScriptArg]] = defaultdict(list)
+        removes: dict[str, list[ScriptArg]] = defaultdict(list)
         for cid, m in members.items():
             full = cid not in previous
             old = previous.get(cid)
             for key, is_in, was_in in self._sets(m, old):
                 if full or is_in != was_in:
                     if is_in:
-                        pipe.zadd(key, {cid: 0})
+                        adds[key] += (0, cid)
                     else:
-                        pipe.zrem(key, cid)
-        touched: set[str] = set()
+                        removes[key].append(cid)
+        moves: dict[str, list[ScriptArg]] = defaultdict(list)
         for c in changes:
             if c.kind != "tier":
                 continue
             if c.to_tier is not None:
-                pipe.zadd(self.keys.tier_moves(c.to_tier, "in"), {c.change_id: c.occurred_at_ms})
-                touched.add(self.keys.tier_moves(c.to_tier, "in"))
+                moves[self.keys.tier_moves(c.to_tier, "in")] += (c.occurred_at_ms, c.change_id)
             if c.from_tier is not None:
-                key = self.keys.tier_moves(c.from_tier, "out")
-                pipe.zadd(key, {c.change_id: c.occurred_at_ms})
-                touched.add(key)
-        for key in touched:
-            pipe.zremrangebyscore(key, "-inf", now_ms - MOVES_KEPT_MS)
-        await pipe.execute()
+                moves[self.keys.tier_moves(c.from_tier, "out")] += (c.occurred_at_ms, c.change_id)
+        out: list[Command] = [("ZREM", key, *cids) for key, cids in removes.items()]
+        out += [("ZADD", key, *pairs) for key, pairs in adds.items()]
+        for key, pairs in moves.items():
+            out.append(("ZADD", key, *pairs))
+            out.append(("ZREMRANGEBYSCORE", key, "-inf", now_ms - MOVES_KEPT_MS))
+        return out
 
     def _sets(self, new: Membership, old: Membership | None) -> list[tuple[str, bool, bool]]:
         """Every member set with (key, in it now, in it before)."""

@@ -1,34 +1,44 @@
 """Redis state: one fenced record per customer, NPS counters per source partition.
 
-A customer record is ``b"<version> <marks> <state>"``:
+A customer record is ``b"<version> <marks> <state length> <state><explanation>"``:
 
 * ``version`` counts writes; a write names the version it read and loses if
   another writer got there first (``lua/cas_write.lua``). That fences a worker
   that lost its partitions in a rebalance: it cannot overwrite newer state.
 * ``marks`` is ``src=offset,...``: for each source partition the highest offset
   already applied to this customer, so a redelivered message changes nothing.
-* ``state`` is :func:`scoring.encode_state`'s bytes.
+* ``state`` is :func:`scoring.encode_state`'s bytes, ``state length`` their count.
+* ``explanation`` (possibly empty) is :func:`scoring.encode_explanation`'s bytes:
+  kept in the same value, it costs no key of its own and no extra read or write.
 
-All reads of a batch go in one pipeline; all writes in one more. On Redis
-Cluster, scripts cannot run inside a cluster pipeline (redis-py), so there the
-per-customer writes run concurrently instead: still one round trip of latency.
+A batch costs two round trips: one ``MGET`` of its customers' records, and one
+pipeline with every write (NPS counters, read-side indexes, due index, then one
+script call that fences every record). Scripts are called by SHA; should Redis
+have lost them (restart, ``SCRIPT FLUSH``), they are loaded again and the
+pipeline, whose every command is idempotent, is sent again. On Redis Cluster a
+script only sees keys of one slot, so there the per-customer writes run
+concurrently instead: still one round trip of latency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from .keys import Keys
 
 RedisClient = aioredis.Redis | RedisCluster
 ScriptArg = bytes | str | int | float
+#: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
+Command = tuple[ScriptArg, ...]
 
 
 def _lua(name: str) -> str:
@@ -45,29 +55,43 @@ class StoredRecord:
     explain: bytes | None = None
 
 
-def encode_record(version: int, marks: Mapping[str, int], state: bytes) -> bytes:
+def encode_record(
+    version: int, marks: Mapping[str, int], state: bytes, explain: bytes | None = None
+) -> bytes:
     """Pack a record.
 
     >>> encode_record(3, {"i1": 40}, b"[1]")
-    b'3 i1=40 [1]'
+    b'3 i1=40 3 [1]'
+    >>> encode_record(3, {}, b"[1]", b"[2]")
+    b'3 - 3 [1][2]'
     """
     mark_text = ",".join(f"{k}={v}" for k, v in sorted(marks.items())) or "-"
-    return f"{version} {mark_text} ".encode() + state
+    return f"{version} {mark_text} {len(state)} ".encode() + state + (explain or b"")
 
 
 def decode_record(raw: bytes) -> StoredRecord:
     """Unpack a record written by :func:`encode_record`.
 
-    >>> decode_record(b'3 i1=40,r1=2 [1]')
-    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=None)
+    >>> decode_record(b'3 i1=40,r1=2 3 [1][2]')
+    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]')
+
+    Records of release 0.1 (``"<version> <marks> <state>"``, the explanation in a key
+    of its own) still read, without their explanation:
+
+    >>> decode_record(b'3 - [1]')
+    StoredRecord(version=3, marks={}, state=b'[1]', explain=None)
     """
-    version, mark_text, state = raw.split(b" ", 2)
+    version, mark_text, rest = raw.split(b" ", 2)
     marks: dict[str, int] = {}
     if mark_text != b"-":
         for item in mark_text.decode().split(","):
             name, offset = item.split("=")
             marks[name] = int(offset)
-    return StoredRecord(int(version), marks, state)
+    if not rest[:1].isdigit():  # a 0.1 record: the state is JSON, it starts with "["
+        return StoredRecord(int(version), marks, rest)
+    length, body = rest.split(b" ", 1)
+    n = int(length)
+    return StoredRecord(int(version), marks, body[:n], body[n:] or None)
 
 
 def connect(url: str) -> RedisClient:
@@ -84,7 +108,7 @@ def connect(url: str) -> RedisClient:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One fenced state write: the version read, and the new record's parts."""
+    """One fenced record write: the version read, and the new record's parts."""
 
     customer_id: str
     read_version: int
@@ -92,7 +116,18 @@ class Write:
     state: bytes
     due_partition: int = 0
     due_at_ms: float | None = None  # the new state's next decay crossing
-    explain: bytes | None = None  # written with the state, atomically, when given
+    explain: bytes | None = None  # stored in the record, after the state
+
+
+class _Script:
+    """A Lua script called by SHA (``EVALSHA``), loaded once per connection pool."""
+
+    def __init__(self, name: str) -> None:
+        self.source = _lua(name)
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()  # as SCRIPT LOAD's
+
+    def command(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Command:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class StateStore:
@@ -102,72 +137,141 @@ class StateStore:
         self.client = client
         self.keys = keys
         self.is_cluster = isinstance(client, RedisCluster)
-        self._cas = client.register_script(_lua("cas_write.lua"))
-        self._nps_add = client.register_script(_lua("nps_add.lua"))
-        self._reschedule = client.register_script(_lua("due_reschedule.lua"))
+        self._cas = _Script("cas_write.lua")
+        self._nps_add = _Script("nps_add.lua")
+        self._reschedule = _Script("due_reschedule.lua")
+        self._scripts = (self._cas, self._nps_add, self._reschedule)
 
-    async def load(
-        self, customer_ids: Sequence[str], *, explain: bool = False
-    ) -> dict[str, StoredRecord]:
-        """Records of the given customers (and their explanations), in one pipeline."""
-        pipe = self.client.pipeline(transaction=False)
-        for cid in customer_ids:
-            pipe.get(self.keys.state(cid))
-            if explain:
-                pipe.get(self.keys.explain(cid))
-        raws = await pipe.execute()
-        step = 2 if explain else 1
-        out: dict[str, StoredRecord] = {}
-        for i, cid in enumerate(customer_ids):
-            raw = raws[i * step]
-            record = decode_record(raw) if raw is not None else StoredRecord()
-            if explain and raws[i * step + 1] is not None:
-                record = replace(record, explain=raws[i * step + 1])
-            out[cid] = record
-        return out
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts (idempotent; redis-py sends it to every cluster primary)."""
+        for script in self._scripts:
+            await self.client.script_load(script.source)
 
-    async def write(self, writes: Sequence[Write]) -> list[str]:
-        """Apply fenced writes; return the customers whose write lost a race.
+    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
+        """One script call, outside any pipeline."""
+        try:
+            return await self.client.execute_command(*script.command(keys, args))
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            await self.load_scripts()
+            return await self.client.execute_command(*script.command(keys, args))
 
-        Each customer's next crossing goes into its partition's due index first,
-        with ``ZADD LT`` (an entry only moves earlier): a crash between the two
-        leaves at worst an early entry, which the decay sweep re-checks and
-        reschedules; never a missing one.
+    async def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Send commands in one pipeline (one round trip), in order; their replies.
+
+        Every command queued here is idempotent, so after ``NOSCRIPT`` (the scripts were
+        lost) the whole pipeline is sent again once the scripts are loaded.
         """
-        if not writes:
+        if not commands:
             return []
-        await self._schedule(writes)
-        calls: list[tuple[list[str], list[ScriptArg]]] = []
-        for w in writes:
-            keys = [self.keys.state(w.customer_id)]
-            args: list[ScriptArg] = [
-                w.read_version,
-                encode_record(w.read_version + 1, w.marks, w.state),
-            ]
-            if w.explain is not None:
-                keys.append(self.keys.explain(w.customer_id))
-                args.append(w.explain)
-            calls.append((keys, args))
-        if self.is_cluster:
-            results = await asyncio.gather(*(self._cas(keys=k, args=a) for k, a in calls))
-        else:
+        for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
-            for k, a in calls:
-                await self._cas(keys=k, args=a, client=cast(Any, pipe))
-            results = await pipe.execute()
-        return [w.customer_id for w, r in zip(writes, results, strict=True) if int(r) != -1]
+            for c in commands:
+                pipe.execute_command(*c)
+            try:
+                replies: list[Any] = await pipe.execute()
+                return replies
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.load_scripts()
+        raise AssertionError("unreachable")
 
-    async def _schedule(self, writes: Sequence[Write]) -> None:
-        due: dict[int, dict[str, float]] = {}
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """Records (with explanations) of the given customers: one ``MGET``.
+
+        On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together.
+        """
+        if not customer_ids:
+            return {}
+        keys = [self.keys.state(cid) for cid in customer_ids]
+        if self.is_cluster:
+            raws = await cast(RedisCluster, self.client).mget_nonatomic(keys)
+        else:
+            raws = await self.client.mget(keys)
+        return {
+            cid: decode_record(raw) if raw is not None else StoredRecord()
+            for cid, raw in zip(customer_ids, raws, strict=True)
+        }
+
+    async def commit(
+        self,
+        writes: Sequence[Write],
+        *,
+        nps: Mapping[tuple[str, int], Sequence[tuple[int, str]]] | None = None,
+        index: Sequence[Command] = (),
+    ) -> list[str]:
+        """Count NPS responses, update indexes, then apply the fenced record writes.
+
+        In this order, in one pipeline; returns the customers whose write lost a race.
+        Each customer's next crossing goes into its partition's due index before its
+        record, with ``ZADD LT`` (an entry only moves earlier): a crash between the two
+        leaves at worst an early entry, which the decay sweep re-checks and reschedules;
+        never a missing one.
+        """
+        nps_calls = self._nps_commands(nps or {})
+        due = self._due_commands(writes)
+        records = [
+            (
+                self.keys.state(w.customer_id),
+                w.read_version,
+                encode_record(w.read_version + 1, w.marks, w.state, w.explain),
+            )
+            for w in writes
+        ]
+        if self.is_cluster:
+            return await self._commit_cluster(writes, nps_calls, [*index, *due], records)
+        commands = [*nps_calls, *index, *due]
+        if records:
+            args: list[ScriptArg] = []
+            for _, version, record in records:
+                args += [version, record]
+            commands.append(self._cas.command([k for k, _, _ in records], args))
+        replies = await self._pipeline(commands)
+        if not records:
+            return []
+        return [writes[int(i) - 1].customer_id for i in replies[-1]]
+
+    async def _commit_cluster(
+        self,
+        writes: Sequence[Write],
+        nps_calls: Sequence[Command],
+        commands: Sequence[Command],
+        records: Sequence[tuple[str, int, bytes]],
+    ) -> list[str]:
+        """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently."""
+        scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
+        await asyncio.gather(*(self._run(self._nps_add, [str(c[3])], c[4:]) for c in scripts))
+        commands = [*(c for c in nps_calls if c[0] != "EVALSHA"), *commands]
+        if commands:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            await pipe.execute()
+        lost = await asyncio.gather(
+            *(self._run(self._cas, [key], [version, rec]) for key, version, rec in records)
+        )
+        return [w.customer_id for w, r in zip(writes, lost, strict=True) if r]
+
+    def _due_commands(self, writes: Sequence[Write]) -> list[Command]:
+        due: dict[int, list[ScriptArg]] = {}
         for w in writes:
             if w.due_at_ms is not None:
-                due.setdefault(w.due_partition, {})[w.customer_id] = w.due_at_ms
-        if not due:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for partition, members in due.items():
-            pipe.zadd(self.keys.due(partition), cast(Any, members), lt=True)
-        await pipe.execute()
+                due.setdefault(w.due_partition, []).extend((repr(w.due_at_ms), w.customer_id))
+        return [("ZADD", self.keys.due(p), "LT", *members) for p, members in due.items()]
+
+    def _nps_commands(
+        self, counts: Mapping[tuple[str, int], Sequence[tuple[int, str]]]
+    ) -> list[Command]:
+        calls: list[Command] = []
+        for (topic, partition), items in counts.items():
+            args: list[ScriptArg] = []
+            for offset, fld in sorted(items):
+                args += [offset, fld, 1]
+            calls.append(self._nps_add.command([self.keys.nps_counts(topic, partition)], args))
+        if calls:
+            sources = sorted({f"{t}:{p}" for t, p in counts})
+            calls.append(("SADD", self.keys.nps_sources(), *sources))
+        return calls
 
     async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
         """Customers of ``partition`` whose next crossing is at or before ``until_ms``."""
@@ -190,36 +294,18 @@ class StateStore:
         args: list[ScriptArg] = []
         for cid, (old, new) in entries.items():
             args += [cid, repr(old), "" if new is None else repr(new)]
-        await self._reschedule(keys=[self.keys.due(partition)], args=args)
+        await self._run(self._reschedule, [self.keys.due(partition)], args)
 
     async def due_size(self, partition: int) -> int:
         """How many customers wait in ``partition``'s due index."""
         return int(await self.client.zcard(self.keys.due(partition)))
 
-    async def add_nps(self, counts: Mapping[tuple[str, int], Sequence[tuple[int, str]]]) -> int:
+    async def add_nps(self, counts: Mapping[tuple[str, int], Sequence[tuple[int, str]]]) -> None:
         """Count NPS responses: per source partition, ``(offset, field)`` pairs.
 
-        Idempotent per offset (see ``lua/nps_add.lua``). Returns how many counted.
+        Idempotent per offset (see ``lua/nps_add.lua``).
         """
-        if not counts:
-            return 0
-        calls = []
-        for (topic, partition), items in counts.items():
-            args: list[ScriptArg] = []
-            for offset, fld in sorted(items):
-                args += [offset, fld, 1]
-            calls.append(([self.keys.nps_counts(topic, partition)], args, f"{topic}:{partition}"))
-        sources = [c[2] for c in calls]
-        if self.is_cluster:
-            done = await asyncio.gather(*(self._nps_add(keys=k, args=a) for k, a, _ in calls))
-            await self.client.sadd(self.keys.nps_sources(), *sources)
-            return sum(int(x) for x in done)
-        pipe = self.client.pipeline(transaction=False)
-        for k, a, _ in calls:
-            await self._nps_add(keys=k, args=a, client=cast(Any, pipe))
-        pipe.sadd(self.keys.nps_sources(), *sources)
-        results = await pipe.execute()
-        return sum(int(x) for x in results[:-1])
+        await self.commit([], nps=counts)
 
     async def nps_counts(self) -> dict[str, int]:
         """All NPS counters summed over source partitions (``_wm`` excluded)."""

@@ -38,7 +38,7 @@ from scoring import (
 
 from .pipeline import BatchProcessor
 from .readstore import membership_of
-from .store import Write
+from .store import Command, Write
 
 log = logging.getLogger("stream_app.sweep")
 
@@ -87,13 +87,14 @@ async def sweep_partition(
             new_states.append(state)
     if changes:
         await processor.publisher.publish([processor.change_message(c) for c in changes])
+    index: list[Command] = []
     if processor.readstore is not None:
         members = {
             w.customer_id: membership_of(tier_name(st, model), segment_names(st, model))
             for w, st in zip(writes, new_states, strict=True)
         }
-        await processor.readstore.update(members, changes, now_ms)
-    lost = await store.write(writes)
+        index = processor.readstore.commands(members, changes, now_ms)
+    lost = await store.commit(writes, index=index)
     for cid in lost:  # someone else wrote this customer: leave its entry for the next tick
         schedule.pop(cid, None)
     await store.reschedule(partition, schedule)

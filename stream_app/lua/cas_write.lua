@@ -1,19 +1,21 @@
--- Fenced write of one customer's state record (one key, so cluster-safe).
--- KEYS[1]  state key
--- ARGV[1]  version the writer read (0: the key did not exist)
--- ARGV[2]  the new record, "<version+1> <marks> <state>"
--- KEYS[2]  optional: the customer's explanation key (same hash tag), ARGV[3] its value
--- Returns -1 when written, else the version currently stored (the write lost a race).
-local cur = redis.call('GET', KEYS[1])
-local version = 0
-if cur then
-  version = tonumber(string.match(cur, '^(%d+) ')) or 0
+-- Fenced writes of customer records (cluster-safe when all KEYS share a slot: the
+-- worker sends one key per call on Redis Cluster, a whole batch on a single Redis).
+-- KEYS[i]      state key of customer i
+-- ARGV[2i-1]   the version the writer read for customer i (0: the key did not exist)
+-- ARGV[2i]     customer i's new record, "<version+1> <marks> <state length> <state><explanation>"
+-- Writes every record whose stored version is still the one read; returns the
+-- (1-based) indexes of the others: their writes lost a race and change nothing.
+local lost = {}
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  local version = 0
+  if cur then
+    version = tonumber(string.match(cur, '^(%d+) ')) or 0
+  end
+  if version == tonumber(ARGV[2 * i - 1]) then
+    redis.call('SET', KEYS[i], ARGV[2 * i])
+  else
+    lost[#lost + 1] = i
+  end
 end
-if version ~= tonumber(ARGV[1]) then
-  return version
-end
-redis.call('SET', KEYS[1], ARGV[2])
-if KEYS[2] then
-  redis.call('SET', KEYS[2], ARGV[3])
-end
-return -1
+return lost

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,17 +63,16 @@ class FakeStore:
     records: dict[str, StoredRecord] = field(default_factory=dict)
     written: list[Write] = field(default_factory=list)
 
-    async def load(self, customer_ids: Sequence[str], *, explain: bool = False) -> dict[str, Any]:
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, Any]:
         return {c: self.records.get(c, StoredRecord()) for c in customer_ids}
 
-    async def write(self, writes: Sequence[Write]) -> list[str]:
+    async def commit(
+        self, writes: Sequence[Write], *, nps: object = None, index: object = ()
+    ) -> list[str]:
         self.written += writes
         for w in writes:
             self.records[w.customer_id] = StoredRecord(w.read_version + 1, dict(w.marks), w.state)
         return []
-
-    async def add_nps(self, counts: Mapping[Any, Any]) -> int:
-        return 0
 
 
 @dataclass

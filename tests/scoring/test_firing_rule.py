@@ -332,10 +332,12 @@ class MemoryStore:
         self.records: dict[str, StoredRecord] = {}
         self.due_index: dict[int, dict[str, float]] = defaultdict(dict)
 
-    async def load(self, ids: Sequence[str], *, explain: bool = False) -> dict[str, StoredRecord]:
+    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
         return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
 
-    async def write(self, writes: Sequence[Write]) -> list[str]:
+    async def commit(
+        self, writes: Sequence[Write], *, nps: object = None, index: object = ()
+    ) -> list[str]:
         for w in writes:
             index = self.due_index[w.due_partition]
             if w.due_at_ms is not None and w.due_at_ms < index.get(w.customer_id, math.inf):
@@ -364,9 +366,6 @@ class MemoryStore:
                     index[cid] = new
             elif new is not None and new < index.get(cid, math.inf):
                 index[cid] = new
-
-    async def add_nps(self, counts: object) -> int:
-        return 0
 
 
 class Collect:

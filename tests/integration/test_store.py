@@ -1,0 +1,105 @@
+"""``StateStore`` against a real redis-server: one ``MGET`` in, one pipeline out.
+
+What the worker relies on: a batch's fenced writes win or lose per customer, the
+explanation lives in the customer's record, a Redis that lost its scripts (restart,
+``SCRIPT FLUSH``) costs a reload and nothing else, and records of the previous release
+(explanation in a key of its own) still read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from stream_app.devstack import LocalService
+from stream_app.keys import Keys
+from stream_app.store import StateStore, Write, decode_record
+
+T = TypeVar("T")
+
+
+def run(make: Callable[[StateStore], Coroutine[Any, Any, T]], url: str, keys: Keys) -> T:
+    async def main() -> T:
+        client = aioredis.from_url(url)
+        try:
+            return await make(StateStore(client, keys))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def keys(unique_name: Callable[[str], str]) -> Keys:
+    return Keys(unique_name("st"), "default")
+
+
+def write(cid: str, version: int, state: bytes, explain: bytes | None = None) -> Write:
+    return Write(cid, version, {"i0": 7}, state, due_partition=3, due_at_ms=5e12, explain=explain)
+
+
+def test_commit_writes_records_with_explanation_and_due_entries(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    lost = run(
+        lambda s: s.commit([write("a", 0, b"[1]", b"[9]"), write("b", 0, b"[2]")]),
+        redis_server.url,
+        keys,
+    )
+    assert lost == []
+    records = run(lambda s: s.load(["a", "b", "c"]), redis_server.url, keys)
+    assert (records["a"].version, records["a"].state, records["a"].explain) == (1, b"[1]", b"[9]")
+    assert (records["b"].state, records["b"].explain) == (b"[2]", None)
+    assert records["b"].marks == {"i0": 7}
+    assert records["c"].version == 0 and records["c"].state is None
+    assert redis_client.zscore(keys.due(3), "a") == 5e12
+
+
+def test_a_write_from_a_stale_version_loses_and_changes_nothing(
+    redis_server: LocalService, keys: Keys
+) -> None:
+    run(lambda s: s.commit([write("a", 0, b"[1]")]), redis_server.url, keys)
+    lost = run(
+        lambda s: s.commit([write("a", 0, b"[stale]"), write("b", 0, b"[2]")]),
+        redis_server.url,
+        keys,
+    )
+    assert lost == ["a"]
+    records = run(lambda s: s.load(["a", "b"]), redis_server.url, keys)
+    assert records["a"].state == b"[1]" and records["b"].state == b"[2]"
+
+
+def test_scripts_lost_by_redis_are_loaded_again(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    redis_client.script_flush()
+    assert run(lambda s: s.commit([write("a", 0, b"[1]")]), redis_server.url, keys) == []
+    redis_client.script_flush()
+    run(lambda s: s.add_nps({("in", 0): [(5, "2026-11-23|*|promoter")]}), redis_server.url, keys)
+    redis_client.script_flush()
+    run(lambda s: s.reschedule(3, {"a": (5e12, 6e12)}), redis_server.url, keys)
+    assert run(lambda s: s.load(["a"]), redis_server.url, keys)["a"].version == 1
+    assert run(lambda s: s.nps_counts(), redis_server.url, keys) == {"2026-11-23|*|promoter": 1}
+    assert redis_client.zscore(keys.due(3), "a") == 6e12
+
+
+def test_a_record_of_the_previous_release_still_reads_and_is_fenced(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    redis_client.set(keys.state("a"), b"4 i0=3 [1,null]")
+    record = run(lambda s: s.load(["a"]), redis_server.url, keys)["a"]
+    assert (record.version, record.marks, record.state, record.explain) == (
+        4,
+        {"i0": 3},
+        b"[1,null]",
+        None,
+    )
+    assert run(lambda s: s.commit([write("a", 4, b"[2]", b"[e]")]), redis_server.url, keys) == []
+    raw = redis_client.get(keys.state("a"))
+    assert isinstance(raw, bytes)
+    assert decode_record(raw).version == 5 and decode_record(raw).explain == b"[e]"
