@@ -51,8 +51,8 @@ __all__ = [
     "values_at",
 ]
 
-#: Version number leading every encoded state.
-STATE_FORMAT = 1
+#: Version number leading every encoded state (format 1 still decodes).
+STATE_FORMAT = 2
 #: Bytes of blake2b digest kept per remembered event id.
 FINGERPRINT_BYTES = 6
 #: Cap counters are kept for the clock's UTC day and this many days before it.
@@ -205,8 +205,12 @@ def values_at(state: CustomerState, model: Model, t_ms: float) -> Values:
 
 # --------------------------------------------------------------------------- encoding
 #
-# Format 1 is a JSON array (see docs/scoring.md, "State encoding"):
-#   [1, clock, values, tier, segments, last_seen, nps_score, nps_at, caps, ids, applied, last]
+# Format 2 is a JSON array (see docs/scoring.md, "State encoding"):
+#   [2, clock, mask, values, tier, segments, last_seen, nps_score, nps_at, caps, ids, applied,
+#    last]
+# * ``mask`` has bit i set when dimension i's value is not +0.0 (None: no values yet), and
+#   ``values`` holds only those values (float64 little-endian, base64 without padding);
+#   format 1 (release 0.1) had no mask and every value, and still decodes;
 # * times other than ``last`` (the last event time, the base) are relative to it:
 #   ``last_seen`` and ``nps_at`` as ``base - t`` and cap days as ``day(base) - day``;
 #   ``clock`` is the integer 0 when it equals the base, else the absolute float;
@@ -218,18 +222,20 @@ def encode_state(state: CustomerState) -> bytes:
     """Compact JSON array led by :data:`STATE_FORMAT`; every float round-trips exactly.
 
     >>> encode_state(new_state())
-    b'[1,null,"",0,0,[],null,null,[],"",0,null]'
+    b'[2,null,null,"",0,0,[],null,null,[],"",0,null]'
     """
     base = state.last_event_ms or 0
     clock: float | int | None = None
     if not state.is_new:
         clock = 0 if state.clock_ms == base else state.clock_ms
     base_day = utc_day(base)
+    mask, kept = _sparse(state.values)
     return orjson.dumps(
         [
             STATE_FORMAT,
             clock,
-            _b64(_packer(len(state.values)).pack(*state.values)),
+            mask,
+            _b64(_packer(len(kept)).pack(*kept)),
             state.tier,
             state.segments,
             [None if t is None else base - t for t in state.last_seen],
@@ -244,7 +250,7 @@ def encode_state(state: CustomerState) -> bytes:
 
 
 def decode_state(raw: bytes, model: Model) -> CustomerState:
-    """Inverse of :func:`encode_state`, checked against ``model``'s layout.
+    """Inverse of :func:`encode_state` (formats 1 and 2), checked against ``model``'s layout.
 
     Raises :class:`~scoring.errors.InvalidState` when the bytes are not a state of this
     format or do not fit the model (other dimensions, tiers, segments or tracked types).
@@ -253,9 +259,15 @@ def decode_state(raw: bytes, model: Model) -> CustomerState:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidState(f"state is not valid JSON: {exc}") from None
-    if not isinstance(doc, list) or len(doc) != 12 or doc[0] != STATE_FORMAT:
-        raise InvalidState(f"state is not a format-{STATE_FORMAT} array")
-    _, clock, values, tier, segments, last_seen, nps_score, nps_at, caps, ids, applied, last = doc
+    if isinstance(doc, list) and len(doc) == 13 and doc[0] == STATE_FORMAT:
+        values = _sparse_values(doc[2], doc[3], model)
+        del doc[2:4]
+    elif isinstance(doc, list) and len(doc) == 12 and doc[0] == 1:
+        values = _values(doc[2], model)
+        del doc[2]
+    else:
+        raise InvalidState(f"state is not a format-1 or format-{STATE_FORMAT} array")
+    _, clock, tier, segments, last_seen, nps_score, nps_at, caps, ids, applied, last = doc
     last_event = _opt_int(last, "last_event_ms")
     base = last_event or 0
     if clock is None:
@@ -268,7 +280,7 @@ def decode_state(raw: bytes, model: Model) -> CustomerState:
         raise InvalidState("clock: not a number")
     return CustomerState(
         clock_ms=clock_ms,
-        values=_values(values, model),
+        values=values,
         tier=_index(tier, len(model.tiers), "tier"),
         segments=_index(segments, 1 << len(model.segments), "segments"),
         last_seen=_last_seen(last_seen, model, base),
@@ -279,6 +291,38 @@ def decode_state(raw: bytes, model: Model) -> CustomerState:
         events_applied=_index(applied, None, "events_applied"),
         last_event_ms=last_event,
     )
+
+
+def _sparse(values: tuple[float, ...]) -> tuple[int | None, list[float]]:
+    """A bit mask of the values that are not +0.0 (None: no values), and those values.
+
+    >>> _sparse((0.0, 2.5, 0.0, -0.0))
+    (10, [2.5, -0.0])
+    """
+    if not values:
+        return None, []
+    mask, kept = 0, []
+    for i, v in enumerate(values):
+        if v or math.copysign(1.0, v) < 0:  # -0.0 is kept: the sign of zero round-trips
+            mask |= 1 << i
+            kept.append(v)
+    return mask, kept
+
+
+def _sparse_values(mask: Any, packed: Any, model: Model) -> tuple[float, ...]:
+    blob = _unb64(packed, "values")
+    if mask is None:
+        if blob:
+            raise InvalidState("values: values without a mask")
+        return ()
+    dims = len(model.dimensions)
+    if type(mask) is not int or not 0 <= mask < 1 << dims:
+        raise InvalidState(f"values: mask out of range for {dims} dimensions")
+    count = mask.bit_count()
+    if len(blob) != 8 * count:
+        raise InvalidState(f"values: expected {count} packed values")
+    kept = iter(_packer(count).unpack(blob))
+    return tuple(next(kept) if mask >> i & 1 else 0.0 for i in range(dims))
 
 
 def _packer(count: int) -> struct.Struct:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import random
+import struct
 from collections.abc import Callable
 
 import orjson
@@ -162,9 +164,14 @@ def test_typical_state_is_under_300_bytes(default_model: Model) -> None:
     ("raw", "message"),
     [
         (b"not json", "not valid JSON"),
-        (b"{}", "format-1 array"),
-        (b"[2]", "format-1 array"),
-        (b'[1,null,"",0,0,[],null,null,[],""]', "format-1 array"),
+        (b"{}", "format-1 or format-2 array"),
+        (b"[2]", "format-1 or format-2 array"),
+        (b'[1,null,"",0,0,[],null,null,[],""]', "format-1 or format-2 array"),
+        (b'[2,null,null,"AAAAAAAAAAA",0,0,[],null,null,[],"",0,null]', "values"),
+        (b'[2,0,64,"",0,0,[],null,null,[],"",0,1]', "mask"),
+        (b'[2,0,"x","",0,0,[],null,null,[],"",0,1]', "mask"),
+        (b'[2,0,3,"AAAAAAAAAAA",0,0,[],null,null,[],"",0,1]', "2 packed values"),
+        (b'[2,0,1,"AAAAAAAAAAA",9,0,[],null,null,[],"",0,1]', "tier"),
         (b'[1,"x","",0,0,[],null,null,[],"",0,null]', "clock"),
         (b'[1,null,"AAAA",0,0,[],null,null,[],"",0,null]', "values"),
         (b'[1,null,"",3,0,[],null,null,[],"",0,null]', "tier"),
@@ -196,5 +203,17 @@ def test_a_state_of_another_model_layout_is_refused(model: Model, default_model:
 def test_encoding_is_compact_json(model: Model, event: Callable[..., Event]) -> None:
     state = apply(None, event("pa", T0), model).state
     doc = orjson.loads(encode_state(state))
-    assert doc[0] == 1 and doc[1] == 0  # the clock is the last event time
+    assert doc[0] == 2 and doc[1] == 0  # the clock is the last event time
+    assert doc[2] == 1 << model.dimension_index(model.event_types["pa"].dimension)  # one value
     assert doc[-1] == T0
+
+
+def test_format_1_states_of_release_0_1_still_decode(model: Model) -> None:
+    """A 0.1 record holds every dimension value, zeros included, and no mask."""
+    state = random_history(model, random.Random(3), 12)
+    doc = orjson.loads(encode_state(state))
+    _, clock, _mask, _packed, *rest = doc
+    values = decode_state(encode_state(state), model).values
+    full = struct.pack(f"<{len(values)}d", *values)
+    old = orjson.dumps([1, clock, base64.b64encode(full).decode().rstrip("="), *rest])
+    assert decode_state(old, model) == state
