@@ -1266,6 +1266,7 @@ async def run(bench: Bench) -> None:
     if "ceilings" not in skip:
         await phase(bench, "ceiling_aiokafka", lambda: ceiling(bench, "aiokafka"))
         await phase(bench, "ceiling_faust", lambda: ceiling(bench, "faust"))
+        await phase(bench, "ceiling_faust_direct", lambda: ceiling(bench, "faust-direct"))
     if "worker" not in skip:
         await phase(bench, "worker", lambda: worker_with_memory(bench, "worker", workload))
     if "noexplain" not in skip:
@@ -1437,6 +1438,13 @@ def _throughput_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) 
     row("1 worker: events/s", _fmt_rate(r.get("worker")), "per_worker")
     row("ceiling (a) aiokafka + orjson", _fmt_rate(r.get("ceiling_aiokafka")))
     row("ceiling (b) faust agent, acks only", _fmt_rate(r.get("ceiling_faust")))
+    direct = r.get("ceiling_faust_direct")
+    if isinstance(direct, dict) and "events_per_s" in direct:
+        us_d = direct.get("cpu_us_per_event")
+        row(
+            "  (b') same, no wait_first (experiment)",
+            f"{_fmt_rate(direct)}, {us_d:.1f} us/event" if us_d else _fmt_rate(direct),
+        )
     ratio = v["ratio_faust"]["measured"]
     row("worker / ceiling (b)", f"{ratio:.0%}" if ratio is not None else "-", "ratio_faust")
     worker, plain = _events_rate(r.get("worker")), _events_rate(r.get("ceiling_aiokafka"))
@@ -1496,11 +1504,11 @@ def _memory_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> N
 def cpu_table(r: dict[str, Any]) -> str:
     """Per phase: events/s, cores used by each process, by others, and the load average."""
     lines = [
-        f"{'phase':<18}{'events/s':>10}{'startup':>9}  {'measured':>8} {'broker':>7} "
+        f"{'phase':<21}{'events/s':>10}{'startup':>9}  {'measured':>8} {'broker':>7} "
         f"{'redis':>6} {'bench':>6} {'others':>7} {'machine':>8}  load avg"
     ]
-    for name in ("ceiling_aiokafka", "ceiling_faust", "worker", "worker_noexplain",
-                 "two_workers", "latency", "profile"):  # fmt: skip
+    for name in ("ceiling_aiokafka", "ceiling_faust", "ceiling_faust_direct", "worker",
+                 "worker_noexplain", "two_workers", "latency", "profile"):  # fmt: skip
         doc = r.get(name)
         if not isinstance(doc, dict) or "cpu_cores" not in doc:
             continue
@@ -1509,7 +1517,7 @@ def cpu_table(r: dict[str, Any]) -> str:
         rate = _events_rate(doc)
         starts = [s for s in (doc.get("startup_s") or [doc.get("ready_s")]) if s is not None]
         lines.append(
-            f"{name:<18}{(f'{rate:,.0f}' if rate else '-'):>10}"
+            f"{name:<21}{(f'{rate:,.0f}' if rate else '-'):>10}"
             f"{(f'{max(starts):.1f} s' if starts else '-'):>9}  {own * 100:>7.0f}% "
             + " ".join(f"{cpu.get(k, 0) * 100:>{w}.0f}%" for k, w in
                        (("broker", 6), ("redis", 5), ("bench", 5), ("others", 6), ("machine", 7)))
