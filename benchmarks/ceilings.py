@@ -8,13 +8,9 @@
   one agent on the same source topics that iterates ``noack_take`` batches of the same
   size and window and only acks them: faust's own per-message cost.
 
-* ``faust-direct``: the same, with one experimental patch that is *not* in the worker:
-  faust's fetcher hands each message to the streams through ``Service.wait_first``, which
-  starts four tasks per message (the delivery, "flow suspended", "stopped", "crashed")
-  and cancels three. The patch awaits the delivery directly while the flow is not
-  suspended. It measures what that per-message machinery costs (docs/performance.md); it
-  drops faust's ability to abandon a delivery blocked on a full stream buffer when a
-  rebalance suspends the flow, which is why the worker does not use it.
+  ``benchmarks/run.py`` runs it twice: with the worker's faust settings, and once more
+  with faust as it comes (``ENGAGEMENT_FAUST_EAGER_DELIVERY=false``,
+  ``ENGAGEMENT_FAUST_MONITOR=true``), to show what those two settings save.
 
 Each one counts messages until ``--expect`` have arrived, then writes ``--result`` (JSON:
 wall-clock time and count at the start -- the first batch for faust, the first fetch for
@@ -120,29 +116,8 @@ def run_aiokafka(args: argparse.Namespace) -> int:
     return 0
 
 
-def _direct_delivery() -> None:
-    """Patch faust's Consumer so the fetcher awaits each delivery without ``wait_first``."""
-    from faust.transport.consumer import Consumer
-    from mode.services import WaitResults
-
-    original = Consumer.wait_first
-
-    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
-        # _drain_messages: wait_first(callback(message), self.suspend_flow.wait())
-        if len(coros) == 2 and timeout is None and not self.suspend_flow.is_set():
-            deliver, flow = coros
-            if asyncio.iscoroutine(flow) and asyncio.iscoroutine(deliver):
-                flow.close()  # never awaited: the flow is not suspended
-                return WaitResults([deliver], [await deliver], False)
-        return await original(self, *coros, timeout=timeout)
-
-    Consumer.wait_first = wait_first  # type: ignore[method-assign]
-
-
 def run_faust(args: argparse.Namespace) -> int:
     """A faust worker with the real App and one do-nothing agent (started as the CLI does)."""
-    if args.which == "faust-direct":
-        _direct_delivery()
     from stream_app.kafka_io import prepare
     from stream_app.settings import Settings
 
@@ -181,10 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result", type=Path, required=True)
     p.set_defaults(func=run_aiokafka)
     p = sub.add_parser("faust", help="faust agent that only acks (configured by ENGAGEMENT_*)")
-    p.add_argument("--expect", type=int, required=True)
-    p.add_argument("--result", type=Path, required=True)
-    p.set_defaults(func=run_faust)
-    p = sub.add_parser("faust-direct", help="the same, deliveries awaited without wait_first")
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--result", type=Path, required=True)
     p.set_defaults(func=run_faust)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -96,7 +98,7 @@ class Runtime:
         partitions = self.input_partitions or await topic_partition_count(
             settings.broker_list, settings.input_topic
         )
-        client = connect(settings.redis_url)
+        client = connect(settings.redis_url, name=client_name())
         keys = Keys(settings.key_prefix, model.name)
         store = StateStore(client, keys)
         self.readstore = ReadStore(client, keys, model)
@@ -265,6 +267,11 @@ class Runtime:
                 "since last report: %s", ", ".join(f"{k}={v}" for k, v in sorted(delta.items()))
             )
             self._reported = Counter(self.totals)
+
+
+def client_name() -> str:
+    """How a worker's Redis connections are named: ``engagement-scorer:<host>:<pid>``."""
+    return f"engagement-scorer:{socket.gethostname()}:{os.getpid()}"
 
 
 def build_processor(

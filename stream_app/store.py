@@ -94,13 +94,16 @@ def decode_record(raw: bytes) -> StoredRecord:
     return StoredRecord(int(version), marks, body[:n], body[n:] or None)
 
 
-def connect(url: str) -> RedisClient:
+def connect(url: str, name: str | None = None) -> RedisClient:
     """A client for ``redis://``, ``rediss://``, ``unix://`` or a cluster URL.
 
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) names any node of a
-    Redis Cluster; the client discovers the others.
+    Redis Cluster; the client discovers the others. ``name`` is set on every
+    connection (``CLIENT SETNAME``), so ``CLIENT LIST`` tells which process is which.
     """
     common: dict[str, Any] = {"socket_timeout": 10.0, "socket_connect_timeout": 5.0}
+    if name:
+        common["client_name"] = name
     if "+cluster://" in url:
         return RedisCluster.from_url(url.replace("+cluster://", "://", 1), **common)
     return aioredis.from_url(url, health_check_interval=30, **common)

@@ -1359,8 +1359,9 @@ def _partitions(text: str | None) -> set[int]:
 
 def _fencing(run: Run, a: WorkerProc, b: WorkerProc, seg: list[Out], res: Result) -> None:
     """Freeze worker ``a`` in the middle of a batch, after it read its customers and before its
-    fenced write; let ``b`` take a's partitions over and write newer state; then let ``a`` go
-    on. ``a``'s writes must all lose, and no customer's state may ever go back."""
+    writes ran (its Redis connections are killed while writes are paused); let ``b`` take a's
+    partitions over and write newer state; then let ``a`` go on. ``a`` must re-read (or, had
+    a write of it got through, lose it to the fence), and no customer's state may go back."""
     mine = _partitions(_assigned(a, run.settings.input_topic))
     if not mine:
         raise HarnessError("worker a owns no partition: no fencing check possible")
@@ -1371,7 +1372,11 @@ def _fencing(run: Run, a: WorkerProc, b: WorkerProc, seg: list[Out], res: Result
     cids = sorted(_customers_of(batch))
     if not cids:
         raise HarnessError("no event for a's partitions in the fencing segment")
-    gets = lambda: int(run.r.info("commandstats").get("cmdstat_get", {}).get("calls", 0))  # noqa: E731
+
+    def gets() -> int:  # record reads: one MGET per batch (GET: the API, other tools)
+        stats = run.r.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("get", "mget"))
+
     # Writes stall (reads go on): a reads the batch's customers and blocks at its first write
     # (due index, NPS counters or read index: all before the fenced state write).
     before_gets = gets()
@@ -1392,6 +1397,7 @@ def _fencing(run: Run, a: WorkerProc, b: WorkerProc, seg: list[Out], res: Result
         a.send(signal.SIGSTOP)
         run.faults += 1
         stopped = time.monotonic()
+        _drop_connections(run, a.pid)
     finally:
         run.r.execute_command("CLIENT", "UNPAUSE")
     first = run.sample(cids)
@@ -1446,6 +1452,18 @@ def _fencing(run: Run, a: WorkerProc, b: WorkerProc, seg: list[Out], res: Result
     res.details["fencing: stale batch re-read after a Redis timeout"] = _retries(a) - retries_before
     res.details["fencing: monotone"] = mono
     res.details["fencing: state samples"] = len(samples)
+
+
+def _drop_connections(run: Run, pid: int) -> None:
+    """Kill the Redis connections of worker ``pid`` (named ``engagement-scorer:<host>:<pid>``).
+
+    A worker sends a batch's writes in one pipeline: while writes are paused, Redis would run
+    what it already sent as soon as the pause ends, frozen or not. Killed connections take
+    the unrun commands with them.
+    """
+    for client in run.r.client_list():
+        if client.get("name", "").endswith(f":{pid}"):
+            run.r.client_kill_filter(_id=client["id"])
 
 
 def _customers_of(outs: Iterable[Out]) -> set[str]:
