@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .runtime import Runtime
+from .runtime import Runtime, next_offset
 from .settings import Settings
 
 
@@ -19,10 +19,9 @@ async def consumer_lag(app: Any, runtime: Runtime, settings: Settings) -> dict[s
         if tp.topic not in (settings.input_topic, settings.by_customer_topic):
             continue
         high = app.consumer.highwater(TP(tp.topic, tp.partition))
-        done = processor.offsets.get((tp.topic, tp.partition))
-        nxt = done + 1 if done is not None else await app.consumer.position(tp)
-        if high is not None and nxt is not None:
-            lag[f"{tp.topic}:{tp.partition}"] = max(0, int(high) - int(nxt))
+        if high is not None:
+            nxt = next_offset(app, processor, tp.topic, tp.partition)
+            lag[f"{tp.topic}:{tp.partition}"] = max(0, int(high) - nxt)
     return lag
 
 

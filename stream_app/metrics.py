@@ -13,6 +13,7 @@ demo_total{kind="a"} 1.0
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from collections.abc import Sequence
 from typing import TypeVar
@@ -182,3 +183,25 @@ class WorkerMetrics:
         self.consumer_lag = r.gauge(
             p + "consumer_lag_messages", "High watermark minus next offset.", ("topic", "partition")
         )
+
+    def counts(self) -> collections.Counter[str]:
+        """The counters as flat names (``applied``, ``dead:not_json``, ...) for the log.
+
+        >>> m = WorkerMetrics()
+        >>> m.applied.inc(3); m.dead.inc(1, reason="not_json")
+        >>> sorted(m.counts().items())
+        [('applied', 3), ('dead:not_json', 1)]
+        """
+        out: collections.Counter[str] = collections.Counter()
+        plain = {
+            "consumed": self.consumed, "applied": self.applied, "duplicate": self.duplicate,
+            "capped": self.capped, "redelivered": self.redelivered, "forwarded": self.forwarded,
+            "conflicts": self.conflicts, "decay:fired": self.decay_fired,
+        }  # fmt: skip
+        for name, counter in plain.items():
+            for value in counter.values.values():
+                out[name] += int(value)
+        for prefix, counter in (("published", self.published), ("dead", self.dead)):
+            for (label,), value in counter.values.items():
+                out[f"{prefix}:{label}"] += int(value)
+        return +out  # (zero counts dropped)

@@ -62,7 +62,10 @@ class FaustPublisher:
         if not messages:
             return
         producer = self.app.producer
-        futures = [await producer.send(m.topic, m.key, m.value, None, None, None) for m in messages]
+        futures = [
+            await producer.send(m.topic, m.key, m.value, None, None, list(m.headers) or None)
+            for m in messages
+        ]
         await asyncio.gather(*futures)
 
 
@@ -79,7 +82,6 @@ class Runtime:
         self.metrics = WorkerMetrics()
         self.started_at = time.time()
         self.last_batch_at: float | None = None
-        self.totals: Counter[str] = Counter()
         self.max_decay_lag_ms = 0.0
         self._reported: Counter[str] = Counter()
 
@@ -164,18 +166,6 @@ class Runtime:
             m.published.inc(n, type=name)
         for reason, n in stats.dead.items():
             m.dead.inc(n, reason=reason)
-        t = self.totals
-        t["consumed"] += stats.consumed
-        t["applied"] += stats.applied
-        t["duplicate"] += stats.duplicate
-        t["capped"] += stats.capped
-        t["redelivered"] += stats.redelivered
-        t["forwarded"] += stats.forwarded
-        t["conflicts"] += stats.conflicts
-        for name, n in stats.changes.items():
-            t[f"published:{name}"] += n
-        for reason, n in stats.dead.items():
-            t[f"dead:{reason}"] += n
             log.warning("dead-lettered %d message(s): %s", n, reason)
 
     def forget(self, partitions: set[int]) -> None:
@@ -212,12 +202,10 @@ class Runtime:
             except RETRYABLE as exc:
                 log.warning("decay sweep of partition %d will retry: %s", partition, exc)
                 continue
-            self.totals["decay:fired"] += stats.fired
             self.metrics.decay_fired.inc(stats.fired)
             for name, n in stats.by_type.items():
                 self.metrics.published.inc(n, type=name)
             self.metrics.decay_lag.set(stats.max_lag_ms / 1000.0)
-            self.totals["decay:changes"] += stats.changes
             if stats.fired:
                 log.debug(
                     "partition %d: fired %d crossing(s), %d change(s), lag %.0f ms",
@@ -229,34 +217,20 @@ class Runtime:
                 self.max_decay_lag_ms = max(self.max_decay_lag_ms, stats.max_lag_ms)
 
     async def _caught_up(self, app: Any, processor: BatchProcessor, partition: int) -> bool:
-        """True when both source partitions have nothing left to process.
-
-        Before the first batch since the partition was assigned, processing resumes at the
-        group's committed offset (faust reads it on assignment), not at the consumer's
-        position: that one runs ahead, over messages fetched but not yet processed.
-        """
+        """True when both source partitions have nothing left to process."""
         from faust.types import TP
 
         from .app import settings
 
-        committed = getattr(app.consumer, "_committed_offset", None)
-        if committed is None:
-            raise RuntimeError(
-                "faust's Consumer no longer keeps _committed_offset; update Runtime._caught_up"
-            )
         for topic in (settings.input_topic, settings.by_customer_topic):
-            tp = TP(topic, partition)
-            high = app.consumer.highwater(tp)
-            if high is None:
-                return False
-            done = processor.offsets.get((topic, partition))
-            next_offset = done + 1 if done is not None else committed.get(tp) or 0
-            if next_offset < high:
+            high = app.consumer.highwater(TP(topic, partition))
+            if high is None or next_offset(app, processor, topic, partition) < high:
                 return False
         return True
 
     def log_stats(self) -> None:
-        delta = self.totals - self._reported
+        counts = self.metrics.counts()
+        delta = counts - self._reported
         if self.max_decay_lag_ms:
             log.info(
                 "decay sweep: largest firing lag %.0f ms since last report", self.max_decay_lag_ms
@@ -266,7 +240,27 @@ class Runtime:
             log.info(
                 "since last report: %s", ", ".join(f"{k}={v}" for k, v in sorted(delta.items()))
             )
-            self._reported = Counter(self.totals)
+            self._reported = counts
+
+
+def next_offset(app: Any, processor: BatchProcessor | None, topic: str, partition: int) -> int:
+    """The next offset this worker will process on a source partition.
+
+    One past the last offset ``processor`` processed; before the first batch since the
+    partition was assigned, the group's committed offset (faust reads it on assignment; 0
+    when there is none). Not the consumer's position: that one runs ahead, over messages
+    fetched but not processed yet. The decay sweep's "caught up" and the lag of
+    ``/readyz`` and ``/metrics`` both use this one rule.
+    """
+    from faust.types import TP
+
+    done = processor.offsets.get((topic, partition)) if processor is not None else None
+    if done is not None:
+        return done + 1
+    committed = getattr(app.consumer, "_committed_offset", None)
+    if committed is None:
+        raise RuntimeError("faust's Consumer no longer keeps _committed_offset; update next_offset")
+    return int(committed.get(TP(topic, partition)) or 0)
 
 
 def client_name() -> str:
