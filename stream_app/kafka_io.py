@@ -62,7 +62,10 @@ class AiokafkaPublisher:
         await self.producer.stop()
 
     async def publish(self, messages: Sequence[OutMessage]) -> None:
-        futures = [await self.producer.send(m.topic, m.value, key=m.key) for m in messages]
+        futures = [
+            await self.producer.send(m.topic, m.value, key=m.key, headers=list(m.headers) or None)
+            for m in messages
+        ]
         await asyncio.gather(*futures)
 
     async def __aenter__(self) -> AiokafkaPublisher:

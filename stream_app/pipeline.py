@@ -71,6 +71,13 @@ class Record:
     value: bytes | None  # None: a tombstone (dead-lettered as not_json)
 
 
+#: Kafka headers of a message: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
+
+#: The CloudEvents Kafka protocol binding's header for structured content mode.
+CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
+
+
 @dataclass(frozen=True, slots=True)
 class OutMessage:
     """One message to publish."""
@@ -78,6 +85,7 @@ class OutMessage:
     topic: str
     key: bytes | None
     value: bytes
+    headers: Headers = ()
 
 
 class Publisher(Protocol):
@@ -175,7 +183,10 @@ class BatchProcessor:
     def change_message(self, change: SegmentChange) -> OutMessage:
         """A segment change as its CloudEvent on the output topic, keyed by customer."""
         return OutMessage(
-            self.topics.output, change.customer_id.encode(), jsonutil.dumps(cloudevent(change))
+            self.topics.output,
+            change.customer_id.encode(),
+            jsonutil.dumps(cloudevent(change)),
+            CLOUDEVENT_HEADERS,
         )
 
     def source_id(self, topic: str, partition: int) -> str:

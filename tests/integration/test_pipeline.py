@@ -357,6 +357,8 @@ def test_tier_change_and_segment_entry_are_published_as_cloudevents(
     for m in got:
         ce = m.json()
         change_validator.validate(ce)
+        # the CloudEvents Kafka binding's structured mode: the header names the format
+        assert m.headers == (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
         change = by_id[ce["id"]]  # the id the offline fold computes
         assert m.partition == expected_partition(cid, w.settings.partitions)
         assert ce["type"] == change.cloudevent_type

@@ -161,6 +161,7 @@ class Message:
     value: bytes
     partition: int
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     def json(self) -> Any:
         return orjson.loads(self.value)
@@ -500,7 +501,9 @@ async def read_until(
                 return None
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, msgs in batch.items():
-                seen.extend(Message(m.key, m.value, tp.partition, m.offset) for m in msgs)
+                seen.extend(
+                    Message(m.key, m.value, tp.partition, m.offset, tuple(m.headers)) for m in msgs
+                )
     finally:
         await consumer.stop()
 
