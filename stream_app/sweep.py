@@ -83,7 +83,12 @@ async def sweep_partition(
         schedule[cid] = (read_at[cid], next_crossing(state, model))
         if fired:
             changes.extend(fired)
-            writes.append(Write(cid, record.version, record.marks, encode_state(state)))
+            # the explanation is part of the record: a crossing leaves it as it was
+            writes.append(
+                Write(
+                    cid, record.version, record.marks, encode_state(state), explain=record.explain
+                )
+            )
             new_states.append(state)
     if changes:
         await processor.publisher.publish([processor.change_message(c) for c in changes])

@@ -347,7 +347,9 @@ class MemoryStore:
             if self.records.get(w.customer_id, StoredRecord()).version != w.read_version:
                 lost.append(w.customer_id)
                 continue
-            self.records[w.customer_id] = StoredRecord(w.read_version + 1, dict(w.marks), w.state)
+            self.records[w.customer_id] = StoredRecord(
+                w.read_version + 1, dict(w.marks), w.state, w.explain
+            )
         return lost
 
     async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
@@ -386,7 +388,9 @@ class Worker:
     """A ``BatchProcessor`` and ``sweep_partition`` over a :class:`MemoryStore`, fed
     from keyed input partitions (each in time order, as a keyed producer sends)."""
 
-    def __init__(self, events: Sequence[Event], end: float, limit: int) -> None:
+    def __init__(
+        self, events: Sequence[Event], end: float, limit: int, explain_events: int = 0
+    ) -> None:
         self.events, self.end, self.limit = list(events), end, limit
         self.store, self.publisher = MemoryStore(), Collect()
         self.processor = BatchProcessor(
@@ -394,7 +398,7 @@ class Worker:
             topics=Topics("in", "in.by-customer", "out", "dlq", PARTITIONS),
             store=cast(Any, self.store),
             publisher=self.publisher,
-            explain_events=0,
+            explain_events=explain_events,
             clock=lambda: end / 1000.0 + 86_400,
         )
         self.queues: dict[int, list[tuple[Record, int]]] = {p: [] for p in range(PARTITIONS)}
@@ -440,6 +444,27 @@ class Worker:
             if at is not None:
                 p = expected_partition(cid, PARTITIONS)
                 assert self.store.due_index[p][cid] <= at
+
+
+def test_a_decay_sweep_keeps_the_customers_explanation() -> None:
+    """The explanation is stored in the customer's record, which the sweep rewrites: a
+    crossing must carry it over unchanged, not drop it."""
+    events = [Event("e1", "c1", "big", T0, None)]  # 15 points: warm, then decays to cold
+    end = float(T0 + 12 * HOUR)
+    w = Worker(events, end, limit=10, explain_events=10)
+    p = expected_partition("c1", PARTITIONS)
+
+    async def run() -> None:
+        await w.batch(p, 1)
+        explained = w.store.records["c1"].explain
+        assert explained is not None
+        published = len(w.publisher.sent)
+        await w.sweep(p, end)
+        assert len(w.publisher.sent) > published  # a decay crossing fired and was written
+        assert w.store.records["c1"].version == 2
+        assert w.store.records["c1"].explain == explained
+
+    asyncio.run(run())
 
 
 @SETTINGS
