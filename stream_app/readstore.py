@@ -46,23 +46,6 @@ class ReadStore:
         self.keys = keys
         self.model = model
 
-    async def update(
-        self,
-        members: Mapping[str, Membership],
-        changes: Sequence[SegmentChange],
-        now_ms: float,
-        *,
-        previous: Mapping[str, Membership | None] | None = None,
-    ) -> None:
-        """Set customers' memberships and record tier moves (one pipeline)."""
-        commands = self.commands(members, changes, now_ms, previous=previous)
-        if not commands:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        await pipe.execute()
-
     def commands(
         self,
         members: Mapping[str, Membership],

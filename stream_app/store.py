@@ -123,7 +123,7 @@ class Write:
 
 
 class _Script:
-    """A Lua script called by SHA (``EVALSHA``), loaded once per connection pool."""
+    """A Lua script called by SHA (``EVALSHA``); loaded into Redis on ``NOSCRIPT``."""
 
     def __init__(self, name: str) -> None:
         self.source = _lua(name)
@@ -244,12 +244,7 @@ class StateStore:
         """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently."""
         scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
         await asyncio.gather(*(self._run(self._nps_add, [str(c[3])], c[4:]) for c in scripts))
-        commands = [*(c for c in nps_calls if c[0] != "EVALSHA"), *commands]
-        if commands:
-            pipe = self.client.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            await pipe.execute()
+        await self._pipeline([*(c for c in nps_calls if c[0] != "EVALSHA"), *commands])
         lost = await asyncio.gather(
             *(self._run(self._cas, [key], [version, rec]) for key, version, rec in records)
         )
@@ -302,13 +297,6 @@ class StateStore:
     async def due_size(self, partition: int) -> int:
         """How many customers wait in ``partition``'s due index."""
         return int(await self.client.zcard(self.keys.due(partition)))
-
-    async def add_nps(self, counts: Mapping[tuple[str, int], Sequence[tuple[int, str]]]) -> None:
-        """Count NPS responses: per source partition, ``(offset, field)`` pairs.
-
-        Idempotent per offset (see ``lua/nps_add.lua``).
-        """
-        await self.commit([], nps=counts)
 
     async def nps_counts(self) -> dict[str, int]:
         """All NPS counters summed over source partitions (``_wm`` excluded)."""

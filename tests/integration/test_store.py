@@ -80,7 +80,8 @@ def test_scripts_lost_by_redis_are_loaded_again(
     redis_client.script_flush()
     assert run(lambda s: s.commit([write("a", 0, b"[1]")]), redis_server.url, keys) == []
     redis_client.script_flush()
-    run(lambda s: s.add_nps({("in", 0): [(5, "2026-11-23|*|promoter")]}), redis_server.url, keys)
+    nps = {("in", 0): [(5, "2026-11-23|*|promoter")]}
+    assert run(lambda s: s.commit([], nps=nps), redis_server.url, keys) == []
     redis_client.script_flush()
     run(lambda s: s.reschedule(3, {"a": (5e12, 6e12)}), redis_server.url, keys)
     assert run(lambda s: s.load(["a"]), redis_server.url, keys)["a"].version == 1
