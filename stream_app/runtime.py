@@ -243,7 +243,7 @@ class Runtime:
             self._reported = counts
 
 
-def next_offset(app: Any, processor: BatchProcessor | None, topic: str, partition: int) -> int:
+def next_offset(app: Any, processor: BatchProcessor, topic: str, partition: int) -> int:
     """The next offset this worker will process on a source partition.
 
     One past the last offset ``processor`` processed; before the first batch since the
@@ -254,7 +254,7 @@ def next_offset(app: Any, processor: BatchProcessor | None, topic: str, partitio
     """
     from faust.types import TP
 
-    done = processor.offsets.get((topic, partition)) if processor is not None else None
+    done = processor.offsets.get((topic, partition))
     if done is not None:
         return done + 1
     committed = getattr(app.consumer, "_committed_offset", None)
