@@ -207,16 +207,22 @@ def assert_same_changes(got: Changes, want: Changes) -> None:
     assert sorted(map(key, got)) == sorted(map(key, want))
 
 
-@SETTINGS
-@given(histories(), st.integers(0, 12 * HOUR), st.data())
-def test_live_with_any_timer_interleaving_equals_one_offline_pass(
-    events: list[Event], extra: int, data: st.DataObject
-) -> None:
+def assert_live_equals_offline(events: list[Event], extra: int, data: st.DataObject) -> None:
+    """Live (batches and timer ticks drawn from ``data``) and one offline pass up to
+    ``extra`` ms after the last event: the same changes and the same final states."""
     end = float(max(e.ts_ms for e in events) + extra)
     want, want_states = offline(events, end)
     got, got_states = live(data, events, end)
     assert_same_changes(got, want)
     assert got_states == want_states
+
+
+@SETTINGS
+@given(histories(), st.integers(0, 12 * HOUR), st.data())
+def test_live_with_any_timer_interleaving_equals_one_offline_pass(
+    events: list[Event], extra: int, data: st.DataObject
+) -> None:
+    assert_live_equals_offline(events, extra, data)
 
 
 @SETTINGS
@@ -224,11 +230,7 @@ def test_live_with_any_timer_interleaving_equals_one_offline_pass(
 def test_one_customer_live_equals_offline(
     events: list[Event], extra: int, data: st.DataObject
 ) -> None:
-    end = float(max(e.ts_ms for e in events) + extra)
-    want, want_states = offline(events, end)
-    got, got_states = live(data, events, end)
-    assert_same_changes(got, want)
-    assert got_states == want_states
+    assert_live_equals_offline(events, extra, data)
 
 
 @SETTINGS
