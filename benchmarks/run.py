@@ -94,6 +94,8 @@ class Config:
     profile: bool
     out: Path
     skip: frozenset[str]
+    #: ENGAGEMENT_* settings given to every worker and the faust ceiling (``--set``).
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -114,14 +116,28 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     p.add_argument("--profile", action="store_true", help="add a py-spy profiled worker pass")
     p.add_argument("--skip", default="", help="comma-separated phases to leave out")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: a timestamp)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a worker setting for every pass, e.g. BATCH_WINDOW_MS=5 (ENGAGEMENT_ prefix implied)",
+    )
     a = p.parse_args(argv)
+    settings = []
+    for item in a.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            p.error(f"--set {item!r}: expected NAME=VALUE")
+        name = name.upper().removeprefix("ENGAGEMENT_")
+        settings.append((f"ENGAGEMENT_{name}", value))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = a.out or REPO / "benchmarks" / "results" / f"{stamp}.json"
     seconds = a.latency_seconds or (10.0 if a.quick else 30.0)
     skip = frozenset(s.strip() for s in a.skip.split(",") if s.strip())
     return Config(
         a.events, a.customers, a.partitions, a.zipf, a.seed, a.latency_rate, seconds,
-        a.latency_customers, a.poll, a.profile, out, skip,
+        a.latency_customers, a.poll, a.profile, out, skip, tuple(settings),
     )  # fmt: skip
 
 
@@ -426,7 +442,10 @@ async def scrape(session: Any, port: int) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(_SCRAPED):
+        if line.startswith(_STAGES):  # per label: stage_score, stage_publish...
+            name, value = line.rsplit(" ", 1)
+            out["stage_" + name.split('"')[1]] = float(value)
+        elif line.startswith(_SCRAPED):
             name, value = line.rsplit(" ", 1)
             base = name.split("{", 1)[0].removeprefix("engagement_").removeprefix("events_")
             base = base.removesuffix("_total")
@@ -434,6 +453,7 @@ async def scrape(session: Any, port: int) -> dict[str, float] | None:
     return out
 
 
+_STAGES = "engagement_batch_stage_seconds_total{"
 _SCRAPED = (
     "engagement_events_",
     "engagement_segment_changes_published_total",
@@ -479,6 +499,7 @@ class Bench:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(self.cfg.settings)
         env.update(extra)
         return env
 
@@ -635,6 +656,10 @@ def batch_stats(line: Timeline, a: int, b: int, workers: int) -> dict[str, float
         "mean_size": delta("batch_size_sum") / count,
         "mean_ms": seconds / count * 1000,
         "share_of_wall_time": seconds / wall,
+        **{
+            f"{k}_ms": delta(k) / count * 1000
+            for k in sorted({k for c in line.samples[b][1] for k in stage_totals(c)})
+        },
     }
 
 
@@ -962,8 +987,14 @@ async def latency(bench: Bench) -> dict[str, Any]:
             "count": n,
             "mean_size": counters["batch_size_sum"] / n,
             "mean_ms": counters["batch_processing_seconds_sum"] / n * 1000,
+            **{f"{k}_ms": v / n * 1000 for k, v in stage_totals(counters).items()},
         }
     return result
+
+
+def stage_totals(counters: dict[str, float]) -> dict[str, float]:
+    """Seconds per batch stage (``stage_score``...) in one scrape (the whole run)."""
+    return {k: v for k, v in counters.items() if k.startswith("stage_")}
 
 
 async def scrape_once(port: int) -> dict[str, float] | None:

@@ -165,6 +165,11 @@ class WorkerMetrics:
         self.batch_seconds = r.histogram(
             p + "batch_processing_seconds", "Time to process one batch.", LATENCY_BUCKETS
         )
+        self.stage_seconds = r.counter(
+            p + "batch_stage_seconds_total",
+            "Time spent per batch stage: score (CPU), read and write (Redis), publish (acks).",
+            ("stage",),
+        )
         self.redis_seconds = r.histogram(
             p + "redis_roundtrip_seconds", "Redis PING round trip (health probe).", LATENCY_BUCKETS
         )

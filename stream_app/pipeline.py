@@ -121,6 +121,9 @@ class BatchStats:
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
+    #: Seconds spent per stage: ``score`` (parse, fold, encode: CPU), ``read`` (the
+    #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
 @dataclass
@@ -132,6 +135,21 @@ class _Fold:
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     before: Membership | None = None  # tier and segments of the stored state
+
+
+class _StageTimer:
+    """Adds the time since the previous lap to a stage's total."""
+
+    __slots__ = ("_last", "_totals")
+
+    def __init__(self, totals: defaultdict[str, float]) -> None:
+        self._totals = totals
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._totals[stage] += now - self._last
+        self._last = now
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -196,8 +214,59 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Score one batch end to end (steps 1-4 of the module docstring)."""
         stats = BatchStats(consumed=len(records))
+        timer = _StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
         out: list[OutMessage] = []
+        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
+        pending = dict(grouped)
+        for round_ in range(MAX_CONFLICT_ROUNDS):
+            timer.lap("score")
+            stored = await self.store.load(list(pending))
+            timer.lap("read")
+            folds = {
+                cid: self._fold(
+                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
+                )
+                for cid, evs in pending.items()
+            }
+            for fold in folds.values():
+                for change in fold.changes:
+                    out.append(self.change_message(change))
+                    stats.changes[change.cloudevent_type] += 1
+            timer.lap("score")
+            await self.publisher.publish(out)
+            timer.lap("publish")
+            out = []
+            writes = [f.write for f in folds.values() if f.write is not None]
+            nps = self._nps(folds.values())
+            index = self._index(folds, force=round_ > 0, now_ms=now_ms)
+            timer.lap("score")
+            lost = await self.store.commit(writes, nps=nps, index=index)
+            timer.lap("write")
+            if not lost:
+                self._progress(offsets, folds.values())
+                if stats.suspect_redelivered:
+                    log.warning(
+                        "skipped %d message(s) as already applied (offset at or below the "
+                        "customer's mark) whose event ids are not among the customers' recent "
+                        "ones: a redelivery older than the dedup memory, or, if this goes on, "
+                        "new events dropped because the source offsets were reset (topic "
+                        "recreated, broker lost its log): see docs/guarantees.md",
+                        stats.suspect_redelivered,
+                    )
+                return stats
+            stats.conflicts += len(lost)
+            log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
+            pending = {cid: grouped[cid] for cid in lost}
+        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
+
+    def _parse(
+        self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float
+    ) -> tuple[dict[str, list[tuple[Record, Event]]], dict[tuple[str, int], int]]:
+        """Step 1: the batch's events by customer, and the last offset per partition.
+
+        Dead letters and forwards go to ``out``.
+        """
         grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
         offsets: dict[tuple[str, int], int] = {}
         for rec in records:
@@ -229,42 +298,7 @@ class BatchProcessor:
                 stats.forwarded += 1
                 continue
             grouped[event.customer_id].append((rec, event))
-        pending = dict(grouped)
-        for round_ in range(MAX_CONFLICT_ROUNDS):
-            stored = await self.store.load(list(pending))
-            folds = {
-                cid: self._fold(
-                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
-                )
-                for cid, evs in pending.items()
-            }
-            for fold in folds.values():
-                for change in fold.changes:
-                    out.append(self.change_message(change))
-                    stats.changes[change.cloudevent_type] += 1
-            await self.publisher.publish(out)
-            out = []
-            lost = await self.store.commit(
-                [f.write for f in folds.values() if f.write is not None],
-                nps=self._nps(folds.values()),
-                index=self._index(folds, force=round_ > 0, now_ms=now_ms),
-            )
-            if not lost:
-                self._progress(offsets, folds.values())
-                if stats.suspect_redelivered:
-                    log.warning(
-                        "skipped %d message(s) as already applied (offset at or below the "
-                        "customer's mark) whose event ids are not among the customers' recent "
-                        "ones: a redelivery older than the dedup memory, or, if this goes on, "
-                        "new events dropped because the source offsets were reset (topic "
-                        "recreated, broker lost its log): see docs/guarantees.md",
-                        stats.suspect_redelivered,
-                    )
-                return stats
-            stats.conflicts += len(lost)
-            log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
-            pending = {cid: grouped[cid] for cid in lost}
-        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
+        return grouped, offsets
 
     def _fold(
         self,

@@ -164,6 +164,8 @@ class Runtime:
         m.conflicts.inc(stats.conflicts)
         for name, n in stats.changes.items():
             m.published.inc(n, type=name)
+        for stage, seconds in stats.seconds.items():
+            m.stage_seconds.inc(seconds, stage=stage)
         for reason, n in stats.dead.items():
             m.dead.inc(n, reason=reason)
             log.warning("dead-lettered %d message(s): %s", n, reason)
