@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 
 from scoring import Model, load_model
 
+from . import gc_tuning
 from .keys import Keys
 from .metrics import WorkerMetrics
 from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
@@ -109,6 +110,8 @@ class Runtime:
         )
         processor = build_processor(settings, model, store, FaustPublisher(app), partitions)
         processor.readstore = self.readstore
+        if settings.gc_freeze:
+            gc_tuning.freeze()
         return processor
 
     async def handle(self, events: Sequence[Any]) -> BatchStats:

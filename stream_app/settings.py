@@ -56,6 +56,7 @@ class Settings:
     fetch_max_wait_ms: int = 100
     faust_monitor: bool = False  # faust's Monitor sensor: per-event bookkeeping, off by default
     faust_eager_delivery: bool = True  # deliver fetched messages without wait_first's tasks
+    gc_freeze: bool = True  # freeze start-up objects, so full collections stay short
     retry_max_backoff_s: float = 5.0
     decay_tick_ms: int = 500
     decay_sweep_limit: int = 1000
