@@ -461,6 +461,8 @@ _SCRAPED = (
     "engagement_batch_size_count",
     "engagement_batch_processing_seconds_sum",
     "engagement_batch_processing_seconds_count",
+    "engagement_event_age_seconds_sum",
+    "engagement_event_age_seconds_count",
 )
 
 
@@ -989,6 +991,10 @@ async def latency(bench: Bench) -> dict[str, Any]:
             "mean_ms": counters["batch_processing_seconds_sum"] / n * 1000,
             **{f"{k}_ms": v / n * 1000 for k, v in stage_totals(counters).items()},
         }
+        if counters.get("event_age_seconds_count"):
+            result["batches"]["mean_event_age_at_start_ms"] = (
+                counters["event_age_seconds_sum"] / counters["event_age_seconds_count"] * 1000
+            )
     return result
 
 

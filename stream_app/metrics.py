@@ -165,6 +165,11 @@ class WorkerMetrics:
         self.batch_seconds = r.histogram(
             p + "batch_processing_seconds", "Time to process one batch.", LATENCY_BUCKETS
         )
+        self.event_age = r.histogram(
+            p + "event_age_seconds",
+            "Age of each message (now minus its Kafka timestamp) when its batch starts.",
+            LATENCY_BUCKETS,
+        )
         self.stage_seconds = r.counter(
             p + "batch_stage_seconds_total",
             "Time spent per batch stage: score (CPU), read and write (Redis), publish (acks).",

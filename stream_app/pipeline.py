@@ -69,6 +69,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None  # None: a tombstone (dead-lettered as not_json)
+    timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
 
 
 #: Kafka headers of a message: (name, value) pairs, in order.

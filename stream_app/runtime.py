@@ -123,10 +123,13 @@ class Runtime:
                 e.message.offset,
                 e.message.key,
                 e.message.value,
+                e.message.timestamp,
             )
             for e in events
         ]
         from .app import settings
+
+        self.observe_age(records, time.time())
 
         delay = 0.05
         while True:
@@ -155,6 +158,13 @@ class Runtime:
             raise_if_cancelled()
             await asyncio.sleep(delay)  # back-off, not synchronisation
             delay = min(delay * 2, settings.retry_max_backoff_s)
+
+    def observe_age(self, records: Sequence[Record], now: float) -> None:
+        """How old each message is (by its Kafka timestamp) when its batch starts."""
+        observe = self.metrics.event_age.observe
+        for rec in records:
+            if rec.timestamp is not None:
+                observe(max(now - rec.timestamp, 0.0))
 
     def record(self, stats: BatchStats) -> None:
         m = self.metrics

@@ -84,3 +84,20 @@ def test_stage_seconds_add_up_in_the_metrics() -> None:
     text = runtime.metrics.registry.render().decode()
     assert 'engagement_batch_stage_seconds_total{stage="score"} 0.75' in text
     assert 'engagement_batch_stage_seconds_total{stage="publish"} 0.125' in text
+
+
+def test_each_message_age_at_batch_start_is_observed() -> None:
+    runtime = Runtime()
+    records = [
+        Record("in", 0, 0, None, b"{}", timestamp=99.75),
+        Record("in", 0, 1, None, b"{}", timestamp=99.5),
+        Record("in", 0, 2, None, b"{}", timestamp=None),  # no timestamp: not observed
+        Record("in", 0, 3, None, b"{}", timestamp=100.5),  # producer clock ahead: age 0
+    ]
+    runtime.observe_age(records, now=100.0)
+    age = runtime.metrics.event_age
+    assert (age.count, age.sum) == (3, 0.75)
+    assert (
+        'engagement_event_age_seconds_bucket{le="0.25"} 2'
+        in runtime.metrics.registry.render().decode()
+    )
