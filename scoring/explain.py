@@ -35,10 +35,7 @@ class Explanation:
     at_ms: float
     by_type: tuple[tuple[str, float], ...]
     recent: tuple[tuple[int, str, float, str], ...]  # (ts_ms, type, points, event_id)
-
-    def __post_init__(self) -> None:
-        if any(not isinstance(v, float) for _, v in self.by_type):
-            raise InvalidState("explanation: contributions must be floats")
+    # (not re-checked on construction: built by explain_add, or decoded with float())
 
 
 def _half_life(model: Model, event_type: str) -> float:

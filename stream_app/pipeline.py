@@ -194,6 +194,7 @@ class BatchProcessor:
         self.event_time: dict[int, float] = {}
         #: Last offset processed, per (topic, partition).
         self.offsets: dict[tuple[str, int], int] = {}
+        self._source_ids: dict[tuple[str, int], str] = {}
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
@@ -210,7 +211,11 @@ class BatchProcessor:
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
-        return f"{'i' if topic == self.topics.input else 'r'}{partition}"
+        name = self._source_ids.get((topic, partition))
+        if name is None:
+            name = f"{'i' if topic == self.topics.input else 'r'}{partition}"
+            self._source_ids[topic, partition] = name
+        return name
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Score one batch end to end (steps 1-4 of the module docstring)."""
