@@ -266,10 +266,12 @@ COUNTERS = {
     "engagement_segment_changes_published": ("type",),
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
+    "engagement_batch_stage_seconds": ("stage",),
 }
 HISTOGRAMS = (
     "engagement_batch_size",
     "engagement_batch_processing_seconds",
+    "engagement_event_age_seconds",
     "engagement_redis_roundtrip_seconds",
 )
 GAUGES = {

@@ -1,0 +1,166 @@
+"""The due index gets a lower bound of each customer's next crossing, reusing the time
+written last when the new state is provably quiet until then (stream_app.pipeline.DueHints).
+
+The end-to-end guarantee (the sweep fires every crossing at its exact time, as an
+offline pass does) is the live-equals-offline property of tests/scoring/test_firing_rule.py,
+which runs the same BatchProcessor and sweep; these pin the hint itself."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+import scoring
+from stream_app import pipeline
+from stream_app.pipeline import BatchProcessor, DueHints, OutMessage, Record, Topics
+from stream_app.store import StoredRecord, Write
+
+MODEL = scoring.load_default_model()
+T0 = 1_700_000_000_000
+HOUR, DAY = 3_600_000, 86_400_000
+
+
+class Records:
+    """Keeps records and every write, like Redis would (every write wins)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, StoredRecord] = {}
+        self.writes: list[Write] = []
+        self.offset = 0  # of the next input message
+
+    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
+        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+
+    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
+        for w in writes:
+            self.records[w.customer_id] = StoredRecord(
+                w.read_version + 1, dict(w.marks), w.state, w.explain
+            )
+        self.writes.extend(writes)
+        return []
+
+
+class Drop:
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        return None
+
+
+def _processor(store: Records) -> BatchProcessor:
+    return BatchProcessor(
+        model=MODEL,
+        topics=Topics("in", "in.by-customer", "out", "dlq", 1),
+        store=store,  # type: ignore[arg-type]
+        publisher=Drop(),
+        explain_events=0,
+        clock=lambda: (T0 + 400 * DAY) / 1000,
+    )
+
+
+def _feed(processor: BatchProcessor, events: Sequence[tuple[str, int]], score: int = 0) -> None:
+    """One batch per event, at the next offsets of partition 0."""
+    store = processor.store
+    assert isinstance(store, Records)
+    for kind, at in events:
+        doc: dict[str, object] = {
+            "event_id": f"e-{store.offset}", "customer_id": "c-1", "type": kind, "timestamp": at
+        }  # fmt: skip
+        if kind == "nps_response":
+            doc["properties"] = {"score": score}
+        record = Record("in", 0, store.offset, b"c-1", orjson.dumps(doc))
+        store.offset += 1
+        asyncio.run(processor.process([record]))
+
+
+def _state(store: Records, cid: str = "c-1") -> scoring.CustomerState:
+    raw = store.records[cid].state
+    assert raw is not None
+    return scoring.decode_state(raw, MODEL)
+
+
+WARM = [("webinar_attended", T0), ("webinar_attended", T0 + HOUR), ("review_submitted", T0 + HOUR)]
+
+
+def test_a_quiet_customer_gets_the_time_written_last_and_it_stays_a_lower_bound() -> None:
+    store = Records()
+    processor = _processor(store)
+    _feed(processor, WARM)
+    first = store.writes[-1].due_at_ms
+    assert first is not None and first == scoring.next_crossing(_state(store), MODEL)
+    _feed(processor, [("email_open", T0 + 2 * HOUR)])  # more activity: the crossing moves later
+    written, exact = store.writes[-1].due_at_ms, scoring.next_crossing(_state(store), MODEL)
+    assert written == first
+    assert exact is not None and written < exact
+
+
+def test_a_hint_past_the_new_crossing_is_not_used() -> None:
+    store = Records()
+    processor = _processor(store)
+    _feed(processor, WARM)
+    far = T0 + 100 * DAY  # later than the crossing: not a lower bound, must not be written
+    processor.due_hints.set("c-1", far)
+    _feed(processor, [("email_open", T0 + 2 * HOUR)])
+    written, exact = store.writes[-1].due_at_ms, scoring.next_crossing(_state(store), MODEL)
+    assert exact is not None and exact < far
+    assert written == exact
+    assert processor.due_hints.get("c-1") == exact
+
+
+def test_a_customer_who_never_crosses_is_shown_so_without_the_root_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Records()
+    processor = _processor(store)
+
+    def no_search(state: scoring.CustomerState, model: scoring.Model) -> float | None:
+        raise AssertionError("the root search ran")
+
+    monkeypatch.setattr(pipeline, "next_crossing", no_search)
+    _feed(processor, [("email_open", T0)])
+    assert store.writes[-1].due_at_ms is None
+    monkeypatch.undo()
+    assert scoring.next_crossing(_state(store), MODEL) is None
+    assert processor.due_hints.get("c-1") == math.inf
+
+
+def test_every_written_due_time_is_a_lower_bound_of_the_next_crossing() -> None:
+    kinds = sorted(MODEL.event_types)
+    reused = exact_written = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        store = Records()
+        processor = _processor(store)
+        at = T0
+        for _ in range(40):
+            at += rng.choice([HOUR, DAY, 3 * DAY, 9 * DAY])
+            hint = processor.due_hints.get("c-1")
+            _feed(processor, [(rng.choice(kinds), at)], score=rng.randrange(11))
+            written, state = store.writes[-1].due_at_ms, _state(store)
+            exact = scoring.next_crossing(state, MODEL)
+            if exact is None:
+                assert written is None or written >= state.clock_ms  # (the sweep drops it)
+            else:
+                assert written is not None and state.clock_ms <= written <= exact
+            reused += written is not None and written == hint and written != exact
+            exact_written += written is not None and written == exact
+    assert reused > 0 and exact_written > 0  # both paths ran
+
+
+def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
+    hints = DueHints(capacity=3)
+    for n in range(3):
+        hints.set(f"c{n}", float(n))
+    hints.set("c1", 10.0)  # a known customer: no eviction
+    assert len(hints) == 3 and hints.get("c1") == 10.0
+    hints.set("c3", 3.0)  # full: start again rather than grow
+    assert len(hints) == 1 and hints.get("c3") == 3.0
+    hints.set("c3", None)
+    assert hints.get("c3") is None
+    processor = _processor(Records())
+    processor.due_hints.set("c-1", 5.0)
+    processor.forget([0])
+    assert len(processor.due_hints) == 0
