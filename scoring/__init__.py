@@ -17,7 +17,7 @@ True
 
 from scoring.apply import Applied, NpsResponse, apply
 from scoring.changes import SegmentChange, change_id
-from scoring.crossing import advance, next_crossing
+from scoring.crossing import advance, next_crossing, quiet_until
 from scoring.decay import ExpSum, SignSteps, decay_factor, sign_steps
 from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
 from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
@@ -97,6 +97,7 @@ __all__ = [
     "parse_model",
     "parse_model_text",
     "parse_timestamp",
+    "quiet_until",
     "recent_at",
     "segment_names",
     "sign_steps",

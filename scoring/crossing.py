@@ -40,7 +40,7 @@ from scoring.segments import holds
 from scoring.state import CustomerState, decayed_values
 from scoring.tracks import Track, Watch, days_side, side
 
-__all__ = ["Crossing", "advance", "find_crossing", "next_crossing"]
+__all__ = ["Crossing", "advance", "find_crossing", "next_crossing", "quiet_until"]
 
 #: More crossings than this between two calls means a bug, not a customer.
 _MAX_CROSSINGS = 10_000
@@ -61,6 +61,30 @@ def next_crossing(state: CustomerState, model: Model) -> float | None:
     or a segment changes; None if that never happens."""
     crossing = find_crossing(state, model)
     return None if crossing is None else crossing.at_ms
+
+
+def quiet_until(state: CustomerState, model: Model, until_ms: float) -> bool:
+    """True if, without new events, surely no crossing comes at or before ``until_ms``.
+
+    A cheap test (no root search; see :func:`_quiet`), so False may only mean "not
+    sure". When True, :func:`next_crossing` is later than ``until_ms``, so any time up
+    to ``until_ms`` is a lower bound of it.
+
+    >>> from scoring.apply import apply
+    >>> from scoring.events import Event
+    >>> from scoring.model import load_default_model
+    >>> model, day = load_default_model(), 86_400_000
+    >>> state = None
+    >>> for n, (kind, at) in enumerate([("webinar_attended", 0), ("webinar_attended", day),
+    ...                                 ("review_submitted", day)]):
+    ...     state = apply(state, Event(f"e{n}", "c-1", kind, at), model).state
+    >>> t = next_crossing(state, model)           # 14 quiet days: the "lapsing" segment
+    >>> (t - day) / day, quiet_until(state, model, t - 1), quiet_until(state, model, t)
+    (14.0, True, False)
+    """
+    if state.is_new or until_ms < state.clock_ms:
+        return False
+    return _quiet(state, model, until_ms)
 
 
 def find_crossing(state: CustomerState, model: Model) -> Crossing | None:

@@ -45,6 +45,7 @@ from scoring import (
     fingerprint,
     next_crossing,
     parse_event,
+    quiet_until,
     segment_names,
     tier_name,
 )
@@ -58,6 +59,47 @@ log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
+
+#: Customers whose last due time this worker remembers (see :class:`DueHints`).
+DUE_HINTS = 200_000
+
+
+class DueHints:
+    """What this worker last wrote to the due index for a customer: a time, or never.
+
+    The due index only needs a lower bound of each customer's next crossing (``ZADD LT``
+    keeps the earliest; the sweep computes the exact crossing when the entry comes due
+    and reschedules), and no entry when there is no crossing. After an event,
+    :func:`scoring.quiet_until` can often show, far more cheaply than the root search of
+    :func:`scoring.next_crossing`, that the new state stays quiet until the time written
+    last (``math.inf``: for good); that answer is then written again. Correctness never
+    depends on a hint: one is only used once proven for the new state. Bounded: cleared
+    when full and on a rebalance.
+    """
+
+    __slots__ = ("_at", "capacity")
+
+    def __init__(self, capacity: int = DUE_HINTS) -> None:
+        self._at: dict[str, float] = {}
+        self.capacity = capacity
+
+    def get(self, customer_id: str) -> float | None:
+        return self._at.get(customer_id)
+
+    def set(self, customer_id: str, at_ms: float | None) -> None:
+        """Remember ``at_ms`` (``math.inf``: no crossing); None forgets the customer."""
+        if at_ms is None:
+            self._at.pop(customer_id, None)
+            return
+        if len(self._at) >= self.capacity and customer_id not in self._at:
+            self._at.clear()
+        self._at[customer_id] = at_ms
+
+    def clear(self) -> None:
+        self._at.clear()
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +180,11 @@ class _Fold:
     before: Membership | None = None  # tier and segments of the stored state
 
 
+def _never(at_ms: float | None) -> float:
+    """A due time as a hint: no crossing (None) is ``math.inf``."""
+    return math.inf if at_ms is None else at_ms
+
+
 class _StageTimer:
     """Adds the time since the previous lap to a stage's total."""
 
@@ -195,6 +242,7 @@ class BatchProcessor:
         #: Last offset processed, per (topic, partition).
         self.offsets: dict[tuple[str, int], int] = {}
         self._source_ids: dict[tuple[str, int], str] = {}
+        self.due_hints = DueHints()
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
@@ -248,6 +296,8 @@ class BatchProcessor:
             index = self._index(folds, force=round_ > 0, now_ms=now_ms)
             timer.lap("score")
             lost = await self.store.commit(writes, nps=nps, index=index)
+            for w in writes:  # (written with ZADD LT, lost or not)
+                self.due_hints.set(w.customer_id, _never(w.due_at_ms))
             timer.lap("write")
             if not lost:
                 self._progress(offsets, folds.values())
@@ -371,10 +421,23 @@ class BatchProcessor:
                 marks,
                 encode_state(state),
                 due_partition=self.owner(customer_id),
-                due_at_ms=next_crossing(state, self.model),
+                due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl) if expl is not None else None,
             )
         return _Fold(write, changes, nps, state, before)
+
+    def due_at(self, customer_id: str, state: CustomerState) -> float | None:
+        """A lower bound of the state's next crossing for the due index (None: never).
+
+        The answer written last for the customer (or "never", if none is known here)
+        when the state is provably quiet until then; else the exact next crossing.
+        """
+        hint = self.due_hints.get(customer_id)
+        if hint is None:  # not known here: most customers never cross, and that is cheap to show
+            hint = math.inf
+        if quiet_until(state, self.model, hint):
+            return None if hint == math.inf else hint
+        return next_crossing(state, self.model)
 
     def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
         """Advance offsets and event-time progress, once the batch's effects are durable."""
@@ -389,6 +452,7 @@ class BatchProcessor:
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop progress of partitions this worker no longer owns (after a rebalance)."""
+        self.due_hints.clear()
         for p in partitions:
             self.event_time.pop(p, None)
             for topic in (self.topics.input, self.topics.by_customer):

@@ -102,7 +102,10 @@ async def sweep_partition(
     lost = await store.commit(writes, index=index)
     for cid in lost:  # someone else wrote this customer: leave its entry for the next tick
         schedule.pop(cid, None)
+        processor.due_hints.set(cid, None)
     await store.reschedule(partition, schedule)
+    for cid, (_, at) in schedule.items():
+        processor.due_hints.set(cid, math.inf if at is None else at)
     stats.fired = len(writes) - len(lost)
     stats.changes = len(changes)
     stats.by_type.update(c.cloudevent_type for c in changes)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scoring.apply import apply
-from scoring.crossing import advance, next_crossing
+from scoring.crossing import advance, next_crossing, quiet_until
 from scoring.events import Event
 from scoring.model import DAY_MS, Model, parse_model
 from scoring.segments import evaluate, holds, metric_value
@@ -215,6 +215,12 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
         # and the next crossing of the new state is consistent with it
         again = next_crossing(after, model)
         assert again is None or again > crossing
+    # the cheap test the due index uses never claims quiet past the crossing
+    for until in (T0, T0 + HOUR, T0 + 10 * DAY, horizon, math.inf):
+        if quiet_until(state, model, until):
+            assert crossing is None or crossing > until
+    if crossing is not None:
+        assert not quiet_until(state, model, math.inf)
 
 
 def test_contract_covers_every_metric_kind_and_operator() -> None:

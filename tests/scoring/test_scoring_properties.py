@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scoring_models import small_model
 
 from scoring.apply import apply
-from scoring.crossing import advance, find_crossing, next_crossing
+from scoring.crossing import advance, find_crossing, next_crossing, quiet_until
 from scoring.decay import decay_factor
 from scoring.events import Event
 from scoring.model import DAY_MS, Model
@@ -223,3 +223,21 @@ def test_hysteresis_never_flaps_within_a_band(tier: int, steps: list[int]) -> No
         assert result.changes == ()
         state = result.state
         assert state.tier == tier
+
+
+@SETTINGS
+@given(
+    events_of([*MIXED, "nps_response", "big"], max_size=10, span_days=5),
+    st.one_of(st.just(math.inf), st.integers(-DAY, 40 * DAY)),
+)
+def test_quiet_until_is_never_wrong(events: list[Event], offset: float) -> None:
+    """The due index relies on it: quiet until ``u`` means no crossing at or before ``u``."""
+    state = run(events)
+    until = state.clock_ms + offset
+    crossing = next_crossing(state, MODEL)
+    if quiet_until(state, MODEL, until):
+        assert until >= state.clock_ms
+        assert crossing is None or crossing > until
+    if crossing is not None:  # the crossing itself is never "quiet"
+        assert not quiet_until(state, MODEL, crossing)
+        assert not quiet_until(state, MODEL, math.inf)
