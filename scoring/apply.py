@@ -86,9 +86,20 @@ class Applied:
 
 
 def apply(
-    state: CustomerState | None, event: Event, model: Model, *, dedup_memory: int = 16
+    state: CustomerState | None,
+    event: Event,
+    model: Model,
+    *,
+    dedup_memory: int = 16,
+    quiet_before_ms: float | None = None,
 ) -> Applied:
-    """Apply ``event`` to ``state`` (None: a customer never seen) under ``model``."""
+    """Apply ``event`` to ``state`` (None: a customer never seen) under ``model``.
+
+    ``quiet_before_ms``, if given, must be a time before which ``state`` surely has no
+    crossing (its :func:`next_crossing`, or a time :func:`~scoring.crossing.quiet_until`
+    proved; ``math.inf``: never). An event before it then skips the search for crossings
+    due before the event, with the same result.
+    """
     if dedup_memory < 0:
         raise ValueError("dedup_memory must be >= 0")
     current = new_state() if state is None else state
@@ -104,8 +115,9 @@ def apply(
     if current.is_new:
         clock, values = float(t), list(current.dimension_values(model))
     elif t > current.clock_ms:
-        current, decay_changes = advance(current, event.customer_id, t, model)
-        changes.extend(decay_changes)
+        if quiet_before_ms is None or t >= quiet_before_ms:
+            current, decay_changes = advance(current, event.customer_id, t, model)
+            changes.extend(decay_changes)
         clock, values = float(t), list(decayed_values(current, model, t))
     else:  # a late event: the clock stays
         clock, values = current.clock_ms, list(current.dimension_values(model))

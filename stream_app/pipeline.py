@@ -52,6 +52,7 @@ from scoring import (
 
 from . import jsonutil
 from .contracts import cloudevent, dead_letter
+from .duehints import DueHints
 from .readstore import Membership, ReadStore, membership_of
 from .store import Command, StateStore, StoredRecord, Write, nps_fields
 
@@ -59,47 +60,6 @@ log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
-
-#: Customers whose last due time this worker remembers (see :class:`DueHints`).
-DUE_HINTS = 200_000
-
-
-class DueHints:
-    """What this worker last wrote to the due index for a customer: a time, or never.
-
-    The due index only needs a lower bound of each customer's next crossing (``ZADD LT``
-    keeps the earliest; the sweep computes the exact crossing when the entry comes due
-    and reschedules), and no entry when there is no crossing. After an event,
-    :func:`scoring.quiet_until` can often show, far more cheaply than the root search of
-    :func:`scoring.next_crossing`, that the new state stays quiet until the time written
-    last (``math.inf``: for good); that answer is then written again. Correctness never
-    depends on a hint: one is only used once proven for the new state. Bounded: cleared
-    when full and on a rebalance.
-    """
-
-    __slots__ = ("_at", "capacity")
-
-    def __init__(self, capacity: int = DUE_HINTS) -> None:
-        self._at: dict[str, float] = {}
-        self.capacity = capacity
-
-    def get(self, customer_id: str) -> float | None:
-        return self._at.get(customer_id)
-
-    def set(self, customer_id: str, at_ms: float | None) -> None:
-        """Remember ``at_ms`` (``math.inf``: no crossing); None forgets the customer."""
-        if at_ms is None:
-            self._at.pop(customer_id, None)
-            return
-        if len(self._at) >= self.capacity and customer_id not in self._at:
-            self._at.clear()
-        self._at[customer_id] = at_ms
-
-    def clear(self) -> None:
-        self._at.clear()
-
-    def __len__(self) -> int:
-        return len(self._at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +256,10 @@ class BatchProcessor:
             index = self._index(folds, force=round_ > 0, now_ms=now_ms)
             timer.lap("score")
             lost = await self.store.commit(writes, nps=nps, index=index)
+            gone = set(lost)
             for w in writes:  # (written with ZADD LT, lost or not)
-                self.due_hints.set(w.customer_id, _never(w.due_at_ms))
+                version = None if w.customer_id in gone else w.read_version + 1
+                self.due_hints.set(w.customer_id, _never(w.due_at_ms), version)
             timer.lap("write")
             if not lost:
                 self._progress(offsets, folds.values())
@@ -379,6 +341,8 @@ class BatchProcessor:
         changes: list[SegmentChange] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
+        # no crossing of the stored state before this, if this worker wrote that record
+        quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
         for rec, event in events:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
@@ -389,7 +353,14 @@ class BatchProcessor:
             marks[src] = rec.offset
             touched = True
             try:
-                result = apply(state, event, self.model, dedup_memory=self.dedup_memory)
+                result = apply(
+                    state,
+                    event,
+                    self.model,
+                    dedup_memory=self.dedup_memory,
+                    quiet_before_ms=quiet_before,
+                )
+                quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
                 out.append(

@@ -104,8 +104,10 @@ async def sweep_partition(
         schedule.pop(cid, None)
         processor.due_hints.set(cid, None)
     await store.reschedule(partition, schedule)
-    for cid, (_, at) in schedule.items():
-        processor.due_hints.set(cid, math.inf if at is None else at)
+    written = {w.customer_id for w in writes}
+    for cid, (_, at) in schedule.items():  # exact, for the record as it now stands
+        version = stored[cid].version + (cid in written)
+        processor.due_hints.set(cid, math.inf if at is None else at, version)
     stats.fired = len(writes) - len(lost)
     stats.changes = len(changes)
     stats.by_type.update(c.cloudevent_type for c in changes)

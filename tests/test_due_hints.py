@@ -17,7 +17,8 @@ import pytest
 
 import scoring
 from stream_app import pipeline
-from stream_app.pipeline import BatchProcessor, DueHints, OutMessage, Record, Topics
+from stream_app.duehints import DueHints
+from stream_app.pipeline import BatchProcessor, OutMessage, Record, Topics
 from stream_app.store import StoredRecord, Write
 
 MODEL = scoring.load_default_model()
@@ -164,3 +165,30 @@ def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
     processor.due_hints.set("c-1", 5.0)
     processor.forget([0])
     assert len(processor.due_hints) == 0
+
+
+def test_the_record_this_worker_wrote_skips_the_pre_event_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Records()
+    processor = _processor(store)
+    _feed(processor, WARM)
+    version = store.records["c-1"].version
+    calls: list[float | None] = []
+    real_apply = pipeline.apply
+
+    def spy(*args: object, **kwargs: object) -> scoring.Applied:
+        calls.append(kwargs.get("quiet_before_ms"))  # type: ignore[arg-type]
+        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    expected = processor.due_hints.quiet_before("c-1", version)
+    assert expected is not None and expected > T0 + 2 * HOUR  # the time written for it
+    monkeypatch.setattr(pipeline, "apply", spy)
+    _feed(processor, [("email_open", T0 + 2 * HOUR)])
+    assert calls == [expected]
+    # a record written by someone else (another version): no claim about its state
+    store.records["c-1"] = StoredRecord(
+        store.records["c-1"].version + 1, store.records["c-1"].marks, store.records["c-1"].state
+    )
+    _feed(processor, [("email_open", T0 + 3 * HOUR)])
+    assert calls[1] is None

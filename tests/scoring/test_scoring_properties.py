@@ -241,3 +241,20 @@ def test_quiet_until_is_never_wrong(events: list[Event], offset: float) -> None:
     if crossing is not None:  # the crossing itself is never "quiet"
         assert not quiet_until(state, MODEL, crossing)
         assert not quiet_until(state, MODEL, math.inf)
+
+
+@SETTINGS
+@given(
+    events_of([*MIXED, "nps_response", "big"], max_size=8, span_days=5),
+    st.sampled_from([*MIXED, "big"]),
+    st.integers(-DAY, 40 * DAY),
+)
+def test_a_known_quiet_time_changes_nothing_apply_gives(
+    events: list[Event], kind: str, offset: int
+) -> None:
+    """``quiet_before_ms`` (a proven crossing-free time) only skips work."""
+    state = run(events)
+    crossing = next_crossing(state, MODEL)
+    known = math.inf if crossing is None else crossing
+    event = Event("next", "c1", kind, int(state.clock_ms) + offset, None)
+    assert apply(state, event, MODEL, quiet_before_ms=known) == apply(state, event, MODEL)
