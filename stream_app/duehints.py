@@ -14,11 +14,15 @@ reschedules), and no entry when there is no crossing. Two uses, both proven befo
   before an earlier event.
 
 Correctness never depends on a hint being present or fresh: a hint used for a write is
-proven for the new state, and one used for the pre-check is tied to the record version.
-Bounded: cleared when full, and on a rebalance.
+proven for the new state, and one used for the pre-check is tied to the record version
+(versions only grow: the worker never deletes a record; an operator who deletes records
+by hand should restart the workers, as after any loss of Redis state). Bounded: cleared
+when full, and on a rebalance.
 """
 
 from __future__ import annotations
+
+import math
 
 #: Customers whose last due time a worker remembers.
 DUE_HINTS = 200_000
@@ -31,6 +35,9 @@ class DueHints:
     >>> hints.set("c-1", 5.0, version=3)
     >>> hints.get("c-1"), hints.quiet_before("c-1", 3), hints.quiet_before("c-1", 4)
     (5.0, 5.0, None)
+    >>> hints.set("c-2", None, version=1)         # no crossing: "never"
+    >>> hints.get("c-2")
+    inf
     """
 
     __slots__ = ("_at", "capacity")
@@ -50,14 +57,14 @@ class DueHints:
         return entry[0] if entry is not None and entry[1] == version else None
 
     def set(self, customer_id: str, at_ms: float | None, version: int | None = None) -> None:
-        """Remember ``at_ms`` (``math.inf``: no crossing) for the record at ``version``
-        (None: not known to be stored); ``at_ms`` None forgets the customer."""
-        if at_ms is None:
-            self._at.pop(customer_id, None)
-            return
+        """Remember the due time written, ``at_ms`` (None: no crossing, kept as
+        ``math.inf``), for the record at ``version`` (None: not known to be stored)."""
         if len(self._at) >= self.capacity and customer_id not in self._at:
             self._at.clear()
-        self._at[customer_id] = (at_ms, version)
+        self._at[customer_id] = (math.inf if at_ms is None else at_ms, version)
+
+    def forget(self, customer_id: str) -> None:
+        self._at.pop(customer_id, None)
 
     def clear(self) -> None:
         self._at.clear()

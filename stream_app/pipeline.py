@@ -140,11 +140,6 @@ class _Fold:
     before: Membership | None = None  # tier and segments of the stored state
 
 
-def _never(at_ms: float | None) -> float:
-    """A due time as a hint: no crossing (None) is ``math.inf``."""
-    return math.inf if at_ms is None else at_ms
-
-
 class _StageTimer:
     """Adds the time since the previous lap to a stage's total."""
 
@@ -259,7 +254,7 @@ class BatchProcessor:
             gone = set(lost)
             for w in writes:  # (written with ZADD LT, lost or not)
                 version = None if w.customer_id in gone else w.read_version + 1
-                self.due_hints.set(w.customer_id, _never(w.due_at_ms), version)
+                self.due_hints.set(w.customer_id, w.due_at_ms, version)
             timer.lap("write")
             if not lost:
                 self._progress(offsets, folds.values())

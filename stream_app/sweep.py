@@ -102,12 +102,12 @@ async def sweep_partition(
     lost = await store.commit(writes, index=index)
     for cid in lost:  # someone else wrote this customer: leave its entry for the next tick
         schedule.pop(cid, None)
-        processor.due_hints.set(cid, None)
+        processor.due_hints.forget(cid)
     await store.reschedule(partition, schedule)
     written = {w.customer_id for w in writes}
     for cid, (_, at) in schedule.items():  # exact, for the record as it now stands
         version = stored[cid].version + (cid in written)
-        processor.due_hints.set(cid, math.inf if at is None else at, version)
+        processor.due_hints.set(cid, at, version)
     stats.fired = len(writes) - len(lost)
     stats.changes = len(changes)
     stats.by_type.update(c.cloudevent_type for c in changes)

@@ -159,7 +159,7 @@ def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
     assert len(hints) == 3 and hints.get("c1") == 10.0
     hints.set("c3", 3.0)  # full: start again rather than grow
     assert len(hints) == 1 and hints.get("c3") == 3.0
-    hints.set("c3", None)
+    hints.forget("c3")
     assert hints.get("c3") is None
     processor = _processor(Records())
     processor.due_hints.set("c-1", 5.0)
