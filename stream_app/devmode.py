@@ -18,6 +18,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,6 +31,7 @@ from .devstack import LocalService, free_port, start_redis, start_tansu
 from .kafka_io import AiokafkaPublisher, consume, prepare
 from .keys import Keys
 from .pipeline import OutMessage
+from .runtime import raise_if_cancelled
 from .settings import Settings
 from .store import StateStore, connect
 
@@ -254,18 +256,29 @@ async def _follow_dlq(settings: Settings, view: View) -> None:
 
 async def _nps(settings: Settings, model_name: str, view: View) -> None:
     client = connect(settings.redis_url)
-    store = StateStore(client, Keys(settings.key_prefix, model_name))
     try:
-        while True:
-            counts = await store.nps_counts()
-            by_cat = Counter[str]()
-            for name, n in counts.items():
-                _day, tier, cat = name.split("|")
-                if tier == "*":
-                    by_cat[cat] += n
-            view.responses = sum(by_cat.values())
-            view.nps = nps(by_cat["promoter"], by_cat["passive"], by_cat["detractor"])
-            await asyncio.sleep(2.0)  # refresh pace of a dashboard figure
+        await poll_nps(StateStore(client, Keys(settings.key_prefix, model_name)), view)
     finally:
         with contextlib.suppress(Exception):
             await client.aclose()
+
+
+class NpsSource(Protocol):
+    async def nps_counts(self) -> dict[str, int]: ...
+
+
+async def poll_nps(store: NpsSource, view: View, every_s: float = 2.0) -> None:
+    """Keep the view's NPS figure fresh until cancelled."""
+    while True:
+        counts = await store.nps_counts()
+        # redis-py's wait_for may have swallowed a Ctrl-C's cancellation: without this,
+        # the loop went on and `dev` never stopped (seen once in CI)
+        raise_if_cancelled()
+        by_cat = Counter[str]()
+        for name, n in counts.items():
+            _day, tier, cat = name.split("|")
+            if tier == "*":
+                by_cat[cat] += n
+        view.responses = sum(by_cat.values())
+        view.nps = nps(by_cat["promoter"], by_cat["passive"], by_cat["detractor"])
+        await asyncio.sleep(every_s)  # refresh pace of a dashboard figure
