@@ -107,6 +107,10 @@ def run_dev(args: argparse.Namespace) -> int:
     started: list[LocalService] = []
     worker: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C stops dev even when it was started with SIGINT ignored (a background job of
+    # a script, nohup): an ignored signal stays ignored across exec, and asyncio.run only
+    # handles SIGINT when Python's default handler is in place
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         console.print(f"[bold]engagement-scorer dev[/] - files in {workdir}")
         started.append(start_tansu(log_dir=workdir))

@@ -39,7 +39,11 @@ class Dev:
         env = clean_env()
         env.update({"COLUMNS": "400", "PYTHONUNBUFFERED": "1", "TMPDIR": str(workdir)})
         args = ["--plain", "--customers", "60", "--history-days", "30", "--rate", "20"]
-        with open(self.out, "wb") as out:
+        # started with SIGINT ignored, as a background job of a script starts it (CI):
+        # an ignored signal stays ignored across exec, and Ctrl-C must still stop dev
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with open(self.out, "wb") as out, contextlib.ExitStack() as restore:
+            restore.callback(signal.signal, signal.SIGINT, previous)
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stream_app.cli", "dev", *args],
                 env=env,
