@@ -275,8 +275,9 @@ async def poll_nps(store: NpsSource, view: View, every_s: float = 2.0) -> None:
     """Keep the view's NPS figure fresh until cancelled."""
     while True:
         counts = await store.nps_counts()
-        # redis-py's wait_for may have swallowed a Ctrl-C's cancellation: without this,
-        # the loop went on and `dev` never stopped (seen once in CI)
+        # redis-py's wait_for may have swallowed a Ctrl-C's cancellation (when the reply
+        # arrives as the task is cancelled): without this the loop went on, and `dev`
+        # never stopped
         raise_if_cancelled()
         by_cat = Counter[str]()
         for name, n in counts.items():

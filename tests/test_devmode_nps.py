@@ -1,6 +1,6 @@
 """`dev` stops on Ctrl-C even when redis-py swallows the cancellation (Python 3.11's
 ``asyncio.wait_for`` returns the inner result when it completes as the task is
-cancelled). Seen once in CI: `dev` still running 15 s after SIGINT."""
+cancelled): a race the NPS poller could lose on any Ctrl-C."""
 
 from __future__ import annotations
 
