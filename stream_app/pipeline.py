@@ -137,7 +137,7 @@ class _Fold:
     changes: list[SegmentChange]
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
-    before: Membership | None = None  # tier and segments of the stored state
+    stored: CustomerState | None = None  # the state as read (its standing: only if needed)
 
 
 class _StageTimer:
@@ -326,11 +326,7 @@ class BatchProcessor:
         state: CustomerState | None = (
             decode_state(stored.state, self.model) if stored.state is not None else None
         )
-        before = (
-            membership_of(tier_name(state, self.model), segment_names(state, self.model))
-            if state is not None
-            else None
-        )
+        stored_state = state
         marks = dict(stored.marks)
         expl = decode_explanation(stored.explain) if stored.explain is not None else None
         changes: list[SegmentChange] = []
@@ -390,7 +386,7 @@ class BatchProcessor:
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl) if expl is not None else None,
             )
-        return _Fold(write, changes, nps, state, before)
+        return _Fold(write, changes, nps, state, stored_state)
 
     def due_at(self, customer_id: str, state: CustomerState) -> float | None:
         """A lower bound of the state's next crossing for the due index (None: never).
@@ -424,6 +420,10 @@ class BatchProcessor:
             for topic in (self.topics.input, self.topics.by_customer):
                 self.offsets.pop((topic, p), None)
 
+    def membership(self, state: CustomerState) -> Membership:
+        """The tier and rule segments ``state`` stands in (what the read indexes hold)."""
+        return membership_of(tier_name(state, self.model), segment_names(state, self.model))
+
     def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""
         if self.readstore is None:
@@ -434,11 +434,9 @@ class BatchProcessor:
             is_new = f.write is not None and f.write.read_version == 0
             if f.state is None or not (f.changes or force or is_new):
                 continue
-            members[cid] = membership_of(
-                tier_name(f.state, self.model), segment_names(f.state, self.model)
-            )
+            members[cid] = self.membership(f.state)
             if not force:  # the diff is deterministic, so a replay writes it again
-                previous[cid] = f.before
+                previous[cid] = None if f.stored is None else self.membership(f.stored)
         changes = [c for f in folds.values() for c in f.changes]
         return self.readstore.commands(members, changes, now_ms, previous=previous)
 

@@ -32,12 +32,9 @@ from scoring import (
     decode_state,
     encode_state,
     next_crossing,
-    segment_names,
-    tier_name,
 )
 
 from .pipeline import BatchProcessor
-from .readstore import membership_of
 from .store import Command, Write
 
 log = logging.getLogger("stream_app.sweep")
@@ -95,7 +92,7 @@ async def sweep_partition(
     index: list[Command] = []
     if processor.readstore is not None:
         members = {
-            w.customer_id: membership_of(tier_name(st, model), segment_names(st, model))
+            w.customer_id: processor.membership(st)
             for w, st in zip(writes, new_states, strict=True)
         }
         index = processor.readstore.commands(members, changes, now_ms)
