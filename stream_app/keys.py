@@ -10,6 +10,9 @@ out of its slot or forge another customer's key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 
 def escape(part: str) -> str:
@@ -50,8 +53,22 @@ class Keys:
     def due(self, partition: int) -> str:
         return f"{self.base}:due:{{p{partition}}}"
 
-    # tier:<name> -- sorted set, all scores 0: the customers in that tier now (lex-paginated)
-    def tier_members(self, tier: str) -> str:
+    # tier-counts -- hash: tier name -> customers in that tier now. Only cas_write.lua
+    # writes it, together with the records it counts. On Redis Cluster there is one such
+    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot.
+    def tier_counts(self, slot: int | None = None) -> str:
+        if slot is None:
+            return f"{self.base}:tier-counts"
+        return f"{self.base}:tier-counts:{{{slot_tag(slot)}}}"
+
+    # tier-migration -- string, expires: a worker is folding tier sets into tier-counts
+    # on Redis Cluster (tiercounts.migrate_tier_sets)
+    def tier_migration(self) -> str:
+        return f"{self.base}:tier-migration"
+
+    # tier:<name> -- sorted set, all scores 0: the customers in that tier (until 0.1;
+    # counted once and deleted by tiercounts.migrate_tier_sets)
+    def legacy_tier_members(self, tier: str) -> str:
         return f"{self.base}:tier:{escape(tier)}"
 
     # segment:<name> -- sorted set, all scores 0: the customers in that rule segment now
@@ -61,3 +78,29 @@ class Keys:
     # tier-moves:<name>:<in|out> -- sorted set: change id -> occurred_at ms (last 2 days)
     def tier_moves(self, tier: str, direction: str) -> str:
         return f"{self.base}:tier-moves:{escape(tier)}:{direction}"
+
+
+def slot_of(key: str) -> int:
+    """The Redis Cluster slot of ``key`` (by its hash tag, if it has one)."""
+    return key_slot(key.encode())
+
+
+@cache
+def _slot_tags() -> tuple[str, ...]:
+    tags: dict[int, str] = {}
+    n = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:  # ~110,000 tries, ~0.1 s, once
+        tags.setdefault(key_slot(str(n).encode()), str(n))
+        n += 1
+    return tuple(tags[slot] for slot in range(REDIS_CLUSTER_HASH_SLOTS))
+
+
+def slot_tag(slot: int) -> str:
+    """The smallest number whose decimal text, as a hash tag, maps to cluster slot ``slot``.
+
+    >>> slot_tag(slot_of("es:default:state:{cust-1}")) == slot_tag(slot_of("{cust-1}"))
+    True
+    >>> slot_of("{" + slot_tag(1234) + "}")
+    1234
+    """
+    return _slot_tags()[slot]

@@ -385,8 +385,16 @@ class BatchProcessor:
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl) if expl is not None else None,
+                tier_move=self.tier_move(stored_state, state),
             )
         return _Fold(write, changes, nps, state, stored_state)
+
+    def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
+        """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
+        if self.readstore is None:
+            return "", ""
+        tiers = self.model.tiers
+        return "" if read is None else tiers[read.tier].name, tiers[new.tier].name
 
     def due_at(self, customer_id: str, state: CustomerState) -> float | None:
         """A lower bound of the state's next crossing for the due index (None: never).

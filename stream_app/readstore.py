@@ -1,16 +1,18 @@
-"""Read-side indexes in Redis: who is in each tier and segment, and tier moves.
+"""Read-side indexes in Redis: who is in each segment, how many in each tier, tier moves.
 
 These are derived data, rebuilt from customer states as they change:
 
-* ``tier:<name>`` / ``segment:<name>``: sorted sets with every score 0, so a
-  member list pages by member (``ZRANGE ... BYLEX``) with a stable cursor even
-  while members come and go; counts are ``ZCARD``.
+* ``segment:<name>``: sorted sets with every score 0, so a member list pages by
+  member (``ZRANGE ... BYLEX``) with a stable cursor even while members come and
+  go; counts are ``ZCARD``.
+* ``tier-counts``: customers per tier, moved by the fenced record write itself
+  (:mod:`stream_app.tiercounts`); no member list, so no memory per customer.
 * ``tier-moves:<name>:in|out``: change id -> time, so "entered in the last
   hour" is a ``ZCOUNT``; re-publishing a change (same id) counts once.
 
-They are written before the customer's fenced state write (in the same
-pipeline, see :meth:`stream_app.store.StateStore.commit`), idempotently (a
-member is set to what the new state says), so a crash in between leaves them
+The segment sets and tier moves are written before the customer's fenced state write
+(in the same pipeline, see :meth:`stream_app.store.StateStore.commit`), idempotently
+(a member is set to what the new state says), so a crash in between leaves them
 ahead of the state and a redelivery writes the same again.
 """
 
@@ -25,6 +27,7 @@ from scoring import Model, SegmentChange
 
 from .keys import Keys
 from .store import Command, RedisClient, ScriptArg
+from .tiercounts import read_tier_counts
 
 #: How long tier moves are kept (the API reports the last hour and day).
 MOVES_KEPT_MS = 2 * 86_400_000
@@ -89,15 +92,7 @@ class ReadStore:
 
     def _sets(self, new: Membership, old: Membership | None) -> list[tuple[str, bool, bool]]:
         """Every member set with (key, in it now, in it before)."""
-        out = [
-            (
-                self.keys.tier_members(t.name),
-                t.name == new.tier,
-                old is not None and t.name == old.tier,
-            )
-            for t in self.model.tiers
-        ]
-        out += [
+        return [
             (
                 self.keys.segment_members(r.name),
                 r.name in new.segments,
@@ -105,22 +100,22 @@ class ReadStore:
             )
             for r in self.model.segments
         ]
-        return out
 
     async def tier_counts(self, now_ms: float) -> dict[str, dict[str, int]]:
         """Per tier: customers now, entered and left in the last hour and day."""
         names = [t.name for t in self.model.tiers]
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.zcard(self.keys.tier_members(name))
             for direction in ("in", "out"):
                 key = self.keys.tier_moves(name, direction)
                 pipe.zcount(key, now_ms - 3_600_000, "+inf")
                 pipe.zcount(key, now_ms - 86_400_000, "+inf")
         raw = [int(x) for x in await pipe.execute()]
+        customers = await read_tier_counts(self.client, self.keys, names)
         out: dict[str, dict[str, int]] = {}
         for i, name in enumerate(names):
-            now, in_h, in_d, out_h, out_d = raw[i * 5 : i * 5 + 5]
+            now = customers[i]
+            in_h, in_d, out_h, out_d = raw[i * 4 : i * 4 + 4]
             out[name] = {
                 "customers": now,
                 "entered_last_hour": in_h,

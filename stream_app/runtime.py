@@ -23,6 +23,7 @@ from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
 from .readstore import ReadStore
 from .settings import Settings
 from .store import StateStore, connect
+from .tiercounts import migrate_tier_sets
 
 log = logging.getLogger("stream_app.worker")
 
@@ -105,6 +106,7 @@ class Runtime:
         keys = Keys(settings.key_prefix, model.name)
         store = StateStore(client, keys)
         self.readstore = ReadStore(client, keys, model)
+        await migrate_tier_sets(client, keys, [t.name for t in model.tiers])
         log.info(
             "scoring with model %s v%d, input partitions %d", model.name, model.version, partitions
         )

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
-from .keys import Keys
+from .keys import Keys, slot_of
 
 RedisClient = aioredis.Redis | RedisCluster
 ScriptArg = bytes | str | int | float
@@ -41,7 +41,8 @@ ScriptArg = bytes | str | int | float
 Command = tuple[ScriptArg, ...]
 
 
-def _lua(name: str) -> str:
+def lua_source(name: str) -> str:
+    """The text of ``stream_app/lua/<name>``."""
     return resources.files("stream_app").joinpath("lua", name).read_text("utf-8")
 
 
@@ -120,13 +121,16 @@ class Write:
     due_partition: int = 0
     due_at_ms: float | None = None  # the new state's next decay crossing
     explain: bytes | None = None  # stored in the record, after the state
+    # (tier of the record read, "" for a new customer; tier of the new record, "" when
+    # tiers are not counted): the write moves the customer between the tier counts
+    tier_move: tuple[str, str] = ("", "")
 
 
 class _Script:
     """A Lua script called by SHA (``EVALSHA``); loaded into Redis on ``NOSCRIPT``."""
 
     def __init__(self, name: str) -> None:
-        self.source = _lua(name)
+        self.source = lua_source(name)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()  # as SCRIPT LOAD's
 
     def command(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Command:
@@ -213,11 +217,14 @@ class StateStore:
         """
         nps_calls = self._nps_commands(nps or {})
         due = self._due_commands(writes)
-        records = [
+        records: list[tuple[str, list[ScriptArg]]] = [
             (
                 self.keys.state(w.customer_id),
-                w.read_version,
-                encode_record(w.read_version + 1, w.marks, w.state, w.explain),
+                [
+                    w.read_version,
+                    encode_record(w.read_version + 1, w.marks, w.state, w.explain),
+                    *w.tier_move,
+                ],
             )
             for w in writes
         ]
@@ -226,9 +233,10 @@ class StateStore:
         commands = [*nps_calls, *index, *due]
         if records:
             args: list[ScriptArg] = []
-            for _, version, record in records:
-                args += [version, record]
-            commands.append(self._cas.command([k for k, _, _ in records], args))
+            for _, record_args in records:
+                args += record_args
+            keys = [self.keys.tier_counts(), *(k for k, _ in records)]
+            commands.append(self._cas.command(keys, args))
         replies = await self._pipeline(commands)
         if not records:
             return []
@@ -239,14 +247,20 @@ class StateStore:
         writes: Sequence[Write],
         nps_calls: Sequence[Command],
         commands: Sequence[Command],
-        records: Sequence[tuple[str, int, bytes]],
+        records: Sequence[tuple[str, list[ScriptArg]]],
     ) -> list[str]:
-        """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently."""
+        """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently.
+
+        Each customer's write goes with the tier-counts hash of its slot.
+        """
         scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
         await asyncio.gather(*(self._run(self._nps_add, [str(c[3])], c[4:]) for c in scripts))
         await self._pipeline([*(c for c in nps_calls if c[0] != "EVALSHA"), *commands])
         lost = await asyncio.gather(
-            *(self._run(self._cas, [key], [version, rec]) for key, version, rec in records)
+            *(
+                self._run(self._cas, [self.keys.tier_counts(slot_of(key)), key], args)
+                for key, args in records
+            )
         )
         return [w.customer_id for w, r in zip(writes, lost, strict=True) if r]
 

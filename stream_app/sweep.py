@@ -76,14 +76,20 @@ async def sweep_partition(
         if record.state is None:
             schedule[cid] = (read_at[cid], None)
             continue
-        state, fired = advance(decode_state(record.state, model), cid, until_ms, model)
+        read = decode_state(record.state, model)
+        state, fired = advance(read, cid, until_ms, model)
         schedule[cid] = (read_at[cid], next_crossing(state, model))
         if fired:
             changes.extend(fired)
             # the explanation is part of the record: a crossing leaves it as it was
             writes.append(
                 Write(
-                    cid, record.version, record.marks, encode_state(state), explain=record.explain
+                    cid,
+                    record.version,
+                    record.marks,
+                    encode_state(state),
+                    explain=record.explain,
+                    tier_move=processor.tier_move(read, state),
                 )
             )
             new_states.append(state)

@@ -46,9 +46,10 @@ from workers import (
     unique,
 )
 
-from scoring import Model, next_crossing, nps, values_at
+from scoring import Model, decode_state, next_crossing, nps, values_at
 from stream_app.contracts import rfc3339
 from stream_app.devstack import LocalService, free_port, restart_redis, start_redis
+from stream_app.store import decode_record
 
 pytestmark = pytest.mark.integration
 
@@ -467,9 +468,16 @@ def test_tier_counts_and_moves(served: dict[str, Served], spec: Spec) -> None:
             "left_last_hour": left[tier],
             "left_last_day": left[tier],
         }, tier
-    # the counts are the sizes of the tier sets, which hold every customer of this worker
+    # the counts are those of the stored records: every customer of this worker
+    stored: Counter[str] = Counter()
+    for key in w.redis.scan_iter(match=w.keys.state("*"), count=1000):
+        raw = w.redis.get(key)
+        if raw is not None:
+            state = decode_state(decode_record(raw).state or b"", model)
+            stored[model.tiers[state.tier].name] += 1
+    assert sum(stored.values()) > 0
     for tier in (x.name for x in model.tiers):
-        assert after[tier]["customers"] == w.redis.zcard(w.keys.tier_members(tier))
+        assert after[tier]["customers"] == stored[tier], tier
 
 
 # --------------------------------------------------------------------------- segments

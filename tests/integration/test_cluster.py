@@ -11,6 +11,7 @@ changes (event and decay) and the ``score`` command must work.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 import redis.cluster
+from redis.asyncio.cluster import RedisCluster
 from scaleout import (
     AWKWARD_IDS,
     Store,
@@ -33,9 +35,11 @@ from scaleout import (
 )
 from workers import DAY_MS, REPO, Worker, event, fold, in_offset_order, now_ms, start_worker
 
-from scoring import CustomerState, SegmentChange, advance, load_default_model
+from scoring import CustomerState, Model, SegmentChange, advance, load_default_model
 from stream_app.devstack import LocalService, redis_cluster_url, start_redis_cluster
 from stream_app.keys import Keys
+from stream_app.store import connect
+from stream_app.tiercounts import read_tier_counts
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +135,7 @@ def test_pipeline_on_redis_cluster(
         assert sum(len(f.nps) for f in expected.values()) > 30
 
         _check_spread(redis_cluster, worker)
+        _check_tier_counts(url, store.keys, store.states(ids, model), model)
         event_changes = [c for f in expected.values() for c in f.changes]
         _check_changes_published(worker, event_changes + decay_changes)
         _check_score_command(worker, AWKWARD_IDS[0], expected[AWKWARD_IDS[0]].state)
@@ -156,6 +161,25 @@ def _check_spread(nodes: list[LocalService], worker: Worker) -> None:
     assert all(k["state"] > 10 for k in per_node.values()), per_node
     total = sum(per_node.values(), Counter())
     assert total["due"] >= 1 and total["nps"] >= 1 and total["nps-sources"] == 1, total
+
+
+def _check_tier_counts(
+    url: str, keys: Keys, states: dict[str, CustomerState | None], model: Model
+) -> None:
+    """The per-slot tier counts, summed as ``/v1/tiers`` sums them, match the records."""
+    tiers = [t.name for t in model.tiers]
+
+    async def read() -> list[int]:
+        client = connect(url)
+        assert isinstance(client, RedisCluster)
+        try:
+            return await read_tier_counts(client, keys, tiers)
+        finally:
+            await client.aclose()
+
+    stored = Counter(model.tiers[s.tier].name for s in states.values() if s is not None)
+    assert len(stored) >= 2, stored
+    assert dict(zip(tiers, asyncio.run(read()), strict=True)) == {t: stored[t] for t in tiers}
 
 
 def _check_changes_published(worker: Worker, changes: list[SegmentChange]) -> None:
