@@ -55,16 +55,12 @@ class Keys:
 
     # tier-counts -- hash: tier name -> customers in that tier now. Only cas_write.lua
     # writes it, together with the records it counts. On Redis Cluster there is one such
-    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot.
+    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot
+    # (plus "folded:<tier>" fields: that slot's share of a 0.1 tier set was added).
     def tier_counts(self, slot: int | None = None) -> str:
         if slot is None:
             return f"{self.base}:tier-counts"
         return f"{self.base}:tier-counts:{{{slot_tag(slot)}}}"
-
-    # tier-migration -- string, expires: a worker is folding tier sets into tier-counts
-    # on Redis Cluster (tiercounts.migrate_tier_sets)
-    def tier_migration(self) -> str:
-        return f"{self.base}:tier-migration"
 
     # tier:<name> -- sorted set, all scores 0: the customers in that tier (until 0.1;
     # counted once and deleted by tiercounts.migrate_tier_sets)

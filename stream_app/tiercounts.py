@@ -13,7 +13,8 @@ On Redis Cluster a script sees one slot, so there is one counts hash per slot
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
@@ -25,7 +26,7 @@ from .store import RedisClient, lua_source
 log = logging.getLogger("stream_app.tiercounts")
 
 _MIGRATE = lua_source("tier_sets_migrate.lua")
-_LOCK_S = 600  # cluster migration: how long other workers keep off
+_FOLD = lua_source("tier_slot_fold.lua")
 
 
 async def read_tier_counts(client: RedisClient, keys: Keys, tiers: Sequence[str]) -> list[int]:
@@ -46,10 +47,11 @@ async def read_tier_counts(client: RedisClient, keys: Keys, tiers: Sequence[str]
 async def migrate_tier_sets(client: RedisClient, keys: Keys, tiers: Sequence[str]) -> int:
     """Fold release 0.1's tier sorted sets into the counts and delete them; customers moved.
 
-    Idempotent, run by every worker at start. On a single Redis one script does it, so
-    two workers starting together cannot both count a set. On Redis Cluster the members
-    are counted by slot under a lock key; a worker dying in the middle of that leaves
-    the counts too high (docs/operations.md, "Upgrading from 0.1").
+    Idempotent, run by every worker at start (0.1 workers must be stopped). On a single
+    Redis one script does it, so two workers starting together cannot both count a set.
+    On Redis Cluster each slot's share of a set is added by a script that marks it done
+    in that slot's counts hash, so workers that start together, or one that died half way
+    and starts again, add each share once; the set is deleted after all its shares.
     """
     legacy = [keys.legacy_tier_members(t) for t in tiers]
     if not isinstance(client, RedisCluster):
@@ -57,24 +59,29 @@ async def migrate_tier_sets(client: RedisClient, keys: Keys, tiers: Sequence[str
         moved = int(await client.eval(_MIGRATE, len(legacy) + 1, counts, *legacy, *tiers))
         _report(moved)
         return moved
-    present = [(t, k) for t, k in zip(tiers, legacy, strict=True) if await client.exists(k)]
-    lock = keys.tier_migration()
-    if not present or not await client.set(lock, 1, nx=True, ex=_LOCK_S):
-        return 0
     moved = 0
-    for tier, key in present:
-        by_slot: dict[int, int] = {}
-        async for member in client.zscan_iter(key, count=1000):
-            slot = slot_of(keys.state(cast(tuple[bytes, float], member)[0].decode()))
-            by_slot[slot] = by_slot.get(slot, 0) + 1
-        pipe = client.pipeline()
-        for slot, n in by_slot.items():
-            pipe.hincrby(keys.tier_counts(slot), tier, n)
-        await pipe.execute()
+    for tier, key in zip(tiers, legacy, strict=True):
+        if await client.type(key) not in (b"zset", "zset"):
+            continue
+        by_slot: Counter[int] = Counter()
+        async for member, _ in client.zscan_iter(key, count=1000):
+            by_slot[slot_of(keys.state(member.decode()))] += 1
+        await fold_slot_shares(client, keys, tier, by_slot)
         await client.unlink(key)
-        moved += sum(by_slot.values())
+        moved += by_slot.total()
     _report(moved)
     return moved
+
+
+async def fold_slot_shares(
+    client: RedisCluster, keys: Keys, tier: str, by_slot: Mapping[int, int]
+) -> int:
+    """Add each slot's share of ``tier``'s 0.1 set to its count, unless added before;
+    the shares added now."""
+    pipe = client.pipeline()
+    for slot, n in sorted(by_slot.items()):
+        pipe.eval(_FOLD, 1, keys.tier_counts(slot), tier, n)
+    return sum(int(x) for x in await pipe.execute())
 
 
 def _report(moved: int) -> None:

@@ -37,9 +37,9 @@ from workers import DAY_MS, REPO, Worker, event, fold, in_offset_order, now_ms, 
 
 from scoring import CustomerState, Model, SegmentChange, advance, load_default_model
 from stream_app.devstack import LocalService, redis_cluster_url, start_redis_cluster
-from stream_app.keys import Keys
+from stream_app.keys import Keys, slot_of
 from stream_app.store import connect
-from stream_app.tiercounts import read_tier_counts
+from stream_app.tiercounts import fold_slot_shares, migrate_tier_sets, read_tier_counts
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,35 @@ def _cooling_customers(n: int, end_ms: int) -> list[dict[str, Any]]:
         for j, kind in enumerate(["webinar_attended", "webinar_attended", "review_submitted"]):
             docs.append(event(f"cool-{i}-{j}", f"cooling-{i}", kind, t0 + j * 1000))
     return docs
+
+
+def test_tier_sets_of_release_0_1_fold_into_per_slot_counts_once(
+    redis_cluster: list[LocalService],
+) -> None:
+    """Shares already added by a worker that died half way are not added again."""
+    keys = Keys("fold-test", "default")
+    members = {"cold": [f"c{i}" for i in range(300)], "hot": ["h{1}", "h%2"]}
+
+    async def main() -> tuple[int, int, list[int]]:
+        client = connect(redis_cluster_url(redis_cluster))
+        assert isinstance(client, RedisCluster)
+        try:
+            for tier, ids in members.items():
+                await client.zadd(keys.legacy_tier_members(tier), dict.fromkeys(ids, 0))
+            shares = Counter(slot_of(keys.state(cid)) for cid in members["cold"])
+            half = dict(list(shares.items())[: len(shares) // 2])
+            assert await fold_slot_shares(client, keys, "cold", half) == len(half)
+            moved = await migrate_tier_sets(client, keys, ["cold", "warm", "hot"])
+            again = await migrate_tier_sets(client, keys, ["cold", "warm", "hot"])
+            left = [await client.exists(keys.legacy_tier_members(t)) for t in members]
+            assert sum(left) == 0
+            return moved, again, await read_tier_counts(client, keys, ["cold", "warm", "hot"])
+        finally:
+            await client.aclose()
+
+    moved, again, counts = asyncio.run(main())
+    assert (moved, again) == (302, 0)
+    assert counts == [300, 0, 2]
 
 
 def test_pipeline_on_redis_cluster(
