@@ -15,6 +15,7 @@ the last ``keep`` events by event time. Pure, like the rest of the core.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import orjson
@@ -23,9 +24,10 @@ from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.events import Event
 from scoring.model import Model
+from scoring.plan import plan
 
-__all__ = ["Explanation", "contributions_at", "decode_explanation", "encode_explanation",
-           "explain_add", "recent_at"]  # fmt: skip
+__all__ = ["EXPLANATION_FORMAT", "Explanation", "contributions_at", "decode_explanation",
+           "encode_explanation", "explain_add", "recent_at"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +90,79 @@ def recent_at(expl: Explanation, model: Model, t_ms: float) -> list[dict[str, ob
     return rows
 
 
-def encode_explanation(expl: Explanation) -> bytes:
-    """Compact JSON bytes (floats round-trip exactly)."""
+#: Leads every encoded explanation (format 1, ``[at, by_type, recent]``, still decodes).
+EXPLANATION_FORMAT = 2
+_EXACT_INT = float(2**53)  # integral floats below this print as JSON integers, exactly
+
+
+def _compact(v: float) -> float | int:
+    """``v`` as a JSON integer when that is exact and shorter (not -0.0)."""
+    if v.is_integer() and abs(v) < _EXACT_INT and (v or math.copysign(1.0, v) > 0):
+        return int(v)
+    return v
+
+
+def encode_explanation(expl: Explanation, model: Model) -> bytes:
+    """Compact JSON bytes; every number round-trips exactly.
+
+    ``[2, at, [[type, sum], ...], [[at - ts, type, points, event_id], ...]]``: event types
+    by their index in ``model.event_type_names``, event times relative to ``at``. Types
+    the model no longer has are left out (nothing shows them).
+
+    >>> from scoring.model import load_default_model
+    >>> model = load_default_model()
+    >>> e = Explanation(1e12, (("email_open", 2.5),), ((999_999_000_000, "email_open", 3.0, "e1"),))
+    >>> encode_explanation(e, model)
+    b'[2,1000000000000,[[3,2.5]],[[1000000,3,3,"e1"]]]'
+    >>> decode_explanation(encode_explanation(e, model), model) == e
+    True
+    """
+    at = expl.at_ms
+    if not (at.is_integer() and abs(at) < _EXACT_INT):  # (explain_add makes integral times)
+        return _encode_v1(expl)
+    base, index = int(at), plan(model).type_index
+    return orjson.dumps(
+        [
+            EXPLANATION_FORMAT,
+            base,
+            [[index[t], _compact(v)] for t, v in expl.by_type if t in index],
+            [[base - ts, index[t], _compact(p), e] for ts, t, p, e in expl.recent if t in index],
+        ]
+    )
+
+
+def _encode_v1(expl: Explanation) -> bytes:
     return orjson.dumps(
         [expl.at_ms, [list(p) for p in expl.by_type], [list(r) for r in expl.recent]]
     )
 
 
-def decode_explanation(raw: bytes) -> Explanation:
-    """Inverse of :func:`encode_explanation`; :class:`InvalidState` on bad bytes."""
+def decode_explanation(raw: bytes, model: Model) -> Explanation:
+    """Inverse of :func:`encode_explanation` (formats 1 and 2); :class:`InvalidState` on bad
+    bytes or a type index ``model`` does not have."""
     try:
-        at, by_type, recent = orjson.loads(raw)
+        doc = orjson.loads(raw)
+        if len(doc) == 3:  # format 1: type names, absolute times
+            at, by_type, recent = doc
+            return Explanation(
+                float(at),
+                tuple((str(t), float(v)) for t, v in by_type),
+                tuple((int(ts), str(t), float(p), str(e)) for ts, t, p, e in recent),
+            )
+        fmt, at, by_type, recent = doc
+        if fmt != EXPLANATION_FORMAT:
+            raise ValueError(f"format {fmt!r} is not 1 or {EXPLANATION_FORMAT}")
+        names, base = model.event_type_names, int(at)
         return Explanation(
-            float(at),
-            tuple((str(t), float(v)) for t, v in by_type),
-            tuple((int(ts), str(t), float(p), str(e)) for ts, t, p, e in recent),
+            float(base),
+            tuple((names[_index(i)], float(v)) for i, v in by_type),
+            tuple((base - int(dt), names[_index(i)], float(p), str(e)) for dt, i, p, e in recent),
         )
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError) as exc:
         raise InvalidState(f"explanation: {exc}") from None
+
+
+def _index(i: object) -> int:
+    if type(i) is not int or i < 0:
+        raise ValueError(f"event type index {i!r} out of range")
+    return i

@@ -136,7 +136,7 @@ class ReadApi:
             "recent_events": [],
         }
         if raw_explain is not None:
-            expl = decode_explanation(raw_explain)
+            expl = decode_explanation(raw_explain, self.model)
             by_type = contributions_at(expl, self.model, now)
             body["by_event_type"] = dict(sorted(by_type.items(), key=lambda kv: -abs(kv[1])))
             body["recent_events"] = [

@@ -328,7 +328,9 @@ class BatchProcessor:
         )
         stored_state = state
         marks = dict(stored.marks)
-        expl = decode_explanation(stored.explain) if stored.explain is not None else None
+        expl = (
+            decode_explanation(stored.explain, self.model) if stored.explain is not None else None
+        )
         changes: list[SegmentChange] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
@@ -384,7 +386,7 @@ class BatchProcessor:
                 encode_state(state),
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
-                explain=encode_explanation(expl) if expl is not None else None,
+                explain=encode_explanation(expl, self.model) if expl is not None else None,
                 tier_move=self.tier_move(stored_state, state),
             )
         return _Fold(write, changes, nps, state, stored_state)

@@ -1,0 +1,112 @@
+"""The explanation codec: exact round trips, format 1 still read, clear errors on bad bytes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring import (
+    Event,
+    Explanation,
+    InvalidState,
+    decode_explanation,
+    encode_explanation,
+    explain_add,
+    load_default_model,
+)
+
+MODEL = load_default_model()
+TYPES = sorted(MODEL.event_types)
+T0 = 1_764_000_000_000
+
+events = st.lists(
+    st.tuples(
+        st.integers(0, 10**7),  # event id number
+        st.sampled_from(TYPES),
+        st.integers(-(10**10), 10**10),  # time offset, ms
+        st.booleans(),  # capped: applied with 0 points
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def build(evs: list[tuple[int, str, int, bool]], keep: int = 10) -> Explanation:
+    expl = None
+    for n, etype, dt, capped in evs:
+        ev = Event(f"evt-{n}", "c1", etype, T0 + dt, None)
+        points = 0.0 if capped else MODEL.event_types[etype].points
+        expl = explain_add(expl, ev, points, MODEL, keep=keep)
+    assert expl is not None
+    return expl
+
+
+def format_1(expl: Explanation) -> bytes:
+    """What release 0.1 and the previous change wrote."""
+    return orjson.dumps(
+        [expl.at_ms, [list(p) for p in expl.by_type], [list(r) for r in expl.recent]]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.integers(0, 12))
+def test_explanations_round_trip_exactly(evs: list[tuple[int, str, int, bool]], keep: int) -> None:
+    expl = build(evs, keep)
+    raw = encode_explanation(expl, MODEL)
+    assert decode_explanation(raw, MODEL) == expl
+    assert decode_explanation(format_1(expl), MODEL) == expl  # the old format still reads
+    assert len(raw) < len(format_1(expl))
+
+
+@given(
+    st.floats(-1e15, 1e15, allow_nan=False).filter(lambda x: not x.is_integer()),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_a_non_integral_time_or_any_float_still_round_trips(at: float, v: float) -> None:
+    expl = Explanation(at, (("email_open", v),), ((T0, "email_open", v, "e1"),))
+    assert decode_explanation(encode_explanation(expl, MODEL), MODEL) == expl
+
+
+@pytest.mark.parametrize("value", [-0.0, 0.0, 3.0, 2.0**60, -(2.0**53), 0.1])
+def test_points_keep_their_exact_value_and_the_sign_of_zero(value: float) -> None:
+    expl = Explanation(float(T0), (("email_open", value),), ((T0, "email_open", value, "e"),))
+    back = decode_explanation(encode_explanation(expl, MODEL), MODEL)
+    assert back == expl
+    assert repr(back.recent[0][2]) == repr(value) and repr(back.by_type[0][1]) == repr(value)
+
+
+def test_types_the_model_no_longer_has_are_left_out() -> None:
+    expl = Explanation(
+        float(T0),
+        (("email_open", 1.0), ("retired_type", 2.0)),
+        ((T0, "retired_type", 2.0, "old"), (T0 - 5, "email_open", 1.0, "new")),
+    )
+    back = decode_explanation(encode_explanation(expl, MODEL), MODEL)
+    assert back.by_type == (("email_open", 1.0),)
+    assert back.recent == ((T0 - 5, "email_open", 1.0, "new"),)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"not json", "explanation"),
+        (b"[2,1,[[99,1.0]],[]]", "out of range"),
+        (b"[2,1,[[-1,1.0]],[]]", "out of range"),
+        (b'[2,1,[["3",1.0]],[]]', "out of range"),
+        (b"[7,1,[],[]]", "format 7"),
+        (b"[2,1,[],[[0,3]]]", "explanation"),
+        (b"{}", "explanation"),
+    ],
+)
+def test_bad_bytes_raise_invalid_state(raw: bytes, why: str) -> None:
+    with pytest.raises(InvalidState, match=why):
+        decode_explanation(raw, MODEL)
+
+
+def test_a_one_event_explanation_is_about_half_the_old_size() -> None:
+    ev = Event("bench-42-123456", "cust-012345", "email_open", T0 + 123, None)
+    expl = explain_add(None, ev, 3.0, MODEL)
+    new, old = encode_explanation(expl, MODEL), format_1(expl)
+    assert len(new) <= 0.6 * len(old), (new, old)
