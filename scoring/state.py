@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary
 from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.model import DAY_MS, Model
@@ -43,6 +44,7 @@ __all__ = [
     "decayed_values",
     "decode_state",
     "encode_state",
+    "encode_state_json",
     "fingerprint",
     "new_state",
     "segment_names",
@@ -51,8 +53,10 @@ __all__ = [
     "values_at",
 ]
 
-#: Version number leading every encoded state (format 1 still decodes).
-STATE_FORMAT = 2
+#: The format :func:`encode_state` writes (binary, :mod:`scoring.binstate`); the JSON
+#: formats 1 and 2 still decode, and format 2 is what :func:`encode_state_json` writes.
+STATE_FORMAT = BINARY_FORMAT
+JSON_STATE_FORMAT = 2
 #: Bytes of blake2b digest kept per remembered event id.
 FINGERPRINT_BYTES = 6
 #: Cap counters are kept for the clock's UTC day and this many days before it.
@@ -219,9 +223,24 @@ def values_at(state: CustomerState, model: Model, t_ms: float) -> Values:
 
 
 def encode_state(state: CustomerState) -> bytes:
-    """Compact JSON array led by :data:`STATE_FORMAT`; every float round-trips exactly.
+    """Format-3 bytes (:mod:`scoring.binstate`); every float round-trips exactly.
 
-    >>> encode_state(new_state())
+    A state with an integer beyond 64 bits (no real history has one) is written in
+    format 2 (:func:`encode_state_json`).
+
+    >>> encode_state(new_state())[0]
+    3
+    """
+    try:
+        return encode_binary(state)
+    except OverflowError:
+        return encode_state_json(state)
+
+
+def encode_state_json(state: CustomerState) -> bytes:
+    """Format 2: a compact JSON array; every float round-trips exactly.
+
+    >>> encode_state_json(new_state())
     b'[2,null,null,"",0,0,[],null,null,[],"",0,null]'
     """
     base = state.last_event_ms or 0
@@ -232,7 +251,7 @@ def encode_state(state: CustomerState) -> bytes:
     mask, kept = _sparse(state.values)
     return orjson.dumps(
         [
-            STATE_FORMAT,
+            JSON_STATE_FORMAT,
             clock,
             mask,
             _b64(_packer(len(kept)).pack(*kept)),
@@ -250,23 +269,25 @@ def encode_state(state: CustomerState) -> bytes:
 
 
 def decode_state(raw: bytes, model: Model) -> CustomerState:
-    """Inverse of :func:`encode_state` (formats 1 and 2), checked against ``model``'s layout.
+    """Inverse of :func:`encode_state` (formats 1, 2 and 3), checked against ``model``'s layout.
 
     Raises :class:`~scoring.errors.InvalidState` when the bytes are not a state of this
     format or do not fit the model (other dimensions, tiers, segments or tracked types).
     """
+    if raw[:1] == _BINARY_LEAD:
+        return _checked(decode_binary(raw, len(model.dimensions), len(model.tracked)), model)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidState(f"state is not valid JSON: {exc}") from None
-    if isinstance(doc, list) and len(doc) == 13 and doc[0] == STATE_FORMAT:
+    if isinstance(doc, list) and len(doc) == 13 and doc[0] == JSON_STATE_FORMAT:
         values = _sparse_values(doc[2], doc[3], model)
         del doc[2:4]
     elif isinstance(doc, list) and len(doc) == 12 and doc[0] == 1:
         values = _values(doc[2], model)
         del doc[2]
     else:
-        raise InvalidState(f"state is not a format-1 or format-{STATE_FORMAT} array")
+        raise InvalidState(f"state is not a format-1 or format-{JSON_STATE_FORMAT} array")
     _, clock, tier, segments, last_seen, nps_score, nps_at, caps, ids, applied, last = doc
     last_event = _opt_int(last, "last_event_ms")
     base = last_event or 0
@@ -291,6 +312,21 @@ def decode_state(raw: bytes, model: Model) -> CustomerState:
         events_applied=_index(applied, None, "events_applied"),
         last_event_ms=last_event,
     )
+
+
+_BINARY_LEAD = bytes([BINARY_FORMAT])
+
+
+def _checked(fields: Fields, model: Model) -> CustomerState:
+    """A format-3 state's fields, range-checked against ``model`` as the JSON ones are."""
+    _, _, tier, segments, _, nps, _, caps, _, _, _ = fields
+    _index(tier, len(model.tiers), "tier")
+    _index(segments, 1 << len(model.segments), "segments")
+    _opt_int(nps, "nps_score", 10)
+    types = len(model.event_type_names)
+    for kind, _, _ in caps:
+        _index(kind, types, "caps type")
+    return CustomerState(*fields)
 
 
 def _sparse(values: tuple[float, ...]) -> tuple[int | None, list[float]]:

@@ -23,6 +23,7 @@ from scoring.state import (
     CustomerState,
     decode_state,
     encode_state,
+    encode_state_json,
     new_state,
     segment_names,
     tier_name,
@@ -129,13 +130,15 @@ def states(draw: st.DrawFn, model: Model) -> CustomerState:
 def test_round_trip_property(model: Model, data: st.DataObject) -> None:
     state = data.draw(states(model))
     raw = encode_state(state)
-    decoded = decode_state(raw, model)
-    assert decoded == state
-    # floats round-trip to the bit, signed zeros included
-    assert [math.copysign(1, v) for v in decoded.values] == [
-        math.copysign(1, v) for v in state.values
-    ]
-    assert orjson.loads(raw)[0] == STATE_FORMAT
+    assert raw[0] == STATE_FORMAT == 3
+    for encoded in (raw, encode_state_json(state)):  # format 3, and format 2 still read
+        decoded = decode_state(encoded, model)
+        assert decoded == state
+        # floats round-trip to the bit, signed zeros included
+        assert [math.copysign(1, v) for v in decoded.values] == [
+            math.copysign(1, v) for v in state.values
+        ]
+    assert orjson.loads(encode_state_json(state))[0] == 2
 
 
 def test_typical_state_is_under_300_bytes(default_model: Model) -> None:
@@ -200,9 +203,9 @@ def test_a_state_of_another_model_layout_is_refused(model: Model, default_model:
         decode_state(encode_state(state), default_model)
 
 
-def test_encoding_is_compact_json(model: Model, event: Callable[..., Event]) -> None:
+def test_json_encoding_is_compact(model: Model, event: Callable[..., Event]) -> None:
     state = apply(None, event("pa", T0), model).state
-    doc = orjson.loads(encode_state(state))
+    doc = orjson.loads(encode_state_json(state))
     assert doc[0] == 2 and doc[1] == 0  # the clock is the last event time
     assert doc[2] == 1 << model.dimension_index(model.event_types["pa"].dimension)  # one value
     assert doc[-1] == T0
@@ -211,9 +214,60 @@ def test_encoding_is_compact_json(model: Model, event: Callable[..., Event]) -> 
 def test_format_1_states_of_release_0_1_still_decode(model: Model) -> None:
     """A 0.1 record holds every dimension value, zeros included, and no mask."""
     state = random_history(model, random.Random(3), 12)
-    doc = orjson.loads(encode_state(state))
+    doc = orjson.loads(encode_state_json(state))
     _, clock, _mask, _packed, *rest = doc
     values = decode_state(encode_state(state), model).values
     full = struct.pack(f"<{len(values)}d", *values)
     old = orjson.dumps([1, clock, base64.b64encode(full).decode().rstrip("="), *rest])
     assert decode_state(old, model) == state
+
+
+def test_binary_encoding_of_a_one_event_state(
+    default_model: Model, event: Callable[..., Event]
+) -> None:
+    """The benchmark's typical customer: one event. 81 bytes as JSON, about half here."""
+    state = apply(None, Event("bench-42-1", "cust-012345", "email_open", T0, None), default_model)
+    raw = encode_state(state.state)
+    assert len(raw) <= 48, raw
+    assert len(raw) <= 0.6 * len(encode_state_json(state.state))
+    assert decode_state(raw, default_model) == state.state
+
+
+def test_an_integer_beyond_64_bits_is_refused_clearly(model: Model) -> None:
+    state = CustomerState(clock_ms=1.0, events_applied=2**64, last_event_ms=1)
+    with pytest.raises(InvalidState, match="does not fit format 3"):
+        encode_state(state)
+
+
+def _binary_of(model: Model) -> bytes:
+    return encode_state(random_history(model, random.Random(5), 15))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b[:-1], "bytes, its layout needs"),
+        (lambda b: b + b"\0", "bytes, its layout needs"),
+        (lambda b: b[:2], "not a format-3 state"),
+        (lambda b: b[:1] + b"\xff" + b[2:], "header"),
+        (lambda b: b[:2] + b"\x40" + b[3:], "header"),
+        (lambda b: b[:3] + b"\x09" + b[4:], "tier"),
+        (lambda b: bytes([3, 1 | 4, 0, 0, 99, 0, 0, 0]) + b"\0" * 8, "segments"),
+        (lambda b: bytes([3, 2, 0, 0, 0, 0, 0, 0]), "no"),
+        (lambda b: bytes([3, 1 | 4 | 64, 0, 0, 0, 0, 0, 0, 255]) + b"\0" * 8, "mask"),
+        (lambda b: bytes([3, 1 | 4 | 16, 0, 0, 0, 0, 0, 0, 11]) + b"\0" * 8, "nps_score"),
+    ],
+)
+def test_bad_binary_states_are_invalid_state(
+    model: Model, mutate: Callable[[bytes], bytes], message: str
+) -> None:
+    with pytest.raises(InvalidState, match=message):
+        decode_state(mutate(_binary_of(model)), model)
+
+
+def test_a_binary_cap_of_an_unknown_type_is_refused(model: Model) -> None:
+    state = CustomerState(
+        clock_ms=1.0, caps=((len(model.event_type_names), 0, 1),), last_event_ms=1
+    )
+    with pytest.raises(InvalidState, match="caps type"):
+        decode_state(encode_state(state), model)
