@@ -12,11 +12,12 @@ little-endian (docs/scoring.md, "State encoding"):
   mask], [NPS score]; ``q`` the last event time, if any; ``d`` the clock, unless new or
   equal to the last event time;
 * ``d`` per bit of the mask; the offsets ``last - t`` of ``last_seen`` (the width's
-  lowest value for "never") and of the NPS answer; caps as (small type, offset in days
-  before the last event's day, small count); the id fingerprints, concatenated.
+  lowest value for "never"), of the NPS answer and (in days before the last event's
+  day) of each cap's day; each cap's (small type, small count); the id fingerprints,
+  concatenated.
 
 Every float round-trips to the bit. One :class:`struct.Struct` per layout, cached, so
-encoding or decoding is three C calls plus a little arithmetic.
+encoding is one C call and decoding three, plus a little arithmetic.
 
 >>> from scoring.state import new_state
 >>> encode_binary(new_state())
@@ -88,8 +89,8 @@ def _rest(small: int, delta: int, shape: tuple[int, int, bool, int, int]) -> str
     """``shape``: values, last_seen entries, NPS time or not, caps, ids."""
     n_values, n_seen, nps_at, n_caps, n_ids = shape
     u, s = _UNSIGNED[small], _SIGNED[delta]
-    fmt = f"<{n_values}d{n_seen}{s}{s if nps_at else ''}{(u + s + u) * n_caps}"
-    return struct.Struct(fmt + f"{FINGERPRINT * n_ids}s")
+    offsets = n_seen + nps_at + n_caps
+    return struct.Struct(f"<{n_values}d{offsets}{s}{2 * n_caps}{u}{FINGERPRINT * n_ids}s")
 
 
 def _sparse(values: tuple[float, ...]) -> tuple[int, list[float]]:
@@ -129,54 +130,55 @@ def encode_binary(state: CustomerState) -> bytes:
     last, nps_at, seen, caps_in = state.last_event_ms, state.nps_at_ms, state.last_seen, state.caps
     base = last or 0
     mask, kept = _sparse(state.values)
-    n_ids = len(state.recent_ids)
-    out: list[float | bytes] = [state.tier, state.segments, len(caps_in), n_ids]
-    top = max(state.tier, state.segments, len(caps_in), n_ids)
-    applied = _ucode(state.events_applied)
-    out.append(state.events_applied)
+    n_ids, n_caps = len(state.recent_ids), len(caps_in)
+    out: list[float | bytes] = [state.tier, state.segments, n_caps, n_ids, state.events_applied]
+    top = max(state.tier, state.segments, n_caps, n_ids, mask, state.nps_score or 0)
     if flags & _HAS_VALUES:
         out.append(mask)
-        top = max(top, mask)
     if state.nps_score is not None:
         out.append(state.nps_score)
-        top = max(top, state.nps_score)
     if last is not None:
         out.append(last)
     if not flags & (_NEW | _CLOCK_AT_LAST):
         out.append(state.clock_ms)
     out += kept
-    far = max([abs(base - t) for t in seen if t is not None], default=0)
+    offsets = [None if t is None else base - t for t in seen]
     if nps_at is not None:
-        far = max(far, abs(base - nps_at))
-    base_day = int(base // DAY_MS)
-    caps: list[int] = []
-    for kind, day, count in caps_in:
-        caps += (kind, base_day - day, count)
-        top, far = max(top, kind, count), max(far, abs(base_day - day))
-    small, delta = _ucode(top), _scode(far)
-    if seen:
-        never = _never(delta)
-        out += [never if t is None else base - t for t in seen]
-    if nps_at is not None:
-        out.append(base - nps_at)
-    out += caps
+        offsets.append(base - nps_at)
+    pairs: list[int] = []
+    if caps_in:
+        base_day = int(base // DAY_MS)
+        offsets += [base_day - day for _, day, _ in caps_in]
+        pairs = [x for kind, _, count in caps_in for x in (kind, count)]
+        top = max(top, *pairs)
+    far = max([abs(o) for o in offsets if o is not None], default=0)
+    small, delta, applied = _ucode(top), _scode(far), _ucode(state.events_applied)
+    never = _never(delta)
+    out += [never if o is None else o for o in offsets]
+    out += pairs
     out.append(b"".join(state.recent_ids))
-    shape = (len(kept), len(seen), nps_at is not None, len(caps_in), n_ids)
+    key = (flags, small, delta, applied, len(kept), len(seen), n_caps, n_ids)
     try:
-        head, layout = _whole(flags, small, delta, applied, shape)
+        head, layout = _WHOLE.get(key) or _whole(key)
         return head + layout.pack(*out)
     except struct.error as exc:
         raise InvalidState(f"state does not fit format {BINARY_FORMAT}: {exc}") from None
 
 
-@lru_cache(maxsize=4096)
-def _whole(
-    flags: int, small: int, delta: int, applied: int, shape: tuple[int, int, bool, int, int]
-) -> tuple[bytes, struct.Struct]:
+def _whole(key: tuple[int, ...]) -> tuple[bytes, struct.Struct]:
     """The header's bytes, and the fixed part and rest as one layout (one call to encode)."""
+    flags, small, delta, applied, n_values, n_seen, n_caps, n_ids = key
     head = _HEAD.pack(BINARY_FORMAT, flags, small | delta << 2 | applied << 4)
     fixed = _fixed(flags, small, applied).format[1:]
-    return head, struct.Struct(f"<{fixed}{_rest(small, delta, shape).format[1:]}")
+    shape = (n_values, n_seen, bool(flags & _HAS_NPS_AT), n_caps, n_ids)
+    whole = head, struct.Struct(f"<{fixed}{_rest(small, delta, shape).format[1:]}")
+    if len(_WHOLE) < _CACHED:
+        _WHOLE[key] = whole
+    return whole
+
+
+_WHOLE: dict[tuple[int, ...], tuple[bytes, struct.Struct]] = {}
+_CACHED = 4096  # layouts kept for reuse
 
 
 #: What :func:`decode_binary` returns, in :class:`~scoring.state.CustomerState`'s order:
@@ -230,9 +232,8 @@ def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
     caps: tuple[tuple[int, int, int], ...] = ()
     if n_caps:
         base_day = int(base // DAY_MS)
-        caps = tuple(
-            (rest[k], base_day - rest[k + 1], rest[k + 2]) for k in range(j, j + 3 * n_caps, 3)
-        )
+        days, pairs = rest[j : j + n_caps], rest[j + n_caps : j + 3 * n_caps]
+        caps = tuple((pairs[2 * k], base_day - day, pairs[2 * k + 1]) for k, day in enumerate(days))
     ids = rest[-1]
     return (
         _clock(flags, last, more),
