@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from scoring.changes import SegmentChange, diff
@@ -63,6 +64,12 @@ from scoring.tiers import after_event
 __all__ = ["Applied", "NpsResponse", "advance", "apply", "next_crossing"]
 
 _EPOCH_DAY = date(1970, 1, 1)
+
+
+@lru_cache(maxsize=64)
+def _day_text(day: int) -> str:
+    """``YYYY-MM-DD`` of a UTC day number."""
+    return (_EPOCH_DAY + timedelta(days=day)).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +140,7 @@ def apply(
     nps_score, nps_at = current.nps_score, current.nps_at_ms
     if event.nps_score is not None:
         response = NpsResponse(
-            day=(_EPOCH_DAY + timedelta(days=utc_day(t))).isoformat(),
+            day=_day_text(utc_day(t)),
             category=category(event.nps_score),
             tier=model.tiers[current.tier].name,
             score=event.nps_score,

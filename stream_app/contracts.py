@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from scoring import SegmentChange
@@ -29,8 +30,14 @@ def rfc3339(ms: float) -> str:
     >>> rfc3339(1700000000123.9)
     '2023-11-14T22:13:20.123Z'
     """
-    dt = datetime.fromtimestamp(int(ms) // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{int(ms) % 1000:03d}Z"
+    whole = int(ms)
+    return f"{_second(whole // 1000)}.{whole % 1000:03d}Z"
+
+
+@lru_cache(maxsize=256)
+def _second(epoch_s: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of one UTC second (changes come in bursts of few seconds)."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def cloudevent(change: SegmentChange) -> dict[str, Any]:

@@ -181,6 +181,7 @@ class BatchProcessor:
         explain_events: int = 10,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
+        due_horizon_ms: float = 86_400_000.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -191,6 +192,8 @@ class BatchProcessor:
         self.explain_events = explain_events
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
+        #: How far ahead a due entry may be a proven bound instead of the exact crossing.
+        self.due_horizon_ms = due_horizon_ms
         self.clock = clock
         #: Largest event time applied, per owner partition (event-time progress).
         self.event_time: dict[int, float] = {}
@@ -402,14 +405,24 @@ class BatchProcessor:
         """A lower bound of the state's next crossing for the due index (None: never).
 
         The answer written last for the customer (or "never", if none is known here)
-        when the state is provably quiet until then; else the exact next crossing.
+        when the state is provably quiet until then; else the end of the horizon
+        (``due_horizon_ms`` after the state's clock) when it is provably quiet until
+        then: the sweep finds the exact crossing when that entry comes due, once, where
+        the search would otherwise run at every write of an active customer; else the
+        exact next crossing.
         """
         hint = self.due_hints.get(customer_id)
         if hint is None:  # not known here: most customers never cross, and that is cheap to show
             hint = math.inf
-        if quiet_until(state, self.model, hint):
+        model, clock = self.model, state.clock_ms
+        if hint > clock and quiet_until(state, model, hint):  # (at the clock: no use)
             return None if hint == math.inf else hint
-        return next_crossing(state, self.model)
+        horizon = clock + self.due_horizon_ms
+        # (a hint after the clock but within the horizon failed: so would the horizon)
+        useful = horizon > clock and not clock < hint <= horizon
+        if useful and quiet_until(state, model, horizon):
+            return horizon
+        return next_crossing(state, model)
 
     def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
         """Advance offsets and event-time progress, once the batch's effects are durable."""

@@ -304,6 +304,7 @@ def build_processor(
         dedup_memory=settings.dedup_memory,
         explain_events=settings.explain_events,
         max_future_ms=int(settings.max_future_seconds * 1000),
+        due_horizon_ms=settings.due_horizon_seconds * 1000.0,
     )
 
 

@@ -60,6 +60,7 @@ class Settings:
     retry_max_backoff_s: float = 5.0
     decay_tick_ms: int = 500
     decay_sweep_limit: int = 1000
+    due_horizon_seconds: float = 86_400.0  # a due entry may be a bound this far ahead
     log_level: str = "info"
     api_tokens: str = ""  # comma-separated bearer tokens for /v1/; empty: no auth
     ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
@@ -103,6 +104,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS: must be >= 0")
         if not 0 <= self.fetch_max_wait_ms <= 60_000:
             raise SettingsError(f"{PREFIX}FETCH_MAX_WAIT_MS: must be between 0 and 60000")
+        if self.due_horizon_seconds < 0:
+            raise SettingsError(f"{PREFIX}DUE_HORIZON_SECONDS: must be >= 0")
         if self.max_future_seconds < 0:
             raise SettingsError(f"{PREFIX}MAX_FUTURE_SECONDS: must be >= 0")
         if not self.retry_max_backoff_s > 0:

@@ -51,8 +51,10 @@ class Drop:
         return None
 
 
-def _processor(store: Records) -> BatchProcessor:
+def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
+    """Horizon 0 by default: the tests of the hints see exact crossings otherwise."""
     return BatchProcessor(
+        due_horizon_ms=horizon_ms,
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 1),
         store=store,  # type: ignore[arg-type]
@@ -128,13 +130,40 @@ def test_a_customer_who_never_crosses_is_shown_so_without_the_root_search(
     assert processor.due_hints.get("c-1") == math.inf
 
 
-def test_every_written_due_time_is_a_lower_bound_of_the_next_crossing() -> None:
+def test_a_crossing_beyond_the_horizon_gets_the_horizon_without_the_root_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Records()
+    processor = _processor(store, horizon_ms=HOUR)
+    _feed(processor, WARM[:2])
+    exact = scoring.next_crossing(_state(store), MODEL)
+    assert exact is not None and exact > _state(store).clock_ms + HOUR  # (the premise)
+
+    def no_search(state: scoring.CustomerState, model: scoring.Model) -> float | None:
+        raise AssertionError("the root search ran")
+
+    monkeypatch.setattr(pipeline, "next_crossing", no_search)
+    _feed(processor, [("email_open", T0 + 2 * HOUR)])
+    state = _state(store)
+    assert store.writes[-1].due_at_ms == state.clock_ms + HOUR
+    assert processor.due_hints.get("c-1") == state.clock_ms + HOUR
+
+
+def test_a_crossing_within_the_horizon_is_written_exactly() -> None:
+    store = Records()
+    processor = _processor(store, horizon_ms=400 * DAY)
+    _feed(processor, WARM)
+    assert store.writes[-1].due_at_ms == scoring.next_crossing(_state(store), MODEL)
+
+
+@pytest.mark.parametrize("horizon_ms", [0.0, HOUR, DAY])
+def test_every_written_due_time_is_a_lower_bound_of_the_next_crossing(horizon_ms: float) -> None:
     kinds = sorted(MODEL.event_types)
-    reused = exact_written = 0
+    reused = exact_written = bounded = 0
     for seed in range(12):
         rng = random.Random(seed)
         store = Records()
-        processor = _processor(store)
+        processor = _processor(store, horizon_ms)
         at = T0
         for _ in range(40):
             at += rng.choice([HOUR, DAY, 3 * DAY, 9 * DAY])
@@ -148,7 +177,10 @@ def test_every_written_due_time_is_a_lower_bound_of_the_next_crossing() -> None:
                 assert written is not None and state.clock_ms <= written <= exact
             reused += written is not None and written == hint and written != exact
             exact_written += written is not None and written == exact
-    assert reused > 0 and exact_written > 0  # both paths ran
+            new_bound = written != hint and written == state.clock_ms + horizon_ms
+            bounded += written is not None and new_bound and written != exact
+    assert reused > 0 and exact_written > 0  # every path ran
+    assert (bounded > 0) == (horizon_ms > 0)
 
 
 def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
