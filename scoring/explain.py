@@ -54,14 +54,20 @@ def explain_add(
     if expl is None:
         expl = Explanation(float(ts_ms), (), ())
     at = max(expl.at_ms, float(ts_ms))
-    sums = {t: v * decay_factor(at - expl.at_ms, _half_life(model, t)) for t, v in expl.by_type}
-    sums[event_type] = sums.get(event_type, 0.0) + points * decay_factor(
-        at - ts_ms, _half_life(model, event_type)
-    )
-    recent = sorted((*expl.recent, (ts_ms, event_type, points, event.event_id)), reverse=True)[
-        :keep
-    ]
-    return Explanation(at, tuple(sorted(sums.items())), tuple(recent))
+    if at == expl.at_ms:
+        sums = dict(expl.by_type)
+    else:
+        sums = {t: v * decay_factor(at - expl.at_ms, _half_life(model, t)) for t, v in expl.by_type}
+    late = decay_factor(at - ts_ms, _half_life(model, event_type)) if ts_ms < at else 1.0
+    known = event_type in sums
+    sums[event_type] = sums.get(event_type, 0.0) + points * late
+    entry = (ts_ms, event_type, points, event.event_id)
+    if not expl.recent or entry > expl.recent[0]:  # the newest (events mostly come in order)
+        recent = (entry, *expl.recent)[:keep]
+    else:
+        recent = tuple(sorted((*expl.recent, entry), reverse=True)[:keep])
+    by_type = tuple(sums.items()) if known else tuple(sorted(sums.items()))
+    return Explanation(at, by_type, recent)
 
 
 def contributions_at(expl: Explanation, model: Model, t_ms: float) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from scoring import (
     Event,
     Explanation,
     InvalidState,
+    decay_factor,
     decode_explanation,
     encode_explanation,
     explain_add,
@@ -110,3 +113,27 @@ def test_a_one_event_explanation_is_about_half_the_old_size() -> None:
     expl = explain_add(None, ev, 3.0, MODEL)
     new, old = encode_explanation(expl, MODEL), format_1(expl)
     assert len(new) <= 0.6 * len(old), (new, old)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.integers(0, 12))
+def test_explain_add_keeps_the_newest_events_and_the_decayed_sums(
+    evs: list[tuple[int, str, int, bool]], keep: int
+) -> None:
+    """Whatever the arrival order: the kept events are the newest ``keep`` (ties by
+    type, points, id), the sums are every event's points decayed to the newest time."""
+    expl = build(evs, keep)
+    entries = [
+        (T0 + dt, t, 0.0 if capped else MODEL.event_types[t].points, f"evt-{n}")
+        for n, t, dt, capped in evs
+    ]
+    assert expl.recent == tuple(sorted(entries, reverse=True)[:keep])
+    at = max(e[0] for e in entries)
+    assert expl.at_ms == at
+    want: dict[str, float] = {}
+    for ts, t, pts, _ in entries:
+        half_life = MODEL.half_life_ms(MODEL.event_types[t].dimension)
+        want[t] = want.get(t, 0.0) + pts * decay_factor(at - ts, half_life)
+    assert [t for t, _ in expl.by_type] == sorted(want)
+    for t, v in expl.by_type:
+        assert math.isclose(v, want[t], rel_tol=1e-9, abs_tol=1e-12), (t, v, want[t])
