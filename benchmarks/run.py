@@ -10,7 +10,7 @@ seeded workload, then measures in one run and prints a table (written as JSON to
 3. scale-out: two workers in one consumer group;
 4. latency: steady traffic, production of an event -> its segment change on the output topic;
 5. Redis memory per customer (INFO ``used_memory`` delta and ``MEMORY USAGE`` samples),
-   with and without the explanation key;
+   with and without the explanation;
 and the startup time of each worker (launch -> first event processed). ``--profile`` adds a
 py-spy profile of one more worker pass (needs ``pip install py-spy``).
 
@@ -806,7 +806,8 @@ async def memory_report(
         async for _ in client.scan_iter(match=f"{keys.base}:state:*", count=2000):
             states += 1
         index = 0
-        for pattern in ("tier:*", "segment:*", "due:*", "tier-moves:*", "nps:*", "nps-sources"):
+        patterns = ("tier-counts*", "segment:*", "due:*", "tier-moves:*", "nps:*", "nps-sources")
+        for pattern in patterns:
             async for key in client.scan_iter(match=f"{keys.base}:{pattern}", count=1000):
                 index += int(await client.memory_usage(key, samples=0) or 0)
         rng = random.Random(f"bench-memory:{bench.cfg.seed}")
@@ -1540,7 +1541,7 @@ def _memory_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> N
             row(f"{label} p50 / p90", f"{dist['p50']:.0f} / {dist['p90']:.0f} B")
     index = _get(r, "worker", "memory", "index_bytes_per_customer")
     if index is not None:
-        row("  index keys (tiers, segments, due) / customer", f"{index:.0f} B")
+        row("  index keys (tier counts, segments, due) / customer", f"{index:.0f} B")
 
 
 def cpu_table(r: dict[str, Any]) -> str:
