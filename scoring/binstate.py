@@ -37,7 +37,7 @@ from scoring.model import DAY_MS
 if TYPE_CHECKING:
     from scoring.state import CustomerState
 
-__all__ = ["BINARY_FORMAT", "decode_binary", "encode_binary"]
+__all__ = ["BINARY_FORMAT", "decode_binary", "encode_binary", "sparse"]
 
 #: The first byte of a format-3 state (a JSON state starts with ``[``).
 BINARY_FORMAT = 3
@@ -93,7 +93,12 @@ def _rest(small: int, delta: int, shape: tuple[int, int, bool, int, int]) -> str
     return struct.Struct(f"<{n_values}d{offsets}{s}{2 * n_caps}{u}{FINGERPRINT * n_ids}s")
 
 
-def _sparse(values: tuple[float, ...]) -> tuple[int, list[float]]:
+def sparse(values: tuple[float, ...]) -> tuple[int, list[float]]:
+    """A bit mask of the values that are not +0.0, and those values (formats 2 and 3).
+
+    >>> sparse((0.0, 2.5, 0.0, -0.0))
+    (10, [2.5, -0.0])
+    """
     mask, kept = 0, []
     for i, v in enumerate(values):
         if v or math.copysign(1.0, v) < 0:  # -0.0 is kept: the sign of zero round-trips
@@ -129,7 +134,7 @@ def encode_binary(state: CustomerState) -> bytes:
     flags = _flags(state)
     last, nps_at, seen, caps_in = state.last_event_ms, state.nps_at_ms, state.last_seen, state.caps
     base = last or 0
-    mask, kept = _sparse(state.values)
+    mask, kept = sparse(state.values)
     n_ids, n_caps = len(state.recent_ids), len(caps_in)
     out: list[float | bytes] = [state.tier, state.segments, n_caps, n_ids, state.events_applied]
     top = max(state.tier, state.segments, n_caps, n_ids, mask, state.nps_score or 0)

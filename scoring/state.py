@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary
+from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary, sparse
 from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.model import DAY_MS, Model
@@ -248,7 +248,7 @@ def encode_state_json(state: CustomerState) -> bytes:
     if not state.is_new:
         clock = 0 if state.clock_ms == base else state.clock_ms
     base_day = utc_day(base)
-    mask, kept = _sparse(state.values)
+    mask, kept = sparse(state.values) if state.values else (None, [])
     return orjson.dumps(
         [
             JSON_STATE_FORMAT,
@@ -327,22 +327,6 @@ def _checked(fields: Fields, model: Model) -> CustomerState:
     for kind, _, _ in caps:
         _index(kind, types, "caps type")
     return CustomerState(*fields)
-
-
-def _sparse(values: tuple[float, ...]) -> tuple[int | None, list[float]]:
-    """A bit mask of the values that are not +0.0 (None: no values), and those values.
-
-    >>> _sparse((0.0, 2.5, 0.0, -0.0))
-    (10, [2.5, -0.0])
-    """
-    if not values:
-        return None, []
-    mask, kept = 0, []
-    for i, v in enumerate(values):
-        if v or math.copysign(1.0, v) < 0:  # -0.0 is kept: the sign of zero round-trips
-            mask |= 1 << i
-            kept.append(v)
-    return mask, kept
 
 
 def _sparse_values(mask: Any, packed: Any, model: Model) -> tuple[float, ...]:
