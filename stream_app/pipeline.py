@@ -47,13 +47,12 @@ from scoring import (
     parse_event,
     quiet_until,
     segment_names,
-    tier_name,
 )
 
 from . import jsonutil
 from .contracts import cloudevent, dead_letter
 from .duehints import DueHints
-from .readstore import Membership, ReadStore, membership_of
+from .readstore import Membership, ReadStore
 from .store import Command, StateStore, StoredRecord, Write, nps_fields
 
 log = logging.getLogger(__name__)
@@ -444,8 +443,8 @@ class BatchProcessor:
                 self.offsets.pop((topic, p), None)
 
     def membership(self, state: CustomerState) -> Membership:
-        """The tier and rule segments ``state`` stands in (what the read indexes hold)."""
-        return membership_of(tier_name(state, self.model), segment_names(state, self.model))
+        """The rule segments ``state`` is in (what the member sets hold of it)."""
+        return frozenset(segment_names(state, self.model))
 
     def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""

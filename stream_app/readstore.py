@@ -19,8 +19,7 @@ ahead of the state and a redelivery writes the same again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from scoring import Model, SegmentChange
@@ -33,12 +32,8 @@ from .tiercounts import read_tier_counts
 MOVES_KEPT_MS = 2 * 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
-class Membership:
-    """Where one customer stands: its tier and the rule segments it is in."""
-
-    tier: str
-    segments: frozenset[str]
+#: The rule segments one customer is in (what the member sets hold of it).
+Membership = frozenset[str]
 
 
 class ReadStore:
@@ -93,11 +88,7 @@ class ReadStore:
     def _sets(self, new: Membership, old: Membership | None) -> list[tuple[str, bool, bool]]:
         """Every member set with (key, in it now, in it before)."""
         return [
-            (
-                self.keys.segment_members(r.name),
-                r.name in new.segments,
-                old is not None and r.name in old.segments,
-            )
+            (self.keys.segment_members(r.name), r.name in new, old is not None and r.name in old)
             for r in self.model.segments
         ]
 
@@ -144,8 +135,3 @@ class ReadStore:
         )
         page = [m.decode() for m in raw[:limit]]
         return page, (page[-1] if len(raw) > limit and page else None)
-
-
-def membership_of(tier: str, segments: Iterable[str]) -> Membership:
-    """A :class:`Membership` from a tier name and segment names."""
-    return Membership(tier, frozenset(segments))
