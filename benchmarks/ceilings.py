@@ -129,13 +129,14 @@ def run_faust(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from stream_app.app import app
+    from stream_app.take import batches
     from stream_app.topics import sources
 
     progress = Progress(args.expect, args.result)
-    within = settings.batch_window_ms / 1000.0
+    window = settings.batch_window_ms / 1000.0
 
     async def nothing(stream: Any) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=within):
+        async for events in batches(stream, settings.batch_size, window):
             for event in events:
                 await stream.ack(event)
             progress.add(len(events))

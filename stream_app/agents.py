@@ -7,6 +7,7 @@ from typing import Any
 
 from .app import app, settings
 from .runtime import runtime
+from .take import batches
 from .topics import sources
 
 log = logging.getLogger("stream_app.worker")
@@ -15,8 +16,8 @@ log = logging.getLogger("stream_app.worker")
 @app.agent(sources, name="score")
 async def score(stream: Any) -> None:
     """Score batches; ack a batch only after its effects are durable."""
-    within = settings.batch_window_ms / 1000.0
-    async for events in stream.noack_take(settings.batch_size, within=within):
+    window = settings.batch_window_ms / 1000.0
+    async for events in batches(stream, settings.batch_size, window):
         await runtime.handle(events)  # retries until done; raises only when stopping
         for event in events:
             await stream.ack(event)
