@@ -160,11 +160,6 @@ class WorkerMetrics:
             p + "segment_changes_published_total", "Segment-change events published.", ("type",)
         )
         self.conflicts = r.counter(p + "fenced_write_conflicts_total", "Fenced writes that lost.")
-        self.record_cache = r.counter(
-            p + "record_cache_lookups_total",
-            "Stored records read: taken decoded from the cache (hit) or decoded (miss).",
-            ("result",),
-        )
         self.decay_fired = r.counter(p + "decay_crossings_fired_total", "Decay crossings fired.")
         self.batch_size = r.histogram(p + "batch_size", "Messages per batch.", SIZE_BUCKETS)
         self.batch_seconds = r.histogram(

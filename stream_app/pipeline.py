@@ -33,7 +33,6 @@ from aiokafka.partitioner import murmur2
 from scoring import (
     CustomerState,
     Event,
-    Explanation,
     InvalidEvent,
     Model,
     SegmentChange,
@@ -54,7 +53,6 @@ from . import jsonutil
 from .contracts import cloudevent, dead_letter
 from .duehints import DueHints
 from .readstore import Membership, ReadStore
-from .recordcache import RecordCache
 from .store import Command, StateStore, StoredRecord, Write, nps_fields
 
 log = logging.getLogger(__name__)
@@ -125,9 +123,6 @@ class BatchStats:
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
-    #: Stored records taken decoded from the worker's record cache / decoded from bytes.
-    cache_hits: int = 0
-    cache_misses: int = 0
     #: Seconds spent per stage: ``score`` (parse, fold, encode: CPU), ``read`` (the
     #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -142,7 +137,6 @@ class _Fold:
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
-    explain: Explanation | None = None  # the explanation ``write`` encodes
 
 
 class _StageTimer:
@@ -187,7 +181,6 @@ class BatchProcessor:
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
-        record_cache: int = 20_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -207,8 +200,6 @@ class BatchProcessor:
         self.offsets: dict[tuple[str, int], int] = {}
         self._source_ids: dict[tuple[str, int], str] = {}
         self.due_hints = DueHints()
-        #: The records this worker wrote last, decoded (``record_cache`` customers at most).
-        self.records = RecordCache(record_cache)
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
@@ -266,7 +257,6 @@ class BatchProcessor:
             for w in writes:  # (written with ZADD LT, lost or not)
                 version = None if w.customer_id in gone else w.read_version + 1
                 self.due_hints.set(w.customer_id, w.due_at_ms, version)
-            self._remember(folds, gone)
             timer.lap("write")
             if not lost:
                 self._progress(offsets, folds.values())
@@ -335,9 +325,14 @@ class BatchProcessor:
         out: list[OutMessage],
         now_ms: float,
     ) -> _Fold:
-        state, expl = self._decoded(customer_id, stored, stats)
+        state: CustomerState | None = (
+            decode_state(stored.state, self.model) if stored.state is not None else None
+        )
         stored_state = state
         marks = dict(stored.marks)
+        expl = (
+            decode_explanation(stored.explain, self.model) if stored.explain is not None else None
+        )
         changes: list[SegmentChange] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
@@ -396,34 +391,7 @@ class BatchProcessor:
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
                 tier_move=self.tier_move(stored_state, state),
             )
-        return _Fold(write, changes, nps, state, stored_state, expl)
-
-    def _decoded(
-        self, customer_id: str, stored: StoredRecord, stats: BatchStats
-    ) -> tuple[CustomerState | None, Explanation | None]:
-        """The stored state and explanation, decoded (or as this worker wrote them)."""
-        if stored.state is None:
-            return None, None
-        kept = self.records.get(customer_id, stored.state, stored.explain)
-        if kept is not None:
-            stats.cache_hits += 1
-            return kept
-        stats.cache_misses += 1
-        model = self.model
-        expl = decode_explanation(stored.explain, model) if stored.explain is not None else None
-        return decode_state(stored.state, model), expl
-
-    def _remember(self, folds: Mapping[str, _Fold], lost: set[str]) -> None:
-        """Keep the records just written, decoded, for the customers' next batch."""
-        records = self.records
-        for cid, fold in folds.items():
-            w = fold.write
-            if w is None or fold.state is None:
-                continue
-            if cid in lost:
-                records.forget(cid)
-            else:
-                records.put(cid, w.state, fold.state, w.explain, fold.explain)
+        return _Fold(write, changes, nps, state, stored_state)
 
     def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
         """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
@@ -469,7 +437,6 @@ class BatchProcessor:
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop progress of partitions this worker no longer owns (after a rebalance)."""
         self.due_hints.clear()
-        self.records.clear()
         for p in partitions:
             self.event_time.pop(p, None)
             for topic in (self.topics.input, self.topics.by_customer):

@@ -177,8 +177,6 @@ class Runtime:
         m.redelivered.inc(stats.redelivered)
         m.forwarded.inc(stats.forwarded)
         m.conflicts.inc(stats.conflicts)
-        m.record_cache.inc(stats.cache_hits, result="hit")
-        m.record_cache.inc(stats.cache_misses, result="miss")
         for name, n in stats.changes.items():
             m.published.inc(n, type=name)
         for stage, seconds in stats.seconds.items():
@@ -307,7 +305,6 @@ def build_processor(
         explain_events=settings.explain_events,
         max_future_ms=int(settings.max_future_seconds * 1000),
         due_horizon_ms=settings.due_horizon_seconds * 1000.0,
-        record_cache=settings.record_cache,
     )
 
 

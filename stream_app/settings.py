@@ -61,7 +61,6 @@ class Settings:
     decay_tick_ms: int = 500
     decay_sweep_limit: int = 1000
     due_horizon_seconds: float = 86_400.0  # a due entry may be a bound this far ahead
-    record_cache: int = 20_000  # customers whose last written record is kept decoded
     log_level: str = "info"
     api_tokens: str = ""  # comma-separated bearer tokens for /v1/; empty: no auth
     ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
@@ -105,8 +104,6 @@ class Settings:
             raise SettingsError(f"{PREFIX}BATCH_WINDOW_MS: must be >= 0")
         if not 0 <= self.fetch_max_wait_ms <= 60_000:
             raise SettingsError(f"{PREFIX}FETCH_MAX_WAIT_MS: must be between 0 and 60000")
-        if self.record_cache < 0:
-            raise SettingsError(f"{PREFIX}RECORD_CACHE: must be >= 0, got {self.record_cache}")
         if self.due_horizon_seconds < 0:
             raise SettingsError(f"{PREFIX}DUE_HORIZON_SECONDS: must be >= 0")
         if self.max_future_seconds < 0:
