@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from scoring.binexplain import BINARY_EXPLANATION, decode_binary, encode_binary
 from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.events import Event
@@ -96,8 +97,11 @@ def recent_at(expl: Explanation, model: Model, t_ms: float) -> list[dict[str, ob
     return rows
 
 
-#: Leads every encoded explanation (format 1, ``[at, by_type, recent]``, still decodes).
-EXPLANATION_FORMAT = 2
+#: The format :func:`encode_explanation` writes (binary; formats 1 and 2, JSON, still
+#: decode: format 1 is ``[at, by_type, recent]``, format 2 starts with ``[2,``).
+EXPLANATION_FORMAT = BINARY_EXPLANATION
+_JSON_FORMAT = 2  # written when format 3 cannot hold an explanation
+_BINARY_LEAD = bytes([BINARY_EXPLANATION])
 _EXACT_INT = float(2**53)  # integral floats below this print as JSON integers, exactly
 
 
@@ -109,30 +113,37 @@ def _compact(v: float) -> float | int:
 
 
 def encode_explanation(expl: Explanation, model: Model) -> bytes:
-    """Compact JSON bytes; every number round-trips exactly.
+    """Compact bytes; every number round-trips exactly.
 
-    ``[2, at, [[type, sum], ...], [[at - ts, type, points, event_id], ...]]``: event types
-    by their index in ``model.event_type_names``, event times relative to ``at``. Types
-    the model no longer has are left out (nothing shows them).
+    Format 3 (:mod:`scoring.binexplain`): packed binary, event types by their index in
+    ``model.event_type_names``, event times relative to ``at``. One that format cannot
+    hold is written as format 2, the same in JSON: ``[2, at, [[type, sum], ...], [[at -
+    ts, type, points, event_id], ...]]``, or format 1 for a time that is not an integral
+    number of ms. Types the model no longer has are left out (nothing shows them).
 
     >>> from scoring.model import load_default_model
     >>> model = load_default_model()
     >>> e = Explanation(1e12, (("email_open", 2.5),), ((999_999_000_000, "email_open", 3.0, "e1"),))
-    >>> encode_explanation(e, model)
-    b'[2,1000000000000,[[3,2.5]],[[1000000,3,3,"e1"]]]'
-    >>> decode_explanation(encode_explanation(e, model), model) == e
-    True
+    >>> raw = encode_explanation(e, model)
+    >>> raw[0], len(raw), decode_explanation(raw, model) == e
+    (3, 33, True)
     """
+    index = plan(model).type_index
+    raw = encode_binary(expl.at_ms, expl.by_type, expl.recent, index)
+    if raw is not None:
+        return raw
+    by_type = [(index[t], v) for t, v in expl.by_type if t in index]
+    recent = [(ts, index[t], p, e) for ts, t, p, e in expl.recent if t in index]
     at = expl.at_ms
     if not (at.is_integer() and abs(at) < _EXACT_INT):  # (explain_add makes integral times)
         return _encode_v1(expl)
-    base, index = int(at), plan(model).type_index
+    base = int(at)
     return orjson.dumps(
         [
-            EXPLANATION_FORMAT,
+            _JSON_FORMAT,
             base,
-            [[index[t], _compact(v)] for t, v in expl.by_type if t in index],
-            [[base - ts, index[t], _compact(p), e] for ts, t, p, e in expl.recent if t in index],
+            [[i, _compact(v)] for i, v in by_type],
+            [[base - ts, i, _compact(p), e] for ts, i, p, e in recent],
         ]
     )
 
@@ -144,8 +155,11 @@ def _encode_v1(expl: Explanation) -> bytes:
 
 
 def decode_explanation(raw: bytes, model: Model) -> Explanation:
-    """Inverse of :func:`encode_explanation` (formats 1 and 2); :class:`InvalidState` on bad
-    bytes or a type index ``model`` does not have."""
+    """Inverse of :func:`encode_explanation` (formats 1, 2 and 3); :class:`InvalidState` on
+    bad bytes or a type index ``model`` does not have."""
+    names = model.event_type_names
+    if raw[:1] == _BINARY_LEAD:
+        return Explanation(*decode_binary(raw, names))
     try:
         doc = orjson.loads(raw)
         if len(doc) == 3:  # format 1: type names, absolute times
@@ -156,9 +170,9 @@ def decode_explanation(raw: bytes, model: Model) -> Explanation:
                 tuple((int(ts), str(t), float(p), str(e)) for ts, t, p, e in recent),
             )
         fmt, at, by_type, recent = doc
-        if fmt != EXPLANATION_FORMAT:
-            raise ValueError(f"format {fmt!r} is not 1 or {EXPLANATION_FORMAT}")
-        names, base = model.event_type_names, int(at)
+        if fmt != _JSON_FORMAT:
+            raise ValueError(f"format {fmt!r} is not 1, {_JSON_FORMAT} or {EXPLANATION_FORMAT}")
+        base = int(at)
         return Explanation(
             float(base),
             tuple((names[_index(i)], float(v)) for i, v in by_type),

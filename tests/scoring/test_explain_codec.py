@@ -1,4 +1,5 @@
-"""The explanation codec: exact round trips, format 1 still read, clear errors on bad bytes."""
+"""The explanation codec: exact round trips, formats 1 and 2 still read, clear errors on
+bad bytes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from scoring import (
     explain_add,
     load_default_model,
 )
+from scoring.explain import EXPLANATION_FORMAT
 
 MODEL = load_default_model()
 TYPES = sorted(MODEL.event_types)
@@ -46,6 +48,19 @@ def build(evs: list[tuple[int, str, int, bool]], keep: int = 10) -> Explanation:
     return expl
 
 
+def format_2(expl: Explanation) -> bytes:
+    """What the fourth round wrote (JSON, types by index, times relative to ``at``)."""
+    index, base = {t: i for i, t in enumerate(MODEL.event_type_names)}, int(expl.at_ms)
+    return orjson.dumps(
+        [
+            2,
+            base,
+            [[index[t], v] for t, v in expl.by_type],
+            [[base - ts, index[t], p, e] for ts, t, p, e in expl.recent],
+        ]
+    )
+
+
 def format_1(expl: Explanation) -> bytes:
     """What release 0.1 and the previous change wrote."""
     return orjson.dumps(
@@ -58,9 +73,28 @@ def format_1(expl: Explanation) -> bytes:
 def test_explanations_round_trip_exactly(evs: list[tuple[int, str, int, bool]], keep: int) -> None:
     expl = build(evs, keep)
     raw = encode_explanation(expl, MODEL)
+    assert raw[0] == EXPLANATION_FORMAT == 3
     assert decode_explanation(raw, MODEL) == expl
-    assert decode_explanation(format_1(expl), MODEL) == expl  # the old format still reads
-    assert len(raw) < len(format_1(expl))
+    assert decode_explanation(format_1(expl), MODEL) == expl  # the old formats still read
+    assert decode_explanation(format_2(expl), MODEL) == expl
+    assert len(raw) <= len(format_2(expl)) < len(format_1(expl))
+
+
+ids = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=128)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(ids, st.integers(-(2**62), 2**62), st.floats(allow_nan=False)), max_size=12)
+)
+def test_any_ids_times_and_points_round_trip(recent: list[tuple[str, int, float]]) -> None:
+    """UTF-8 ids up to 128 characters (up to 512 bytes: two-byte lengths), offsets of every
+    width, points float32 can and cannot hold."""
+    entries = tuple(sorted(((T0 + dt, "email_open", p, e) for e, dt, p in recent), reverse=True))
+    expl = Explanation(float(T0), (("email_open", 1.5),), entries)
+    raw = encode_explanation(expl, MODEL)
+    assert raw[0] == 3
+    assert decode_explanation(raw, MODEL) == expl
 
 
 @given(
@@ -106,6 +140,57 @@ def test_types_the_model_no_longer_has_are_left_out() -> None:
 def test_bad_bytes_raise_invalid_state(raw: bytes, why: str) -> None:
     with pytest.raises(InvalidState, match=why):
         decode_explanation(raw, MODEL)
+
+
+def _one(event_id: str = "e1") -> bytes:
+    ev = Event(event_id, "c1", "email_open", T0, None)
+    return encode_explanation(explain_add(None, ev, 3.0, MODEL), MODEL)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (_one()[:-1], "ids run past the end"),
+        (_one() + b"x", "1 bytes after the ids"),
+        (_one()[:11], "explanation"),  # the header cut short
+        (_one()[:20], "explanation"),  # the fields cut short
+        (bytes([3, 0x20]) + _one()[2:], "widths 0x20"),
+        (_one()[:13] + bytes([200]) + _one()[14:], "index over"),  # type index 200
+        (_one()[:10] + bytes([1]) + _one()[11:], "one-event flag"),  # and a stored sum
+        (_one("\u00e9")[:-2] + b"\xff\xfe", "explanation"),  # not UTF-8
+    ],
+)
+def test_bad_binary_bytes_raise_invalid_state(raw: bytes, why: str) -> None:
+    with pytest.raises(InvalidState, match=why):
+        decode_explanation(raw, MODEL)
+
+
+@pytest.mark.parametrize(
+    ("by_type", "stored"),
+    [
+        ((("email_open", 3.0),), False),  # a first event: its sum is its points
+        ((("email_open", 2.9999999999999996),), True),  # not to the bit
+        ((("email_open", 0.0),), True),  # the points are -0.0: the sign differs
+        ((("email_click", 3.0),), True),  # another type
+    ],
+)
+def test_a_first_events_sum_is_not_stored_twice(
+    by_type: tuple[tuple[str, float]], stored: bool
+) -> None:
+    points = -0.0 if by_type[0][1] == 0.0 else 3.0
+    expl = Explanation(float(T0), by_type, ((T0, "email_open", points, "e1"),))
+    raw = encode_explanation(expl, MODEL)
+    assert decode_explanation(raw, MODEL) == expl
+    assert repr(decode_explanation(raw, MODEL).by_type) == repr(by_type)
+    assert len(raw) == 12 + 7 + 2 + 9 * stored
+
+
+def test_what_the_binary_format_cannot_hold_is_written_as_json() -> None:
+    many = tuple((T0 - n, "email_open", 1.0, f"e{n}") for n in range(300))  # > 255 events
+    expl = Explanation(float(T0), (("email_open", 300.0),), many)
+    raw = encode_explanation(expl, MODEL)
+    assert raw.startswith(b"[2,")
+    assert decode_explanation(raw, MODEL) == expl
 
 
 def test_a_one_event_explanation_is_about_half_the_old_size() -> None:
