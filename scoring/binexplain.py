@@ -101,15 +101,20 @@ def _encode(
 ) -> bytes | None:
     if len(by_type) > _LIMIT or len(recent) > _LIMIT:
         return None
-    ids = [e.encode() for _, _, _, e in recent]
-    lengths = list(map(len, ids))
-    offsets = [at - ts for ts, _, _, _ in recent]
-    kinds = [index[t] for _, t, _, _ in recent]
-    points = [p for _, _, p, _ in recent]
-    widths = 0
+    ids, lengths, offsets, kinds, points = [], [], [], [], []
+    widths = high = 0
+    for ts, t, p, e in recent:
+        b = e.encode()
+        ids.append(b)
+        lengths.append(len(b))
+        d = at - ts
+        offsets.append(d)
+        if d > high or -d - 1 > high:  # the largest magnitude sets the width
+            high = d if d > 0 else -d - 1
+        kinds.append(index[t])
+        points.append(p)
     if recent:
-        low, high = min(offsets), max(offsets)
-        widths = _scode(high if high > -low else low)
+        widths = _scode(high)
         if max(lengths) > _LIMIT:
             widths |= _LENGTH2
         if _f32_exact(points):
