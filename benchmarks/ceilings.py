@@ -5,8 +5,9 @@
   The most this machine, this broker and Python can hand over per second.
 * ``faust``: a faust worker built by ``stream_app.app`` from the same ``ENGAGEMENT_*``
   environment as the real worker (same App settings, same fetch wait patch, uvloop), with
-  one agent on the same source topics that iterates ``noack_take`` batches of the same
-  size and window and only acks them: faust's own per-message cost.
+  one agent on the same source topics that iterates the worker's batches
+  (``stream_app.take.batches``, same size and window) and only acks them: faust's own
+  per-message cost.
 
   ``benchmarks/run.py`` runs it twice: with the worker's faust settings, and once more
   with faust as it comes (``ENGAGEMENT_FAUST_EAGER_DELIVERY=false``,
