@@ -107,3 +107,30 @@ def test_bad_arguments_are_refused(max_: int, window: float) -> None:
 
     with pytest.raises(ValueError, match="max_ must be >= 1"):
         asyncio.run(main())
+
+
+def test_closing_the_batches_gives_the_stream_back_as_it_was() -> None:
+    """The processor is removed and faust's acks restored, as noack_take does."""
+    seen: list[tuple[bool, int, bool, int]] = []
+
+    async def agent(stream: Any) -> None:
+        acks, processors = stream.enable_acks, len(stream._processors)
+        gen = batches(stream, 10, 0.0)
+        async for events in gen:
+            during = (stream.enable_acks, len(stream._processors))
+            for e in events:
+                await stream.ack(e)
+            break
+        await gen.aclose()
+        seen.append((*during, stream.enable_acks == acks, len(stream._processors) - processors))
+
+    async def main() -> None:
+        named = app.agent(app.channel(), name=f"take-close-{len(app.agents)}")(agent)
+        async with named.test_context() as running:
+            await running.put(1, wait=False)
+            await wait_until(lambda: bool(seen))
+
+    asyncio.run(main())
+    (acks_during, processors_during, acks_restored, processors_left) = seen[0]
+    assert acks_during is False and processors_during >= 1
+    assert acks_restored and processors_left == 0
