@@ -31,6 +31,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
+from scoring.binstate import SIGNED, signed_code
 from scoring.errors import InvalidState
 
 __all__ = ["BINARY_EXPLANATION", "decode_binary", "encode_binary"]
@@ -38,7 +39,6 @@ __all__ = ["BINARY_EXPLANATION", "decode_binary", "encode_binary"]
 #: The first byte of a format-3 explanation (a JSON one starts with ``[``).
 BINARY_EXPLANATION = 3
 
-_SIGNED = "bhiq"
 _LENGTH2 = 4
 _POINTS32 = 8
 _ONE = 16  # by_type is the one recent event's (type, points), to the bit: not stored
@@ -50,11 +50,6 @@ _I64 = 1 << 63
 
 Typed = tuple[str, float]  # (event type, decayed sum), as in Explanation.by_type
 Recent = tuple[int, str, float, str]  # (ts ms, event type, points, event id)
-
-
-def _scode(n: int) -> int:
-    m = n if n >= 0 else -n - 1
-    return 0 if m < 0x80 else 1 if m < 0x8000 else 2 if m < 0x8000_0000 else 3
 
 
 @lru_cache(maxsize=256)
@@ -74,7 +69,7 @@ def _f32_exact(points: list[float]) -> bool:
 
 @lru_cache(maxsize=1024)
 def _layout(widths: int, n_types: int, n_recent: int) -> struct.Struct:
-    offset = _SIGNED[widths & 3]
+    offset = SIGNED[widths & 3]
     points = "f" if widths & _POINTS32 else "d"
     length = "H" if widths & _LENGTH2 else "B"
     n = n_recent
@@ -102,19 +97,16 @@ def _encode(
     if len(by_type) > _LIMIT or len(recent) > _LIMIT:
         return None
     ids, lengths, offsets, kinds, points = [], [], [], [], []
-    widths = high = 0
+    widths = 0
     for ts, t, p, e in recent:
         b = e.encode()
         ids.append(b)
         lengths.append(len(b))
-        d = at - ts
-        offsets.append(d)
-        if d > high or -d - 1 > high:  # the largest magnitude sets the width
-            high = d if d > 0 else -d - 1
+        offsets.append(at - ts)
         kinds.append(index[t])
         points.append(p)
     if recent:
-        widths = _scode(high)
+        widths = signed_code(max(map(abs, offsets)))  # the largest magnitude sets the width
         if max(lengths) > _LIMIT:
             widths |= _LENGTH2
         if _f32_exact(points):

@@ -37,7 +37,7 @@ from scoring.model import DAY_MS
 if TYPE_CHECKING:
     from scoring.state import CustomerState
 
-__all__ = ["BINARY_FORMAT", "decode_binary", "encode_binary", "sparse"]
+__all__ = ["BINARY_FORMAT", "SIGNED", "decode_binary", "encode_binary", "signed_code", "sparse"]
 
 #: The first byte of a format-3 state (a JSON state starts with ``[``).
 BINARY_FORMAT = 3
@@ -53,7 +53,7 @@ _HAS_VALUES = 64  # dimension values (a mask and the non-zero ones)
 _FLAGS = 127
 
 _UNSIGNED = "BHIQ"
-_SIGNED = "bhiq"
+SIGNED = "bhiq"  # struct codes of the signed widths 1, 2, 4, 8 (code 0-3)
 _HEAD = struct.Struct("<BBB")
 
 
@@ -62,7 +62,7 @@ def _ucode(n: int) -> int:
     return 0 if n < 0x100 else 1 if n < 0x10000 else 2 if n < 0x1_0000_0000 else 3
 
 
-def _scode(n: int) -> int:
+def signed_code(n: int) -> int:
     """The width code of the smallest signed field holding ``n``, its lowest value kept free."""
     m = n if n >= 0 else -n
     return 0 if m < 0x80 else 1 if m < 0x8000 else 2 if m < 0x8000_0000 else 3
@@ -88,7 +88,7 @@ def _fixed(flags: int, small: int, applied: int) -> struct.Struct:
 def _rest(small: int, delta: int, shape: tuple[int, int, bool, int, int]) -> struct.Struct:
     """``shape``: values, last_seen entries, NPS time or not, caps, ids."""
     n_values, n_seen, nps_at, n_caps, n_ids = shape
-    u, s = _UNSIGNED[small], _SIGNED[delta]
+    u, s = _UNSIGNED[small], SIGNED[delta]
     offsets = n_seen + nps_at + n_caps
     return struct.Struct(f"<{n_values}d{offsets}{s}{2 * n_caps}{u}{FINGERPRINT * n_ids}s")
 
@@ -157,7 +157,7 @@ def encode_binary(state: CustomerState) -> bytes:
         pairs = [x for kind, _, count in caps_in for x in (kind, count)]
         top = max(top, *pairs)
     far = max([abs(o) for o in offsets if o is not None], default=0)
-    small, delta, applied = _ucode(top), _scode(far), _ucode(state.events_applied)
+    small, delta, applied = _ucode(top), signed_code(far), _ucode(state.events_applied)
     never = _never(delta)
     out += [never if o is None else o for o in offsets]
     out += pairs

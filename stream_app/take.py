@@ -72,13 +72,12 @@ class _Buffer:
         if not self.events:
             await self.stream.wait_for_stopped(self.arrived)
             return False
-        left = self.first_at + window - self.loop.time()
-        if self.full.is_set():
-            pass
-        elif left > 0:
-            await self.stream.wait_for_stopped(self.full, timeout=left)
-        else:
-            await self._drain()
+        if not self.full.is_set():
+            left = self.first_at + window - self.loop.time()
+            if left > 0:
+                await self.stream.wait_for_stopped(self.full, timeout=left)
+            else:
+                await self._drain()
         return True
 
     async def _drain(self) -> None:
