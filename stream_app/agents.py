@@ -12,25 +12,15 @@ from .topics import sources
 
 log = logging.getLogger("stream_app.worker")
 
-#: On stop, how long the batch in flight may take to finish before it is cancelled (its
-#: events are then redelivered to whoever owns their partitions next).
-DRAIN_TIMEOUT_S = 10.0
-
 
 @app.agent(sources, name="score")
 async def score(stream: Any) -> None:
     """Score batches; ack a batch only after its effects are durable."""
     window = settings.batch_window_ms / 1000.0
-    try:
-        async for events in batches(stream, settings.batch_size, window):
-            if settings.overlap_batches:  # acked by the batch's task, once durable
-                await runtime.submit(events, stream.ack)
-                continue
-            await runtime.handle(events)  # retries until done; raises only when stopping
-            for event in events:
-                await stream.ack(event)
-    finally:
-        await runtime.drain(timeout=DRAIN_TIMEOUT_S)
+    async for events in batches(stream, settings.batch_size, window):
+        await runtime.handle(events)  # retries until done; raises only when stopping
+        for event in events:
+            await stream.ack(event)
 
 
 @app.timer(interval=settings.decay_tick_ms / 1000.0)  # type: ignore[untyped-decorator]

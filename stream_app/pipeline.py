@@ -19,7 +19,6 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import math
@@ -155,33 +154,6 @@ class _StageTimer:
         self._last = now
 
 
-@dataclass
-class Prepared:
-    """A batch parsed, read and folded (steps 1-2), not yet published nor written."""
-
-    stats: BatchStats
-    timer: _StageTimer
-    now_ms: float
-    grouped: dict[str, list[tuple[Record, Event]]]
-    offsets: dict[tuple[str, int], int]
-    out: list[OutMessage]  # dead letters and forwards so far
-    folds: dict[str, _Fold]
-    #: Still true after :meth:`BatchProcessor.finish` when its first write lost no fence.
-    clean: bool = True
-
-    def written(self) -> dict[str, StoredRecord]:
-        """The records this batch's first write leaves in Redis, if it wins every fence.
-
-        A batch that folds on these before that write lands (an ``overlay``) is right
-        only when ``clean`` turns out true and nothing else wrote them meanwhile.
-        """
-        return {
-            cid: StoredRecord(w.read_version + 1, w.marks, w.state, w.explain)
-            for cid, f in self.folds.items()
-            if (w := f.write) is not None
-        }
-
-
 @functools.lru_cache(maxsize=65_536)
 def expected_partition(customer_id: str, partitions: int) -> int:
     """The partition the default (murmur2) partitioner gives a customer key.
@@ -252,71 +224,22 @@ class BatchProcessor:
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Score one batch end to end (steps 1-4 of the module docstring)."""
-        return await self.finish(await self.prepare(records))
-
-    async def prepare(
-        self,
-        records: Sequence[Record],
-        *,
-        overlay: Mapping[str, StoredRecord] | None = None,
-        pause_s: float | None = None,
-    ) -> Prepared:
-        """Steps 1-2: parse, read and fold; no effect anywhere yet.
-
-        ``overlay``: records to use instead of Redis's for the customers it holds (what
-        a batch still being written will leave there, see :meth:`Prepared.written`).
-        ``pause_s``: let other tasks run (``await asyncio.sleep(0)``) after every
-        ``pause_s`` seconds of folding, so a batch in flight gets its acks and replies.
-        """
         stats = BatchStats(consumed=len(records))
         timer = _StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
         out: list[OutMessage] = []
         grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
-        folds = await self._read_and_fold(
-            grouped, stats=stats, out=out, now_ms=now_ms, timer=timer, overlay=overlay,
-            pause_s=pause_s,
-        )  # fmt: skip
-        return Prepared(stats, timer, now_ms, grouped, offsets, out, folds)
-
-    async def _read_and_fold(
-        self,
-        pending: Mapping[str, list[tuple[Record, Event]]],
-        *,
-        stats: BatchStats,
-        out: list[OutMessage],
-        now_ms: float,
-        timer: _StageTimer,
-        overlay: Mapping[str, StoredRecord] | None = None,
-        pause_s: float | None = None,
-    ) -> dict[str, _Fold]:
-        timer.lap("score")
-        overlay = overlay or {}
-        stored = await self.store.load([cid for cid in pending if cid not in overlay])
-        stored.update((cid, overlay[cid]) for cid in pending if cid in overlay)
-        timer.lap("read")
-        folds: dict[str, _Fold] = {}
-        mark = time.perf_counter()
-        for cid, evs in pending.items():
-            folds[cid] = self._fold(cid, stored=stored[cid], events=evs, stats=stats, out=out,
-                                    now_ms=now_ms)  # fmt: skip
-            if pause_s is not None and time.perf_counter() - mark >= pause_s:
-                await asyncio.sleep(0)  # a yield to the event loop, not a wait
-                mark = time.perf_counter()
-        return folds
-
-    async def finish(self, prepared: Prepared) -> BatchStats:
-        """Steps 3-4: publish, then write; customers whose fenced write lost are read and
-        folded again (``prepared.clean`` tells whether the first write lost none)."""
-        p = prepared
-        stats, timer, out, folds = p.stats, p.timer, p.out, p.folds
-        done: dict[str, _Fold] = {}
+        pending = dict(grouped)
         for round_ in range(MAX_CONFLICT_ROUNDS):
-            if round_:
-                folds = await self._read_and_fold(
-                    {cid: p.grouped[cid] for cid in folds}, stats=stats, out=out,
-                    now_ms=p.now_ms, timer=timer,
-                )  # fmt: skip
+            timer.lap("score")
+            stored = await self.store.load(list(pending))
+            timer.lap("read")
+            folds = {
+                cid: self._fold(
+                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
+                )
+                for cid, evs in pending.items()
+            }
             for fold in folds.values():
                 for change in fold.changes:
                     out.append(self.change_message(change))
@@ -327,7 +250,7 @@ class BatchProcessor:
             out = []
             writes = [f.write for f in folds.values() if f.write is not None]
             nps = self._nps(folds.values())
-            index = self._index(folds, force=round_ > 0, now_ms=p.now_ms)
+            index = self._index(folds, force=round_ > 0, now_ms=now_ms)
             timer.lap("score")
             lost = await self.store.commit(writes, nps=nps, index=index)
             gone = set(lost)
@@ -335,28 +258,22 @@ class BatchProcessor:
                 version = None if w.customer_id in gone else w.read_version + 1
                 self.due_hints.set(w.customer_id, w.due_at_ms, version)
             timer.lap("write")
-            done.update((cid, f) for cid, f in folds.items() if cid not in gone)
             if not lost:
-                self._progress(p.offsets, done.values())
-                self._warn_suspect(stats)
+                self._progress(offsets, folds.values())
+                if stats.suspect_redelivered:
+                    log.warning(
+                        "skipped %d message(s) as already applied (offset at or below the "
+                        "customer's mark) whose event ids are not among the customers' recent "
+                        "ones: a redelivery older than the dedup memory, or, if this goes on, "
+                        "new events dropped because the source offsets were reset (topic "
+                        "recreated, broker lost its log): see docs/guarantees.md",
+                        stats.suspect_redelivered,
+                    )
                 return stats
-            p.clean = False
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
-            folds = {cid: folds[cid] for cid in lost}
-        raise RuntimeError(f"fenced writes kept losing for {len(folds)} customers")
-
-    @staticmethod
-    def _warn_suspect(stats: BatchStats) -> None:
-        if stats.suspect_redelivered:
-            log.warning(
-                "skipped %d message(s) as already applied (offset at or below the "
-                "customer's mark) whose event ids are not among the customers' recent "
-                "ones: a redelivery older than the dedup memory, or, if this goes on, "
-                "new events dropped because the source offsets were reset (topic "
-                "recreated, broker lost its log): see docs/guarantees.md",
-                stats.suspect_redelivered,
-            )
+            pending = {cid: grouped[cid] for cid in lost}
+        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
 
     def _parse(
         self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float

@@ -8,9 +8,8 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import redis.exceptions
 from aiokafka.errors import KafkaError
@@ -18,25 +17,15 @@ from aiokafka.errors import KafkaError
 from scoring import Model, load_model
 
 from . import gc_tuning
-from .gate import Gate
 from .keys import Keys
 from .metrics import WorkerMetrics
-from .pipeline import BatchProcessor, BatchStats, OutMessage, Prepared, Record, Topics
+from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
 from .readstore import ReadStore
 from .settings import Settings
-from .store import StateStore, StoredRecord, connect
+from .store import StateStore, connect
 from .tiercounts import migrate_tier_sets
 
 log = logging.getLogger("stream_app.worker")
-
-T = TypeVar("T")
-
-#: While a batch is in flight, the next one's fold lets the event loop run this often, so
-#: the batch in flight gets its broker acks and Redis replies and goes on meanwhile.
-FOLD_PAUSE_S = 0.001
-
-#: The first back-off after a failed batch; it doubles up to ``RETRY_MAX_BACKOFF_S``.
-RETRY_FIRST_S = 0.05
 
 #: Failures that are the world's fault, not the batch's: wait and try again.
 RETRYABLE: tuple[type[BaseException], ...] = (
@@ -82,27 +71,14 @@ class FaustPublisher:
         await asyncio.gather(*futures)
 
 
-@dataclass
-class InFlight:
-    """A batch being published and written by its own task."""
-
-    #: Its outcome: true when its first write won every fence (``written`` then holds).
-    task: asyncio.Task[bool]
-    #: What it writes: the next batch folds on these records instead of Redis's.
-    written: dict[str, StoredRecord]
-    #: ``Gate.sweeps`` when it was folded: a sweep since then may have rewritten them.
-    sweeps: int
-
-
 class Runtime:
     """Lazily built once per worker process, on the first batch."""
 
     def __init__(self) -> None:
         self._processor: BatchProcessor | None = None
         self._lock = asyncio.Lock()
-        #: Batches (two may overlap) or one sweep, so the two never race on a customer here.
-        self.gate = Gate()
-        self._inflight: InFlight | None = None
+        #: One batch or one sweep at a time, so the two never race on a customer here.
+        self.busy = asyncio.Lock()
         self.input_partitions: int | None = None
         self.readstore: ReadStore | None = None
         self.metrics = WorkerMetrics()
@@ -140,10 +116,9 @@ class Runtime:
             gc_tuning.freeze()
         return processor
 
-    @staticmethod
-    def records(events: Sequence[Any]) -> list[Record]:
-        """faust events as the pipeline's records."""
-        return [
+    async def handle(self, events: Sequence[Any]) -> BatchStats:
+        """Process a batch of faust events, retrying with backoff until it is done."""
+        records = [
             Record(
                 e.message.topic,
                 e.message.partition,
@@ -154,135 +129,37 @@ class Runtime:
             )
             for e in events
         ]
-
-    async def handle(self, events: Sequence[Any]) -> BatchStats:
-        """Process a batch of faust events, retrying with backoff until it is done."""
-        records = self.records(events)
-        self.observe_age(records, time.time())
-        began = time.perf_counter()
-        processor = await self.retrying(len(records), self.processor)
-        await self.gate.enter_batch()
-        try:
-            stats = await self.retrying(len(records), lambda: processor.process(records))
-        finally:
-            self.gate.leave_batch()
-        self.done(stats, len(records), began)
-        return stats
-
-    async def submit(self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
-        """Start a batch: fold it while the previous one is published and written, then
-        publish and write it in a task of its own, which acks its events when done.
-
-        Returns once the previous batch is done, so at most one is in flight. The fold
-        reads the previous batch's customers from what it writes; when that write loses
-        a fence, or fails, or a decay sweep ran in between, the fold is done again.
-        """
-        records = self.records(events)
-        self.observe_age(records, time.time())
-        began = time.perf_counter()
-        processor = await self.retrying(len(records), self.processor)
-        await self.gate.enter_batch()
-        try:
-            prepared = await self._fold_next(processor, records)
-        except BaseException:
-            self.gate.leave_batch()
-            raise
-        task = asyncio.create_task(
-            self._complete(
-                prepared, processor=processor, records=records, events=events, ack=ack, began=began
-            )
-        )
-        self._inflight = InFlight(task, prepared.written(), self.gate.sweeps)
-
-    async def _fold_next(self, processor: BatchProcessor, records: list[Record]) -> Prepared:
-        previous = self._inflight
-        prepared: Prepared | None = None
-        if previous is not None:
-            if previous.sweeps == self.gate.sweeps:  # (none can run now: this batch is inside)
-                pause = None if previous.task.done() else FOLD_PAUSE_S
-                try:
-                    prepared = await processor.prepare(
-                        records, overlay=previous.written, pause_s=pause
-                    )
-                except Exception:  # done again below, once the previous one is done
-                    log.debug("folding beside the batch in flight failed", exc_info=True)
-            # (shielded: a worker told to stop lets the batch in flight finish, see drain)
-            clean = await asyncio.shield(previous.task)
-            self._inflight = None
-            if not clean:
-                prepared = None
-        if prepared is None:
-            prepared = await self.retrying(len(records), lambda: processor.prepare(records))
-        return prepared
-
-    async def _complete(
-        self,
-        prepared: Prepared,
-        *,
-        processor: BatchProcessor,
-        records: list[Record],
-        events: Sequence[Any],
-        ack: Callable[[Any], Awaitable[Any]],
-        began: float,
-    ) -> bool:
-        """Publish and write a folded batch, ack its events; true when its first write
-        won every fence. After a failure the batch is done again from the start."""
-        try:
-            first = True
-
-            async def attempt() -> BatchStats:
-                nonlocal first
-                if first:
-                    first = False
-                    return await processor.finish(prepared)
-                prepared.clean = False
-                return await processor.process(records)
-
-            stats = await self.retrying(len(records), attempt)
-            self.done(stats, len(records), began)
-            for event in events:
-                await ack(event)
-            return prepared.clean
-        finally:
-            self.gate.leave_batch()
-
-    async def drain(self, timeout: float) -> None:
-        """Let the batch in flight finish (cancelled after ``timeout`` seconds)."""
-        previous, self._inflight = self._inflight, None
-        if previous is None:
-            return
-        finished, _ = await asyncio.wait([previous.task], timeout=timeout)
-        if not finished:
-            previous.task.cancel()
-            await asyncio.wait([previous.task])
-
-    async def retrying(self, n: int, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()`` until it succeeds, with backoff; raises only when cancelled."""
         from .app import settings
 
-        delay = RETRY_FIRST_S
+        self.observe_age(records, time.time())
+
+        delay = 0.05
         while True:
             try:
-                result = await attempt()
+                processor = await self.processor()
+                async with self.busy:
+                    began = time.perf_counter()
+                    stats = await processor.process(records)
+                    self.metrics.batch_seconds.observe(time.perf_counter() - began)
+                    self.metrics.batch_size.observe(len(records))
+                    self.last_batch_at = time.time()
             except RETRYABLE as exc:
                 log.warning(
-                    "batch of %d waits %.2fs to retry: %s: %s", n, delay, type(exc).__name__, exc
+                    "batch of %d waits %.2fs to retry: %s: %s",
+                    len(records),
+                    delay,
+                    type(exc).__name__,
+                    exc,
                 )
             except Exception:
-                log.exception("batch of %d failed; retrying in %.2fs", n, delay)
+                log.exception("batch of %d failed; retrying in %.2fs", len(records), delay)
             else:
+                self.record(stats)
                 raise_if_cancelled()
-                return result
+                return stats
             raise_if_cancelled()
             await asyncio.sleep(delay)  # back-off, not synchronisation
             delay = min(delay * 2, settings.retry_max_backoff_s)
-
-    def done(self, stats: BatchStats, n: int, began: float) -> None:
-        """A batch is durable: count it."""
-        self.metrics.batch_seconds.observe(time.perf_counter() - began)
-        self.metrics.batch_size.observe(n)
-        self.last_batch_at = time.time()
-        self.record(stats)
 
     def observe_age(self, records: Sequence[Record], now: float) -> None:
         """How old each message is (by its Kafka timestamp) when its batch starts."""
@@ -317,7 +194,7 @@ class Runtime:
     async def sweep(self, app: Any) -> None:
         """Fire due decay crossings on every input partition this worker owns."""
         from .app import settings
-        from .sweep import has_due, sweep_partition
+        from .sweep import sweep_partition
 
         processor = await self.processor()
         owned = sorted(
@@ -331,9 +208,7 @@ class Runtime:
             if until is None:
                 continue
             try:
-                if not await has_due(processor.store, partition, until):
-                    continue  # (nothing due: the batches go on undisturbed)
-                async with self.gate.sweep():
+                async with self.busy:
                     stats = await sweep_partition(
                         processor,
                         partition,

@@ -53,7 +53,6 @@ class Settings:
     max_future_seconds: float = 300.0
     batch_size: int = 500
     batch_window_ms: int = 20
-    overlap_batches: bool = True  # fold the next batch while the previous one is written
     fetch_max_wait_ms: int = 100
     faust_monitor: bool = False  # faust's Monitor sensor: per-event bookkeeping, off by default
     faust_eager_delivery: bool = True  # deliver fetched messages without wait_first's tasks

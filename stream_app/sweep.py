@@ -35,7 +35,7 @@ from scoring import (
 )
 
 from .pipeline import BatchProcessor
-from .store import Command, StateStore, Write
+from .store import Command, Write
 
 log = logging.getLogger("stream_app.sweep")
 
@@ -50,11 +50,6 @@ class SweepStats:
     conflicts: int = 0
     max_lag_ms: float = 0.0
     by_type: Counter[str] = field(default_factory=Counter)
-
-
-async def has_due(store: StateStore, partition: int, until_ms: float) -> bool:
-    """Whether :func:`sweep_partition` would find anything due (one read, no lock)."""
-    return bool(await store.due(partition, math.nextafter(until_ms, -math.inf), 1))
 
 
 async def sweep_partition(
