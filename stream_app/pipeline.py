@@ -230,6 +230,7 @@ class BatchProcessor:
         out: list[OutMessage] = []
         grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
         pending = dict(grouped)
+        written: list[_Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
@@ -258,8 +259,9 @@ class BatchProcessor:
                 version = None if w.customer_id in gone else w.read_version + 1
                 self.due_hints.set(w.customer_id, w.due_at_ms, version)
             timer.lap("write")
+            written.extend(f for cid, f in folds.items() if cid not in gone)
             if not lost:
-                self._progress(offsets, folds.values())
+                self._progress(offsets, written)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "

@@ -534,6 +534,29 @@ def test_the_worker_waits_for_an_event_at_its_progress() -> None:
     w.check()
 
 
+def test_progress_counts_the_customers_written_before_a_conflict() -> None:
+    """c2's write wins in the first round, c1's loses to another writer and wins in
+    the second: the partition's event-time progress is c2's later event, not only what
+    the last round wrote (a lagging progress holds the partition's crossings back)."""
+
+    class OtherWriterFirst(MemoryStore):
+        async def commit(self, writes: Sequence[Write], **kw: Any) -> list[str]:
+            if "c1" not in self.records:  # another worker wrote c1 just before us
+                self.records["c1"] = StoredRecord(version=1)
+            return await super().commit(writes, **kw)
+
+    events = [Event("e1", "c1", "pa", T0, None), Event("e2", "c2", "pb", T0 + HOUR, None)]
+    w = Worker(events, float(T0 + 2 * HOUR), limit=10)
+    w.store = w.processor.store = cast(Any, OtherWriterFirst())
+    p = expected_partition("c1", PARTITIONS)
+    assert p == expected_partition("c2", PARTITIONS)
+
+    stats = asyncio.run(w.processor.process([r for r, _ in w.queues[p]]))
+    assert stats.conflicts == 1
+    assert {cid: r.version for cid, r in w.store.records.items()} == {"c1": 2, "c2": 1}
+    assert w.processor.event_time[p] == T0 + HOUR
+
+
 class FakeConsumer:
     """What ``Runtime._caught_up`` reads of faust's consumer."""
 
