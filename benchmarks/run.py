@@ -429,6 +429,24 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
+#: The latency phase is cut into slices this long (by send time), with a p99 each: their
+#: spread tells a steady tail from a few bad seconds.
+LATENCY_SLICE_S = 10.0
+
+
+def sliced_p99(samples: Sequence[tuple[float, float]], t0: float, slice_s: float) -> list[float]:
+    """p99 of the values of ``(send time, value)`` samples per ``slice_s`` from ``t0``
+    (the last slice, if shorter than half a slice, joins the one before)."""
+    slices: dict[int, list[float]] = {}
+    for at, value in samples:
+        slices.setdefault(max(int((at - t0) // slice_s), 0), []).append(value)
+    if len(slices) > 1:
+        last = max(slices)
+        if max(at for at, _ in samples) - t0 - last * slice_s < slice_s / 2:
+            slices[last - 1] += slices.pop(last)
+    return [percentile(v, 0.99) for _, v in sorted(slices.items())]
+
+
 async def scrape(session: Any, port: int) -> dict[str, float] | None:
     """The worker's event counters (``consumed``, ``applied``... labels summed) and batch
     histograms' sums and counts (``batch_size_sum``...); None if unreachable."""
@@ -1054,6 +1072,10 @@ def _latency_result(
         if values:
             out[name] = {f"p{int(q * 100)}": percentile(values, q) for q in (0.5, 0.9, 0.99)}
             out[name]["max"] = max(values)
+            out[name]["over_100ms_share"] = sum(v > 100.0 for v in values) / len(values)
+            at = [sent[e] for e in first]
+            out[name]["p99_by_slice"] = sliced_p99(list(zip(at, values, strict=True)), t0,
+                                                   LATENCY_SLICE_S)  # fmt: skip
     return out
 
 
@@ -1521,6 +1543,10 @@ def _latency_rows(r: dict[str, Any], row: Row) -> None:
         f"{lat['p50']:.0f} / {lat['p90']:.0f} ms",
     )
     row("latency p99 (produce -> change consumed)", f"{lat['p99']:.0f} ms", "p99")
+    if lat.get("p99_by_slice"):
+        slices = " / ".join(f"{v:.0f}" for v in lat["p99_by_slice"])
+        row(f"  p99 per {LATENCY_SLICE_S:.0f} s of sends", f"{slices} ms")
+        row("  changes later than 100 ms", f"{lat['over_100ms_share']:.1%}")
     created = _get(r, "latency", "to_create_time_ms")
     row("  p50 / p99 to the change's CreateTime", f"{created['p50']:.0f} / {created['p99']:.0f} ms")
 
