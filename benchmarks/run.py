@@ -1073,9 +1073,8 @@ def _latency_result(
             out[name] = {f"p{int(q * 100)}": percentile(values, q) for q in (0.5, 0.9, 0.99)}
             out[name]["max"] = max(values)
             out[name]["over_100ms_share"] = sum(v > 100.0 for v in values) / len(values)
-            at = [sent[e] for e in first]
-            out[name]["p99_by_slice"] = sliced_p99(list(zip(at, values, strict=True)), t0,
-                                                   LATENCY_SLICE_S)  # fmt: skip
+            timed = list(zip([sent[e] for e in first], values, strict=True))
+            out[name]["p99_by_slice"] = sliced_p99(timed, t0, LATENCY_SLICE_S)
     return out
 
 
