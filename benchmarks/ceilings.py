@@ -6,7 +6,7 @@
 * ``faust``: a faust worker built by ``stream_app.app`` from the same ``ENGAGEMENT_*``
   environment as the real worker (same App settings, same fetch wait patch, uvloop), with
   one agent on the same source topics that iterates the worker's batches
-  (``stream_app.take.batches``, same size and window) and only acks them: faust's own
+  (``stream_app.faustx.take.batches``, same size and window) and only acks them: faust's own
   per-message cost.
 
   ``benchmarks/run.py`` runs it twice: with the worker's faust settings, and once more
@@ -119,7 +119,7 @@ def run_aiokafka(args: argparse.Namespace) -> int:
 
 def run_faust(args: argparse.Namespace) -> int:
     """A faust worker with the real App and one do-nothing agent (started as the CLI does)."""
-    from stream_app.kafka_io import prepare
+    from stream_app.kafka.io import prepare
     from stream_app.settings import Settings
 
     settings = Settings.from_env()
@@ -130,8 +130,8 @@ def run_faust(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from stream_app.app import app
-    from stream_app.take import batches
-    from stream_app.topics import sources
+    from stream_app.faustx.take import batches
+    from stream_app.worker.topics import sources
 
     progress = Progress(args.expect, args.result)
     window = settings.batch_window_ms / 1000.0

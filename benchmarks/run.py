@@ -6,7 +6,7 @@ seeded workload, then measures in one run and prints a table (written as JSON to
 1. worker throughput: one ``engagement-scorer worker`` process, first to last event, with
    the CPU of worker, broker and Redis over the same window;
 2. the ceilings on the same data: a plain aiokafka + orjson consumer, and a faust agent on
-   the same App settings that only acks the worker's batches (``stream_app.take.batches``,
+   the same App settings that only acks the worker's batches (``stream_app.faustx.take.batches``,
    ``benchmarks/ceilings.py``);
 3. scale-out: two workers in one consumer group;
 4. latency: steady traffic, production of an event -> its segment change on the output topic;
@@ -52,8 +52,8 @@ from typing import Any
 
 import orjson
 
-from stream_app import simulator
-from stream_app.devstack import (
+from stream_app.devkit import simulator
+from stream_app.devkit.stack import (
     LocalService,
     TopicSpec,
     ensure_topics,
@@ -815,8 +815,8 @@ async def memory_report(
 ) -> dict[str, Any]:
     """Bytes per customer: the INFO delta over customers, and MEMORY USAGE of sampled keys."""
     from scoring import load_default_model
-    from stream_app.keys import Keys
-    from stream_app.store import decode_record
+    from stream_app.store.keys import Keys
+    from stream_app.store.state import decode_record
 
     keys = Keys(prefix, load_default_model().name)
     client = await redis_client(bench)
@@ -1091,7 +1091,10 @@ def py_spy_path() -> str | None:
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("parse (orjson + validation)", ("scoring/events.py",)),
     ("scoring (pure: apply, state codec, crossings, explain)", ("scoring/",)),
-    ("Redis (redis-py + store code)", ("redis/", "stream_app/store.py", "stream_app/readstore.py")),
+    (
+        "Redis (redis-py + store code)",
+        ("redis/", "stream_app/store/state.py", "stream_app/store/readstore.py"),
+    ),
     (
         "publish (CloudEvents + producer)",
         (
@@ -1108,14 +1111,14 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiohttp/",
             "yarl/",
             "multidict/",
-            "stream_app/health.py",
-            "stream_app/views.py",
-            "stream_app/metrics.py",
+            "stream_app/http/health.py",
+            "stream_app/http/views.py",
+            "stream_app/http/metrics.py",
         ),
     ),
-    (  # (stream_app/take.py is faust's take buffer, reworked: before the glue)
+    (  # (stream_app/faustx/take.py is faust's take buffer, reworked: before the glue)
         "faust + mode (stream, take, acks, sensors)",
-        ("faust/", "mode/", "aiokafka/consumer/", "stream_app/take.py"),
+        ("faust/", "mode/", "aiokafka/consumer/", "stream_app/faustx/take.py"),
     ),
     ("pipeline glue (stream_app)", ("stream_app/", "aiokafka/partitioner.py")),
 )
@@ -1124,7 +1127,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 _GENERIC = (
     "asyncio/", "uvloop/", "threading.py", "selectors.py", "logging/", "<frozen", "<string>",
     "runpy.py", "contextlib.py", "weakref.py", "_weakrefset.py", "dataclasses.py", "typing.py",
-    "functools.py", "stream_app/cli.py", "stream_app/commands.py", "mode/worker.py",
+    "functools.py", "stream_app/cli/main.py", "stream_app/cli/commands.py", "mode/worker.py",
     "mode/threads.py", "aiokafka/conn.py", "aiokafka/client.py", "aiokafka/util.py",
     "aiokafka/protocol/",
 )  # fmt: skip

@@ -3,7 +3,7 @@
 Not a test: prints the cost of one call, in microseconds, of every function the
 stream worker runs per event (``parse_event``, ``apply``) or per customer and batch
 (``decode_state``, ``next_crossing``, ``encode_state``), with the default model, on
-the simulator's traffic (``stream_app.simulator.history``, 90 days, seeded).
+the simulator's traffic (``stream_app.devkit.simulator.history``, 90 days, seeded).
 
     .venv/bin/python benchmarks/scoring_micro.py                       # just measure
     .venv/bin/python benchmarks/scoring_micro.py --save-baseline b.json
@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 import scoring
-from stream_app.simulator import SimConfig, history
+from stream_app.devkit.simulator import SimConfig, history
 
 END_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 WEEK_MS = 7 * 86_400_000

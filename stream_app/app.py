@@ -13,10 +13,10 @@ from collections.abc import Iterable
 import faust
 from mode import ServiceT
 
-from . import faust_delivery
-from .faust_tuning import fast_join_settings, install
-from .kafka_auth import faust_credentials
-from .settings import Settings
+from stream_app.faustx import delivery as faust_delivery
+from stream_app.faustx.tuning import fast_join_settings, install
+from stream_app.kafka.auth import faust_credentials
+from stream_app.settings import Settings
 
 settings = Settings.from_env()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream_app.devstack import LocalService, start_redis, start_tansu
+from stream_app.devkit.stack import LocalService, start_redis, start_tansu
 
 _SERVICE_FIXTURES = {"tansu", "redis_server", "redis_client"}
 _INTEGRATION_DIR = Path(__file__).parent / "integration"

@@ -25,18 +25,18 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from scoring import load_default_model
-from stream_app import api as api_module
-from stream_app.api import MAX_LIMIT, MAX_NPS_DAYS, Answer, ApiError, ReadApi, authorized
-from stream_app.devstack import free_port
-from stream_app.keys import Keys
-from stream_app.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
-from stream_app.readstore import ReadStore
+from stream_app.devkit.stack import free_port
+from stream_app.http import api as api_module
+from stream_app.http.api import MAX_LIMIT, MAX_NPS_DAYS, Answer, ApiError, ReadApi, authorized
+from stream_app.http.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
 from stream_app.settings import Settings
-from stream_app.store import StateStore, connect
+from stream_app.store.keys import Keys
+from stream_app.store.readstore import ReadStore
+from stream_app.store.state import StateStore, connect
 
 REPO = Path(__file__).resolve().parents[1]
 OPENAPI = REPO / "docs" / "openapi.yaml"
-VIEWS = REPO / "stream_app" / "views.py"
+VIEWS = REPO / "stream_app" / "http" / "views.py"
 TODAY = date(2024, 3, 15)
 
 
@@ -470,7 +470,9 @@ def error_validator(openapi: dict[str, Any]) -> jsonschema.Draft202012Validator:
 
 
 def test_openapi_error_codes_are_the_codes_of_the_code(openapi: dict[str, Any]) -> None:
-    sources = "".join((REPO / "stream_app" / f).read_text("utf-8") for f in ("api.py", "views.py"))
+    sources = "".join(
+        (REPO / "stream_app" / "http" / f).read_text("utf-8") for f in ("api.py", "views.py")
+    )
     used = set(re.findall(r'(?:error|ApiError)\(\s*\d{3},\s*"(\w+)"', sources))
     documented = openapi["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
     assert used == set(documented["code"]["enum"])

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-from stream_app.assignor import CopartitionedAssignor
-from stream_app.faust_tuning import _copartition
+from stream_app.faustx.assignor import CopartitionedAssignor
+from stream_app.faustx.tuning import _copartition
 
 TOPICS = ("in", "in.by-customer")
 

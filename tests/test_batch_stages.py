@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import orjson
 
 import scoring
-from stream_app.pipeline import (
+from stream_app.store.state import StoredRecord, Write
+from stream_app.worker.batch import (
     BatchProcessor,
     BatchStats,
     OutMessage,
@@ -17,8 +18,7 @@ from stream_app.pipeline import (
     Topics,
     expected_partition,
 )
-from stream_app.runtime import Runtime
-from stream_app.store import StoredRecord, Write
+from stream_app.worker.runtime import Runtime
 
 MODEL = scoring.load_default_model()
 

@@ -10,22 +10,14 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
-# ``tests/`` is on sys.path and ``tests/scoring`` would shadow the ``scoring`` package as a
-# namespace package: put the repository root first (as tests/scoring/conftest.py does).
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path[:1]:
-    sys.path.insert(0, _ROOT)
-
-import jsonschema  # noqa: E402
-
-from scoring import (  # noqa: E402
+from scoring import (
     REASONS,
     Event,
     SegmentChange,
@@ -34,7 +26,7 @@ from scoring import (  # noqa: E402
     load_default_model,
     next_crossing,
 )
-from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter, rfc3339  # noqa: E402
+from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter, rfc3339
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 DAY_MS = 86_400_000

@@ -42,9 +42,10 @@ from scoring import (
     load_default_model,
     parse_event,
 )
-from stream_app import jsonutil, simulator
-from stream_app.cli import build_parser
+from stream_app import jsonutil
+from stream_app.cli.main import build_parser
 from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter
+from stream_app.devkit import simulator
 from stream_app.settings import PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,7 +308,7 @@ def test_dockerfile_healthcheck_probes_healthz() -> None:
     checks = [a for w, a in _dockerfile() if w == "HEALTHCHECK"]
     assert checks
     assert all("/healthz" in c for c in checks)
-    views = (REPO / "stream_app" / "views.py").read_text("utf-8")
+    views = (REPO / "stream_app" / "http" / "views.py").read_text("utf-8")
     assert '@app.page("/healthz")' in views
 
 
@@ -321,7 +322,7 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
     rules = _dockerignore()
     kept = [
         "pyproject.toml", "README.md", "scoring/__init__.py", "scoring/models/default.toml",
-        "stream_app/cli.py", "stream_app/lua/cas_write.lua",
+        "stream_app/cli/main.py", "stream_app/store/lua/cas_write.lua",
     ]  # fmt: skip
     for path in kept:
         assert (REPO / path).exists() and not _ignored(rules, path), path

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from stream_app.devmode import View, poll_nps
+from stream_app.devkit.live import View, poll_nps
 
 
 class SwallowingStore:

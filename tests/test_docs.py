@@ -8,21 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from dataclasses import fields
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# pytest puts tests/ on sys.path (rootdir conftest), where tests/scoring/ (no __init__.py)
-# would shadow the real ``scoring`` package as a namespace package: put the root first.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from stream_app.cli.main import build_parser
+from stream_app.settings import PREFIX, Settings
 
-from stream_app.cli import build_parser  # noqa: E402
-from stream_app.settings import PREFIX, Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
 SCHEMAS = sorted((DOCS / "schemas").glob("*.json"))

@@ -1,5 +1,5 @@
 """The due index gets a lower bound of each customer's next crossing, reusing the time
-written last when the new state is provably quiet until then (stream_app.pipeline.DueHints).
+written last when the new state is provably quiet until then (stream_app.worker.batch.DueHints).
 
 The end-to-end guarantee (the sweep fires every crossing at its exact time, as an
 offline pass does) is the live-equals-offline property of tests/scoring/test_firing_rule.py,
@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 import scoring
-from stream_app import pipeline
-from stream_app.duehints import DueHints
-from stream_app.pipeline import BatchProcessor, OutMessage, Record, Topics
-from stream_app.store import StoredRecord, Write
+from stream_app.store.state import StoredRecord, Write
+from stream_app.worker import batch as pipeline
+from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics
+from stream_app.worker.duehints import DueHints
 
 MODEL = scoring.load_default_model()
 T0 = 1_700_000_000_000

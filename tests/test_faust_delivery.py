@@ -11,8 +11,8 @@ import mode
 import pytest
 from faust.transport.consumer import Consumer
 
-from stream_app import faust_delivery
-from stream_app.faust_delivery import run_eagerly
+from stream_app.faustx import delivery as faust_delivery
+from stream_app.faustx.delivery import run_eagerly
 
 
 @pytest.fixture

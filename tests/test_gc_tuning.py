@@ -1,4 +1,4 @@
-"""The worker's garbage-collector freeze (stream_app/gc_tuning.py)."""
+"""The worker's garbage-collector freeze (stream_app/worker/gc_tuning.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import gc
 
 import pytest
 
-from stream_app import gc_tuning
 from stream_app.settings import Settings
+from stream_app.worker import gc_tuning
 
 
 def test_freeze_moves_every_live_object_out_of_the_collections_reach() -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 from faust.types import TP
 
-from stream_app.health import consumer_lag
-from stream_app.pipeline import BatchStats
-from stream_app.runtime import Runtime, next_offset
+from stream_app.http.health import consumer_lag
 from stream_app.settings import Settings
+from stream_app.worker.batch import BatchStats
+from stream_app.worker.runtime import Runtime, next_offset
 
 SETTINGS = Settings(input_topic="in", repartition_topic="in.by-customer")
 

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
-from stream_app.simulator import (
+from stream_app.devkit.simulator import (
     DAY_MS,
     DEFAULT_MIX,
     EVENT_TYPES,

@@ -1,4 +1,4 @@
-"""stream_app.take.batches on a real faust stream (faust's own agent test context: an
+"""stream_app.faustx.take.batches on a real faust stream (faust's own agent test context: an
 in-memory channel instead of a topic): full batches go at once, a batch's window counts
 from its oldest message, so messages that waited through the previous batch are taken
 at once, and a window of 0 takes what has arrived."""
@@ -13,7 +13,7 @@ from typing import Any
 import faust
 import pytest
 
-from stream_app.take import batches
+from stream_app.faustx.take import batches
 
 app = faust.App("take-test", web_enabled=False)
 Batch = tuple[list[int], float]  # values, monotonic time the batch was yielded

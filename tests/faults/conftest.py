@@ -1,20 +1,10 @@
-"""Fixtures of the fault-injection tests: a results collector printed as the summary table.
-
-``tests/`` is on sys.path and ``tests/scoring`` would be imported as a namespace package named
-``scoring``: the repository root goes first, as in ``tests/scoring/conftest.py``.
-"""
+"""Fixtures of the fault-injection tests: a results collector printed as the summary table."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path[:1]:
-    sys.path.insert(0, _ROOT)
 
 _RESULTS = pytest.StashKey[list]()
 

@@ -60,14 +60,7 @@ from typing import Any, TypeVar
 import orjson
 import redis
 
-REPO = Path(__file__).resolve().parents[2]
-_INTEGRATION = str(REPO / "tests" / "integration")
-if _INTEGRATION not in sys.path:
-    sys.path.append(_INTEGRATION)
-
-from workers import MARKER, Message, Out, Sent, produce, read_until, worker_env  # noqa: E402
-
-from scoring import (  # noqa: E402
+from scoring import (
     CustomerState,
     InvalidEvent,
     Model,
@@ -76,19 +69,22 @@ from scoring import (  # noqa: E402
     load_model,
     parse_event,
 )
-from stream_app.contracts import cloudevent  # noqa: E402
-from stream_app.devstack import (  # noqa: E402
+from stream_app.contracts import cloudevent
+from stream_app.devkit.simulator import SimConfig, history, inject_duplicates_and_disorder
+from stream_app.devkit.stack import (
     LocalService,
     restart_redis,
     start_redis,
     start_tansu,
 )
-from stream_app.kafka_io import prepare  # noqa: E402
-from stream_app.keys import Keys  # noqa: E402
-from stream_app.pipeline import expected_partition  # noqa: E402
-from stream_app.settings import Settings  # noqa: E402
-from stream_app.simulator import SimConfig, history, inject_duplicates_and_disorder  # noqa: E402
-from stream_app.store import decode_record, nps_fields  # noqa: E402
+from stream_app.kafka.io import prepare
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.state import decode_record, nps_fields
+from stream_app.worker.batch import expected_partition
+from tests.integration.workers import MARKER, Message, Out, Sent, produce, read_until, worker_env
+
+REPO = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 

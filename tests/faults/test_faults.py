@@ -33,8 +33,8 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import MAX_DEAD_PAYLOAD, dead_letter
-from stream_app.pipeline import BatchProcessor, OutMessage, Record, Topics, expected_partition
-from stream_app.store import StoredRecord, Write
+from stream_app.store.state import StoredRecord, Write
+from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
 
 from .harness import (
     Config,
@@ -58,7 +58,7 @@ TOPICS = Topics(input="in", by_customer="in.by", output="out", dlq="dlq", input_
 
 @dataclass
 class FakeStore:
-    """In-memory stand-in for :class:`stream_app.store.StateStore` (what the processor calls)."""
+    """In-memory stand-in for :class:`stream_app.store.state.StateStore`."""
 
     records: dict[str, StoredRecord] = field(default_factory=dict)
     written: list[Write] = field(default_factory=list)
@@ -132,7 +132,7 @@ def test_a_message_that_breaks_the_parser_is_dead_lettered(
 ) -> None:
     """The same class of poison pill: any exception while parsing one message dead-letters
     that message (``internal_error``) instead of failing the batch over and over."""
-    from stream_app import pipeline
+    from stream_app.worker import batch as pipeline
 
     real = pipeline.parse_event
 
@@ -189,7 +189,7 @@ def test_offsets_below_the_marks_with_unseen_event_ids_are_reported(
     src = f"i{expected_partition('c-1', 4)}"
     store = FakeStore({"c-1": StoredRecord(1, {src: 500}, encode_state(state))})
     proc, _, _ = _processor(store)
-    with caplog.at_level(logging.WARNING, logger="stream_app.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="stream_app.worker.batch"):
         stats = asyncio.run(
             proc.process([_rec(_event("c-1", "old-1"), 7), _rec(_event("c-1", "new-1"), 8)])
         )

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from stream_app.devstack import LocalService, TopicSpec, ensure_topics
+from stream_app.devkit.stack import LocalService, TopicSpec, ensure_topics
 
 T = TypeVar("T")
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import redis
 import redis.cluster
-from workers import Folded, Sent, event
 
 from scoring import CustomerState, Model, advance, decode_state, values_at
-from stream_app.keys import Keys
-from stream_app.store import StoredRecord, decode_record
+from stream_app.store.keys import Keys
+from stream_app.store.state import StoredRecord, decode_record
+from tests.integration.workers import Folded, Sent, event
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 

@@ -30,7 +30,12 @@ import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from workers import (
+
+from scoring import Model, decode_state, next_crossing, nps, values_at
+from stream_app.contracts import rfc3339
+from stream_app.devkit.stack import LocalService, free_port, restart_redis, start_redis
+from stream_app.store.state import decode_record
+from tests.integration.workers import (
     REPO,
     Folded,
     Sent,
@@ -45,11 +50,6 @@ from workers import (
     stop_all,
     unique,
 )
-
-from scoring import Model, decode_state, next_crossing, nps, values_at
-from stream_app.contracts import rfc3339
-from stream_app.devstack import LocalService, free_port, restart_redis, start_redis
-from stream_app.store import decode_record
 
 pytestmark = pytest.mark.integration
 

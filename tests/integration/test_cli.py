@@ -16,7 +16,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from workers import (
+
+from scoring import values_at
+from scoring.model import default_model_path
+from stream_app.contracts import rfc3339
+from stream_app.devkit.stack import LocalService, free_port
+from tests.integration.workers import (
     REPO,
     SCHEMAS,
     Worker,
@@ -30,11 +35,6 @@ from workers import (
     stop_all,
     unique,
 )
-
-from scoring import values_at
-from scoring.model import default_model_path
-from stream_app.contracts import rfc3339
-from stream_app.devstack import LocalService, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,13 @@ import pytest
 import redis
 import redis.cluster
 from redis.asyncio.cluster import RedisCluster
-from scaleout import (
+
+from scoring import CustomerState, Model, SegmentChange, advance, load_default_model
+from stream_app.devkit.stack import LocalService, redis_cluster_url, start_redis_cluster
+from stream_app.store.keys import Keys, slot_of
+from stream_app.store.state import connect
+from stream_app.store.tiercounts import fold_slot_shares, migrate_tier_sets, read_tier_counts
+from tests.integration.scaleout import (
     AWKWARD_IDS,
     Store,
     customer_ids,
@@ -33,13 +39,16 @@ from scaleout import (
     last_sent,
     workload,
 )
-from workers import DAY_MS, REPO, Worker, event, fold, in_offset_order, now_ms, start_worker
-
-from scoring import CustomerState, Model, SegmentChange, advance, load_default_model
-from stream_app.devstack import LocalService, redis_cluster_url, start_redis_cluster
-from stream_app.keys import Keys, slot_of
-from stream_app.store import connect
-from stream_app.tiercounts import fold_slot_shares, migrate_tier_sets, read_tier_counts
+from tests.integration.workers import (
+    DAY_MS,
+    REPO,
+    Worker,
+    event,
+    fold,
+    in_offset_order,
+    now_ms,
+    start_worker,
+)
 
 pytestmark = pytest.mark.integration
 

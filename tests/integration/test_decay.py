@@ -24,7 +24,15 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from workers import (
+
+from scoring import Model, SegmentChange, advance, load_model, next_crossing
+from stream_app import jsonutil
+from stream_app.contracts import cloudevent
+from stream_app.devkit.stack import LocalService
+from stream_app.kafka.io import prepare
+from stream_app.settings import Settings
+from stream_app.worker.batch import expected_partition
+from tests.integration.workers import (
     Message,
     Out,
     Worker,
@@ -38,14 +46,6 @@ from workers import (
     stop_all,
     unique,
 )
-
-from scoring import Model, SegmentChange, advance, load_model, next_crossing
-from stream_app import jsonutil
-from stream_app.contracts import cloudevent
-from stream_app.devstack import LocalService
-from stream_app.kafka_io import prepare
-from stream_app.pipeline import expected_partition
-from stream_app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

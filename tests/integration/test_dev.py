@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workers import REPO, clean_env, finish
+
+from tests.integration.workers import REPO, clean_env, finish
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from stream_app import devstack, faust_tuning
-from stream_app.devstack import DevStackError, LocalService, TopicSpec
+from stream_app.devkit import stack as devstack
+from stream_app.devkit.stack import DevStackError, LocalService, TopicSpec
+from stream_app.faustx import tuning as faust_tuning
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,14 @@ from typing import Any
 
 import jsonschema
 import pytest
-from workers import (
+
+from scoring import REASONS, InvalidEvent, load_default_model, nps, parse_event
+from stream_app.contracts import rfc3339
+from stream_app.devkit import simulator
+from stream_app.devkit.stack import LocalService
+from stream_app.store.state import StateStore, connect
+from stream_app.worker.batch import expected_partition
+from tests.integration.workers import (
     DAY_MS,
     OLD_MS,
     SCHEMAS,
@@ -43,13 +50,6 @@ from workers import (
     stop_all,
     unique,
 )
-
-from scoring import REASONS, InvalidEvent, load_default_model, nps, parse_event
-from stream_app import simulator
-from stream_app.contracts import rfc3339
-from stream_app.devstack import LocalService
-from stream_app.pipeline import expected_partition
-from stream_app.store import StateStore, connect
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,11 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from scaleout import (
+
+from scoring import CustomerState, Model, load_default_model
+from stream_app.devkit.stack import LocalService
+from stream_app.store.keys import Keys
+from tests.integration.scaleout import (
     Assignment,
     Store,
     customer_ids,
@@ -35,11 +39,16 @@ from scaleout import (
     latest_assignment,
     workload,
 )
-from workers import Sent, Worker, fold, in_offset_order, now_ms, start_worker, stop_all, unique
-
-from scoring import CustomerState, Model, load_default_model
-from stream_app.devstack import LocalService
-from stream_app.keys import Keys
+from tests.integration.workers import (
+    Sent,
+    Worker,
+    fold,
+    in_offset_order,
+    now_ms,
+    start_worker,
+    stop_all,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 

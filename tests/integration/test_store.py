@@ -16,9 +16,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from stream_app.devstack import LocalService
-from stream_app.keys import Keys
-from stream_app.store import StateStore, Write, decode_record
+from stream_app.devkit.stack import LocalService
+from stream_app.store.keys import Keys
+from stream_app.store.state import StateStore, Write, decode_record
 
 T = TypeVar("T")
 

@@ -14,10 +14,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from stream_app.devstack import LocalService
-from stream_app.keys import Keys
-from stream_app.store import StateStore, Write
-from stream_app.tiercounts import migrate_tier_sets, read_tier_counts
+from stream_app.devkit.stack import LocalService
+from stream_app.store.keys import Keys
+from stream_app.store.state import StateStore, Write
+from stream_app.store.tiercounts import migrate_tier_sets, read_tier_counts
 
 T = TypeVar("T")
 TIERS = ("cold", "warm", "hot")

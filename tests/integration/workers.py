@@ -29,11 +29,6 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-# ``tests/`` is on sys.path (rootdir-less conftest) and ``tests/scoring`` would be imported as a
-# namespace package named ``scoring``: put the repository root first, as tests/scoring does.
-if str(Path(__file__).resolve().parents[2]) not in sys.path[:1]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from scoring import (
     CustomerState,
     InvalidEvent,
@@ -47,11 +42,11 @@ from scoring import (
     values_at,
 )
 from scoring.model import default_model_path
-from stream_app.devstack import LocalService
-from stream_app.kafka_io import prepare
-from stream_app.keys import Keys
+from stream_app.devkit.stack import LocalService
+from stream_app.kafka.io import prepare
 from stream_app.settings import Settings
-from stream_app.store import StoredRecord, decode_record
+from stream_app.store.keys import Keys
+from stream_app.store.state import StoredRecord, decode_record
 
 T = TypeVar("T")
 

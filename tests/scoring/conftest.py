@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-# An editable install made before scoring/__init__.py existed maps ``scoring`` to a
-# namespace package; put the repository root first so the real package is imported.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from scoring_models import small_model  # noqa: E402
-
-from scoring.events import Event  # noqa: E402
-from scoring.model import Model, load_default_model  # noqa: E402
+from scoring.events import Event
+from scoring.model import Model, load_default_model
+from tests.scoring.scoring_models import small_model
 
 
 @pytest.fixture(scope="session")

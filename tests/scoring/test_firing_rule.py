@@ -3,7 +3,7 @@
 Live processing interleaves a timer with the events: between two events the timer
 applies every crossing before some ``until`` (:func:`scoring.advance`). The firing
 rule is that a timer fires only crossings *strictly before* every event still
-waiting (event-time progress; ``stream_app.sweep``); then the changes are exactly
+waiting (event-time progress; ``stream_app.worker.sweep``); then the changes are exactly
 those of one offline pass: :func:`scoring.apply` over the events in order, then one
 final ``advance`` to the same end time -- same ids, same contents, same final
 states, whatever the interleaving. (Why strictly: see
@@ -46,9 +46,9 @@ from scoring import (
 from scoring.crossing import find_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
-from stream_app.pipeline import BatchProcessor, OutMessage, Record, Topics, expected_partition
-from stream_app.store import StoredRecord, Write
-from stream_app.sweep import sweep_partition
+from stream_app.store.state import StoredRecord, Write
+from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
+from stream_app.worker.sweep import sweep_partition
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 MINUTE = 60_000
@@ -326,7 +326,7 @@ def test_firing_at_a_waiting_events_own_time_would_differ_from_offline() -> None
 
 
 class MemoryStore:
-    """The parts of ``stream_app.store.StateStore`` the batch processor and the sweep
+    """The parts of ``stream_app.store.state.StateStore`` the batch processor and the sweep
     use, in memory, with the same semantics: fenced writes, ``ZADD LT`` scheduling
     before the write, due entries by (time, member), compare-and-set reschedule."""
 
@@ -584,7 +584,7 @@ def test_the_wall_clock_counts_only_once_a_partition_is_processed_to_its_end() -
     from faust.types import TP
 
     from stream_app.app import settings
-    from stream_app.runtime import Runtime
+    from stream_app.worker.runtime import Runtime
 
     inp, rekeyed = TP(settings.input_topic, 0), TP(settings.by_customer_topic, 0)
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scoring_models import small_model
 
 from scoring.apply import apply
 from scoring.crossing import advance, find_crossing, next_crossing, quiet_until
@@ -19,6 +18,7 @@ from scoring.model import DAY_MS, Model
 from scoring.segments import evaluate
 from scoring.state import CustomerState, decayed_values, values_at
 from scoring.tiers import down_bound, up_bound
+from tests.scoring.scoring_models import small_model
 
 T0 = 1_699_920_000_000
 DAY = DAY_MS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import app, settings
+from stream_app.app import app, settings
 
 #: Interaction events as producers send them (keyed by customer or not).
 interactions = app.topic(settings.input_topic, key_type=bytes, value_type=bytes)

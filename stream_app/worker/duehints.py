@@ -7,7 +7,7 @@ reschedules), and no entry when there is no crossing. Two uses, both proven befo
 - **The next write.** After an event, :func:`scoring.quiet_until` can often show, far
   more cheaply than the root search of :func:`scoring.next_crossing`, that the new state
   stays quiet until the time written last (``math.inf``: for good); that answer is then
-  written again (:meth:`stream_app.pipeline.BatchProcessor.due_at`). Failing that, a
+  written again (:meth:`stream_app.worker.batch.BatchProcessor.due_at`). Failing that, a
   time a horizon after the state's clock, if the state is proven quiet until then.
 - **The next event's pre-check.** A time written for a state has no crossing of that
   state before it. When the record loaded is the very one this worker wrote (same

@@ -23,7 +23,7 @@ fetcher). It checks that attribute and fails loudly should aiokafka change.
 **Co-partitioned assignment.** With no tables faust falls back to aiokafka's round-robin
 assignor, which splits partition ``k`` of the input and of the by-customer topic over two
 workers (8 partitions, 3 workers). :func:`install` also swaps that fallback for
-:class:`stream_app.assignor.CopartitionedAssignor` on the consumer it returns.
+:class:`stream_app.faustx.assignor.CopartitionedAssignor` on the consumer it returns.
 
 **Group join.** Tansu answers the first JoinGroup of a group after ~``broker_session_timeout``/2
 (faust's 60 s default: ~30 s before a worker gets partitions), and a member killed with SIGKILL
@@ -81,7 +81,7 @@ def install(fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS) -> None:
             consumer, "_fetch_max_wait_ms"
         ):
             raise RuntimeError(
-                "stream_app.faust_tuning: aiokafka's AIOKafkaConsumer no longer keeps "
+                "stream_app.faustx.tuning: aiokafka's AIOKafkaConsumer no longer keeps "
                 "_fetch_max_wait_ms until start(); the fetch_max_wait_ms patch needs updating"
             )
         consumer._fetch_max_wait_ms = _state["fetch_max_wait_ms"]
@@ -93,7 +93,7 @@ def install(fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS) -> None:
 
 
 def _copartition(consumer: Any) -> None:
-    """Swap faust's round-robin fallback for :class:`~stream_app.assignor.CopartitionedAssignor`.
+    """Swap faust's round-robin fallback for the co-partitioning assignor.
 
     faust uses aiokafka's round-robin assignor when the app has no tables (ours), which does
     not keep partition ``k`` of the input and of the by-customer topic on one worker as soon
@@ -102,12 +102,12 @@ def _copartition(consumer: Any) -> None:
     """
     from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-    from .assignor import CopartitionedAssignor
+    from stream_app.faustx.assignor import CopartitionedAssignor
 
     strategy = getattr(consumer, "_partition_assignment_strategy", None)
     if strategy is None:
         raise RuntimeError(
-            "stream_app.faust_tuning: aiokafka's AIOKafkaConsumer no longer keeps "
+            "stream_app.faustx.tuning: aiokafka's AIOKafkaConsumer no longer keeps "
             "_partition_assignment_strategy until start(); the assignor patch needs updating"
         )
     if list(strategy) == [RoundRobinPartitionAssignor]:

@@ -6,12 +6,12 @@ These are derived data, rebuilt from customer states as they change:
   member (``ZRANGE ... BYLEX``) with a stable cursor even while members come and
   go; counts are ``ZCARD``.
 * ``tier-counts``: customers per tier, moved by the fenced record write itself
-  (:mod:`stream_app.tiercounts`); no member list, so no memory per customer.
+  (:mod:`stream_app.store.tiercounts`); no member list, so no memory per customer.
 * ``tier-moves:<name>:in|out``: change id -> time, so "entered in the last
   hour" is a ``ZCOUNT``; re-publishing a change (same id) counts once.
 
 The segment sets and tier moves are written before the customer's fenced state write
-(in the same pipeline, see :meth:`stream_app.store.StateStore.commit`), idempotently
+(in the same pipeline, see :meth:`stream_app.store.state.StateStore.commit`), idempotently
 (a member is set to what the new state says), so a crash in between leaves them
 ahead of the state and a redelivery writes the same again.
 """
@@ -23,10 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 from scoring import Model, SegmentChange
-
-from .keys import Keys
-from .store import Command, RedisClient, ScriptArg
-from .tiercounts import read_tier_counts
+from stream_app.store.keys import Keys
+from stream_app.store.state import Command, RedisClient, ScriptArg
+from stream_app.store.tiercounts import read_tier_counts
 
 #: How long tier moves are kept (the API reports the last hour and day).
 MOVES_KEPT_MS = 2 * 86_400_000

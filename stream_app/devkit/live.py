@@ -25,15 +25,15 @@ from rich.live import Live
 from rich.table import Table
 
 from scoring import load_model, nps
-
-from . import jsonutil, simulator
-from .devstack import LocalService, free_port, start_redis, start_tansu
-from .kafka_io import AiokafkaPublisher, consume, prepare
-from .keys import Keys
-from .pipeline import OutMessage
-from .runtime import raise_if_cancelled
-from .settings import Settings
-from .store import StateStore, connect
+from stream_app import jsonutil
+from stream_app.devkit import simulator
+from stream_app.devkit.stack import LocalService, free_port, start_redis, start_tansu
+from stream_app.kafka.io import AiokafkaPublisher, consume, prepare
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.state import StateStore, connect
+from stream_app.worker.batch import OutMessage
+from stream_app.worker.runtime import raise_if_cancelled
 
 #: A few messages that cannot be scored, sent during the demo to show the dead-letter topic.
 BAD_EVENTS = (

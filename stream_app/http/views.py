@@ -1,7 +1,7 @@
 """HTTP routes on faust's web server: the /v1/ read API, health and metrics.
 
-Thin: each route checks its token, hands over to :class:`stream_app.api.ReadApi`
-or :mod:`stream_app.health`, and renders JSON. faust's own /router and /table
+Thin: each route checks its token, hands over to :class:`stream_app.http.api.ReadApi`
+or :mod:`stream_app.http.health`, and renders JSON. faust's own /router and /table
 views are switched off in ``app.py`` (they have no auth).
 """
 
@@ -11,10 +11,10 @@ from typing import Any
 
 from faust import web
 
-from .api import Answer, ApiError, ReadApi, authorized, error
-from .app import app, settings
-from .health import readiness, refresh_gauges
-from .runtime import runtime
+from stream_app.app import app, settings
+from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
+from stream_app.http.health import readiness, refresh_gauges
+from stream_app.worker.runtime import runtime
 
 _built: dict[str, ReadApi] = {}
 

@@ -7,7 +7,7 @@ they cost no memory per customer (release 0.1 kept a sorted set per tier, ~112 B
 per customer, read only for its size).
 
 On Redis Cluster a script sees one slot, so there is one counts hash per slot
-(:meth:`stream_app.keys.Keys.tier_counts`), summed when read.
+(:meth:`stream_app.store.keys.Keys.tier_counts`), summed when read.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any, cast
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from .keys import Keys, slot_of
-from .store import RedisClient, lua_source
+from stream_app.store.keys import Keys, slot_of
+from stream_app.store.state import RedisClient, lua_source
 
-log = logging.getLogger("stream_app.tiercounts")
+log = logging.getLogger("stream_app.store.tiercounts")
 
 _MIGRATE = lua_source("tier_sets_migrate.lua")
 _FOLD = lua_source("tier_slot_fold.lua")

@@ -15,15 +15,14 @@ import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from scoring import Model, load_model
-
-from . import gc_tuning
-from .keys import Keys
-from .metrics import WorkerMetrics
-from .pipeline import BatchProcessor, BatchStats, OutMessage, Record, Topics
-from .readstore import ReadStore
-from .settings import Settings
-from .store import StateStore, connect
-from .tiercounts import migrate_tier_sets
+from stream_app.http.metrics import WorkerMetrics
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.readstore import ReadStore
+from stream_app.store.state import StateStore, connect
+from stream_app.store.tiercounts import migrate_tier_sets
+from stream_app.worker import gc_tuning
+from stream_app.worker.batch import BatchProcessor, BatchStats, OutMessage, Record, Topics
 
 log = logging.getLogger("stream_app.worker")
 
@@ -95,8 +94,8 @@ class Runtime:
         return self._processor
 
     async def _build(self) -> BatchProcessor:
-        from .app import app, settings
-        from .kafka_io import topic_partition_count
+        from stream_app.app import app, settings
+        from stream_app.kafka.io import topic_partition_count
 
         model: Model = load_model(settings.model_path)
         partitions = self.input_partitions or await topic_partition_count(
@@ -129,7 +128,7 @@ class Runtime:
             )
             for e in events
         ]
-        from .app import settings
+        from stream_app.app import settings
 
         self.observe_age(records, time.time())
 
@@ -193,8 +192,8 @@ class Runtime:
 
     async def sweep(self, app: Any) -> None:
         """Fire due decay crossings on every input partition this worker owns."""
-        from .app import settings
-        from .sweep import sweep_partition
+        from stream_app.app import settings
+        from stream_app.worker.sweep import sweep_partition
 
         processor = await self.processor()
         owned = sorted(
@@ -237,7 +236,7 @@ class Runtime:
         """True when both source partitions have nothing left to process."""
         from faust.types import TP
 
-        from .app import settings
+        from stream_app.app import settings
 
         for topic in (settings.input_topic, settings.by_customer_topic):
             high = app.consumer.highwater(TP(topic, partition))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .app import app, settings
-from .runtime import runtime
-from .take import batches
-from .topics import sources
+from stream_app.app import app, settings
+from stream_app.faustx.take import batches
+from stream_app.worker.runtime import runtime
+from stream_app.worker.topics import sources
 
 log = logging.getLogger("stream_app.worker")
 

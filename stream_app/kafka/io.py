@@ -10,9 +10,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from . import jsonutil
-from .kafka_auth import aiokafka_config, client_config
-from .pipeline import OutMessage
+from stream_app import jsonutil
+from stream_app.kafka.auth import aiokafka_config, client_config
+from stream_app.worker.batch import OutMessage
 
 
 class BrokerUnavailable(RuntimeError):
@@ -47,7 +47,7 @@ async def topic_partition_count(brokers: Sequence[str] | str, topic: str) -> int
 
 
 class AiokafkaPublisher:
-    """A :class:`stream_app.pipeline.Publisher` over a plain aiokafka producer."""
+    """A :class:`stream_app.worker.batch.Publisher` over a plain aiokafka producer."""
 
     def __init__(self, brokers: Sequence[str] | str, **config: Any) -> None:
         self.bootstrap = _bootstrap(brokers)

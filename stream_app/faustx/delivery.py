@@ -95,7 +95,7 @@ def install() -> None:
         return
     if "wait_first" in Consumer.__dict__:
         raise RuntimeError(
-            "stream_app.faust_delivery: faust's Consumer defines its own wait_first now; "
+            "stream_app.faustx.delivery: faust's Consumer defines its own wait_first now; "
             "check _drain_messages before patching it"
         )
     original = Consumer.wait_first

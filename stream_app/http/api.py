@@ -3,7 +3,7 @@
 Every handler returns ``(status, body)``; bodies are JSON-ready. Path and query
 input is validated before it gets near Redis (customer ids by the event
 contract's rules, segment names against the model, bounded ``limit`` and NPS
-windows); keys are built by :mod:`stream_app.keys`, which escapes ids.
+windows); keys are built by :mod:`stream_app.store.keys`, which escapes ids.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from scoring import (
     validate_customer_id,
     values_at,
 )
-
-from .contracts import rfc3339
-from .keys import Keys
-from .readstore import ReadStore
-from .store import StateStore
+from stream_app.contracts import rfc3339
+from stream_app.store.keys import Keys
+from stream_app.store.readstore import ReadStore
+from stream_app.store.state import StateStore
 
 Answer = tuple[int, dict[str, Any]]
 MAX_LIMIT = 1000

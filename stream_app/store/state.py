@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
-from .keys import Keys, slot_of
+from stream_app.store.keys import Keys, slot_of
 
 RedisClient = aioredis.Redis | RedisCluster
 ScriptArg = bytes | str | int | float
@@ -42,8 +42,8 @@ Command = tuple[ScriptArg, ...]
 
 
 def lua_source(name: str) -> str:
-    """The text of ``stream_app/lua/<name>``."""
-    return resources.files("stream_app").joinpath("lua", name).read_text("utf-8")
+    """The text of ``stream_app/store/lua/<name>``."""
+    return resources.files("stream_app.store").joinpath("lua", name).read_text("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

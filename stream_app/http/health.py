@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .runtime import Runtime, next_offset
-from .settings import Settings
+from stream_app.settings import Settings
+from stream_app.worker.runtime import Runtime, next_offset
 
 
 async def consumer_lag(app: Any, runtime: Runtime, settings: Settings) -> dict[str, int]:

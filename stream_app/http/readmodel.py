@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from scoring import Model, category, decode_state, next_crossing, segment_names, values_at
-
-from .contracts import rfc3339
-from .store import StoredRecord
+from stream_app.contracts import rfc3339
+from stream_app.store.state import StoredRecord
 
 
 def describe(

@@ -33,11 +33,10 @@ from scoring import (
     encode_state,
     next_crossing,
 )
+from stream_app.store.state import Command, Write
+from stream_app.worker.batch import BatchProcessor
 
-from .pipeline import BatchProcessor
-from .store import Command, Write
-
-log = logging.getLogger("stream_app.sweep")
+log = logging.getLogger("stream_app.worker.sweep")
 
 
 @dataclass

@@ -48,12 +48,11 @@ from scoring import (
     quiet_until,
     segment_names,
 )
-
-from . import jsonutil
-from .contracts import cloudevent, dead_letter
-from .duehints import DueHints
-from .readstore import Membership, ReadStore
-from .store import Command, StateStore, StoredRecord, Write, nps_fields
+from stream_app import jsonutil
+from stream_app.contracts import cloudevent, dead_letter
+from stream_app.store.readstore import Membership, ReadStore
+from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
+from stream_app.worker.duehints import DueHints
 
 log = logging.getLogger(__name__)
 

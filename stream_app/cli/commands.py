@@ -12,22 +12,21 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from scoring import Model, load_model
+from stream_app import jsonutil
+from stream_app.http.readmodel import describe
+from stream_app.kafka.io import consume, produce_lines
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys
+from stream_app.store.state import connect, decode_record
 
-from . import jsonutil
-from .kafka_io import consume, produce_lines
-from .keys import Keys
-from .readmodel import describe
-from .settings import Settings
-from .store import connect, decode_record
-
-log = logging.getLogger("stream_app.cli")
+log = logging.getLogger("stream_app.cli.main")
 
 
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
     settings = Settings.from_env()
     load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from .kafka_io import prepare
+    from stream_app.kafka.io import prepare
 
     partitions = asyncio.run(prepare(settings))
     if args.loop == "uvloop":
@@ -36,9 +35,10 @@ def worker(args: argparse.Namespace) -> int:
         mode.loop.use("uvloop")
     from faust import Worker
 
-    from . import agents, views  # noqa: F401 - registers the agent and routes with the app
-    from .app import app
-    from .runtime import runtime
+    from stream_app.app import app
+    from stream_app.http import views  # noqa: F401 - registers the agent and routes with the app
+    from stream_app.worker import agents  # noqa: F401 - registers the agent and routes with the app
+    from stream_app.worker.runtime import runtime
 
     runtime.input_partitions = partitions
     Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
@@ -47,14 +47,14 @@ def worker(args: argparse.Namespace) -> int:
 
 def dev(args: argparse.Namespace) -> int:
     """The embedded default: everything local, simulated traffic, a live view."""
-    from .devmode import run_dev
+    from stream_app.devkit.live import run_dev
 
     return run_dev(args)
 
 
 def simulate(args: argparse.Namespace) -> int:
     """Simulated traffic to a JSON-lines file, or to the input topic."""
-    from . import simulator
+    from stream_app.devkit import simulator
 
     now_ms = int(time.time() * 1000)
     config = simulator.SimConfig.ending(now_ms, args.days, customers=args.customers, seed=args.seed)
@@ -79,9 +79,9 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) -> int:
-    from .kafka_io import AiokafkaPublisher
-    from .pipeline import OutMessage
-    from .simulator import paced
+    from stream_app.devkit.simulator import paced
+    from stream_app.kafka.io import AiokafkaPublisher
+    from stream_app.worker.batch import OutMessage
 
     n = 0
     async with AiokafkaPublisher(settings.broker_list) as pub:
@@ -103,7 +103,7 @@ def _open_out(path: str) -> Iterator[IO[bytes]]:
 
 def produce(args: argparse.Namespace) -> int:
     """Send a JSON-lines file (or stdin) to the input topic, keyed by customer."""
-    from .simulator import read_jsonl
+    from stream_app.devkit.simulator import read_jsonl
 
     settings = Settings.from_env()
     if args.file == "-":

@@ -10,11 +10,10 @@ from collections.abc import Callable, Sequence
 import redis.exceptions
 
 from scoring import ScoringError
-
-from . import commands
-from .devstack import DevStackError
-from .kafka_io import BrokerUnavailable
-from .settings import SettingsError
+from stream_app.cli import commands
+from stream_app.devkit.stack import DevStackError
+from stream_app.kafka.io import BrokerUnavailable
+from stream_app.settings import SettingsError
 
 #: Errors the user can fix: reported in one line, exit status 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -136,7 +135,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, redis.exceptions.RedisError):
         return f"Redis unreachable or refused the request ({text})"
     return text
-
-
-if __name__ == "__main__":
-    sys.exit(main())

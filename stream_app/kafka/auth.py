@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from .settings import Settings
+from stream_app.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
