@@ -18,7 +18,7 @@ True
 from scoring.apply import Applied, NpsResponse, apply
 from scoring.changes import SegmentChange, change_id
 from scoring.crossing import advance, next_crossing, quiet_until
-from scoring.decay import ExpSum, SignSteps, decay_factor, sign_steps
+from scoring.decay import ExpSum, decay_factor
 from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
 from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
 from scoring.explain import (
@@ -72,7 +72,6 @@ __all__ = [
     "ScoringError",
     "SegmentChange",
     "SegmentRule",
-    "SignSteps",
     "Tier",
     "Values",
     "advance",
@@ -100,7 +99,6 @@ __all__ = [
     "quiet_until",
     "recent_at",
     "segment_names",
-    "sign_steps",
     "tier_name",
     "validate_customer_id",
     "values_at",

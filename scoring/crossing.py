@@ -4,8 +4,8 @@ Between events a customer's metrics are known functions of time: the score and e
 dimension are sums of exponentials, ``days_since.*`` grows linearly, the NPS
 category is constant. Every bound a rule compares them with (the tier's up and down
 bounds, each segment condition's value) gives a function ``metric - bound`` whose
-right-limit sign changes are found exactly by :class:`scoring.decay.SignStream`
-(the lazy form of :func:`scoring.decay.sign_steps`). The candidate times of all of
+right-limit sign changes are found exactly by :class:`scoring.roots.SignStream`.
+The candidate times of all of
 them are taken in order and the first at which the tier would move (up: score >=
 next threshold; down: score < threshold * (1 - hysteresis)) or a segment's truth
 differs from the stored one is the next crossing.

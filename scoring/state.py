@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary, sparse
-from scoring.decay import decay_factor
+from scoring.decay import decay, decay_factor
 from scoring.errors import InvalidState
 from scoring.model import DAY_MS, Model
 from scoring.nps import Category, category
@@ -61,7 +61,6 @@ JSON_STATE_FORMAT = 2
 FINGERPRINT_BYTES = 6
 #: Cap counters are kept for the clock's UTC day and this many days before it.
 CAP_WINDOW_DAYS = 3
-_MAX_EXPONENT = 1023.0  # as in :func:`scoring.decay.decay_factor`
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +182,7 @@ def decayed_values(state: CustomerState, model: Model, t_ms: float) -> tuple[flo
         if not v:  # (0 * inf would be nan far in the past)
             decayed.append(v)
             continue
-        exponent = -dt / h  # decay_factor, without checking the half-life again
-        decayed.append(v * (math.inf if exponent > _MAX_EXPONENT else 2.0**exponent))
+        decayed.append(v * decay(dt, h))
     return tuple(decayed)
 
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from scoring.decay import LN2, ExpSum, Root, SignStream, decay_factor, first_change, sign
-from scoring.decay import monotone_pieces as _pieces
+from scoring.decay import LN2, ExpSum, decay, decay_factor, sign
 from scoring.model import DAY_MS, Model
 from scoring.plan import Check, Plan, plan
+from scoring.roots import Root, SignStream
+from scoring.roots import monotone_pieces as _pieces
 from scoring.segments import holds
 from scoring.state import CustomerState, decayed_values
 
@@ -271,7 +272,7 @@ class Watch:
             now = self.total
         else:
             now = value = self.values[track.slot]
-            then = value * 2.0 ** (-(until - self.clock) / self.half_lives[track.slot])
+            then = value * decay(until - self.clock, self.half_lives[track.slot])
             scale = abs(value)
         return side(track.bound, now, then, scale=scale) != 0
 
@@ -375,7 +376,7 @@ class Watch:
 
         def exact(t: float) -> float:
             dt = t - clock
-            return fsum([v * 2.0 ** (-dt / h) for v, h in terms]) - bound
+            return fsum([v * decay(dt, h) for v, h in terms]) - bound
 
         return exact
 
@@ -384,7 +385,7 @@ def _days_since(last: float, clock: float, bound: float, v0: float) -> Iterator[
     """The one change of ``days_since - bound`` (from below to >= 0), found exactly.
 
     The function is non-decreasing as computed (see :func:`days_side`), so its sign
-    changes at one float: the one :func:`~scoring.decay.first_change` finds from any
+    changes at one float: the one a :class:`~scoring.roots.Root` finds from any
     bracket. It is found from the estimate ``last + bound * DAY_MS``, a few floats
     away, past which the search for a bracket goes as :mod:`scoring.decay`'s did.
     """
@@ -405,4 +406,4 @@ def _days_since(last: float, clock: float, bound: float, v0: float) -> Iterator[
             yield Root.at(hi, old=-1)
             return
         hi = below
-    yield Root.at(first_change(clock, v0, hi, exact(hi), exact, old=-1), old=-1)
+    yield Root.at(Root(clock, v0, hi, exact(hi), exact, old=-1).refine(), old=-1)
