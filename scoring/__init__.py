@@ -30,11 +30,8 @@ from scoring.explain import (
     recent_at,
 )
 from scoring.model import (
-    Condition,
     EventType,
     Model,
-    SegmentRule,
-    Tier,
     default_model_path,
     load_default_model,
     load_model,
@@ -42,6 +39,7 @@ from scoring.model import (
     parse_model_text,
 )
 from scoring.nps import NpsCounts, category, nps
+from scoring.rules import Condition, SegmentRule
 from scoring.state import (
     CustomerState,
     Values,
@@ -53,6 +51,7 @@ from scoring.state import (
     tier_name,
     values_at,
 )
+from scoring.tiers import Tier
 
 __all__ = [
     "REASONS",

@@ -49,8 +49,6 @@ from scoring.errors import InvalidEvent
 from scoring.events import Event
 from scoring.model import EventType, Model
 from scoring.nps import category
-from scoring.plan import plan
-from scoring.segments import segment_mask
 from scoring.state import (
     CAP_WINDOW_DAYS,
     CustomerState,
@@ -59,7 +57,7 @@ from scoring.state import (
     new_state,
     utc_day,
 )
-from scoring.tiers import after_event
+from scoring.timeline import Point
 
 __all__ = ["Applied", "NpsResponse", "advance", "apply", "next_crossing"]
 
@@ -129,7 +127,7 @@ def apply(
     else:  # a late event: the clock stays
         clock, values = current.clock_ms, list(current.dimension_values(model))
 
-    p = plan(model)
+    p = model.plan
     counted, caps = _count(current.caps, clock, event_type, p.type_index[event.type], t)
     if counted and event_type.points:
         i = p.dimension_of[event.type]
@@ -151,8 +149,8 @@ def apply(
 
     last_seen = _seen(current.last_seen, p.seen_slots[event.type], len(model.tracked), t)
     score = math.fsum(values)
-    tier = after_event(current.tier, score, model)
-    mask = segment_mask(p, values, score, clock_ms=clock, last_seen=last_seen, nps_score=nps_score)
+    tier = p.tiers.after_event(current.tier, score)
+    mask = p.segments_at(Point(clock, values, score, last_seen, nps_score))
     if tier != current.tier or mask != current.segments:
         changes.extend(
             diff(

@@ -25,7 +25,6 @@ from scoring.decay import decay_factor
 from scoring.errors import InvalidState
 from scoring.events import Event
 from scoring.model import Model
-from scoring.plan import plan
 
 __all__ = ["EXPLANATION_FORMAT", "Explanation", "contributions_at", "decode_explanation",
            "encode_explanation", "explain_add", "recent_at"]  # fmt: skip
@@ -128,7 +127,7 @@ def encode_explanation(expl: Explanation, model: Model) -> bytes:
     >>> raw[0], len(raw), decode_explanation(raw, model) == e
     (3, 33, True)
     """
-    index = plan(model).type_index
+    index = model.plan.type_index
     raw = encode_binary(expl.at_ms, expl.by_type, expl.recent, index)
     if raw is not None:
         return raw

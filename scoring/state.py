@@ -29,11 +29,11 @@ from typing import Any
 import orjson
 
 from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary, sparse
-from scoring.decay import decay, decay_factor
+from scoring.decay import decay
 from scoring.errors import InvalidState
 from scoring.model import DAY_MS, Model
 from scoring.nps import Category, category
-from scoring.plan import plan
+from scoring.timeline import Timeline
 
 __all__ = [
     "CAP_WINDOW_DAYS",
@@ -49,6 +49,7 @@ __all__ = [
     "new_state",
     "segment_names",
     "tier_name",
+    "timeline",
     "utc_day",
     "values_at",
 ]
@@ -173,10 +174,6 @@ def decayed_values(state: CustomerState, model: Model, t_ms: float) -> tuple[flo
         return (0.0,) * len(model.dimensions)
     dt = t_ms - state.clock_ms
     values, half_lives = state.dimension_values(model), model.half_lives_ms
-    if not plan(model).finite_half_lives:  # pragma: no cover - let decay_factor raise
-        return tuple(
-            v * decay_factor(dt, h) if v else v for v, h in zip(values, half_lives, strict=True)
-        )
     decayed = []
     for v, h in zip(values, half_lives, strict=True):
         if not v:  # (0 * inf would be nan far in the past)
@@ -184,6 +181,23 @@ def decayed_values(state: CustomerState, model: Model, t_ms: float) -> tuple[flo
             continue
         decayed.append(v * decay(dt, h))
     return tuple(decayed)
+
+
+def timeline(
+    state: CustomerState, model: Model, values: tuple[float, ...] | None = None
+) -> Timeline:
+    """The metrics of ``state`` from its clock on; its values must be finite (``values``:
+    its :meth:`~CustomerState.dimension_values`, if at hand)."""
+    if values is None:
+        values = state.dimension_values(model)
+    return Timeline(
+        state.clock_ms,
+        values,
+        state.last_seen,
+        state.nps_score,
+        half_lives=model.half_lives_ms,
+        rates=model.plan.rates,
+    )
 
 
 def values_at(state: CustomerState, model: Model, t_ms: float) -> Values:

@@ -12,9 +12,11 @@ import pytest
 from scoring.apply import apply
 from scoring.crossing import advance, next_crossing, quiet_until
 from scoring.events import Event
+from scoring.metrics import KINDS
 from scoring.model import DAY_MS, Model, parse_model
-from scoring.segments import evaluate, holds, metric_value
-from scoring.state import CustomerState, decayed_values, new_state, values_at
+from scoring.rules import holds
+from scoring.state import CustomerState, decayed_values, new_state, timeline, values_at
+from tests.scoring.oracles import reference_metric, reference_segments
 
 T0 = 1_699_920_000_000
 DAY = DAY_MS
@@ -98,7 +100,8 @@ def test_right_limit_truth_at_a_touch(
     state = apply(None, event("pa", T0), model).state
     state = apply(state, event("nb", T0), model).state
     assert values_at(state, model, T0).score == 0.0
-    assert evaluate(state, model) == 0
+    assert reference_segments(state, model) == 0
+    assert model.plan.segments_at(timeline(state, model)) == 0
     assert next_crossing(state, model) is None
 
 
@@ -165,21 +168,6 @@ CASES = [
 ]
 
 
-def reference_metric(state: CustomerState, model: Model, metric: str, t: float) -> object:
-    """The metric at ``t``, computed from first principles (not through scoring.crossing)."""
-    kind, _, arg = metric.partition(".")
-    if kind == "nps":
-        return state.nps_category
-    if kind == "days_since":
-        last = state.last_seen_of(model, arg)
-        return math.inf if last is None else (t - last) / DAY
-    values = [
-        v * 2 ** (-(t - state.clock_ms) / h)
-        for v, h in zip(state.values, model.half_lives_ms, strict=True)
-    ]
-    return math.fsum(values) if kind == "score" else values[model.dimension_index(arg)]
-
-
 @pytest.mark.parametrize(("metric", "op", "value"), CASES)
 def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> None:
     data = dict(CONTRACT_MODEL)
@@ -188,7 +176,7 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
     state = apply(None, Event("e1", "c", "nps_response", T0, 9), model).state
     state = apply(state, Event("e2", "c", "pa", T0, None), model).state
     state = apply(state, Event("e3", "c", "nb", T0, None), model).state
-    condition = model.segments[0].conditions[0]
+    check = model.plan.rules[0][1][0]
 
     def truth(t: float) -> bool:
         return holds(op, reference_metric(state, model, metric, t), value)  # type: ignore[arg-type]
@@ -196,7 +184,8 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
     # after the event: the metric compared at the event time
     stored = bool(state.segments & 1)
     assert stored == truth(T0)
-    assert metric_value(condition, state, model, state.values) == reference_metric(
+    assert check.metric is KINDS[metric.partition(".")[0]]
+    assert check.metric.value(timeline(state, model), check.slot) == reference_metric(
         state, model, metric, T0
     )
     crossing = next_crossing(state, model)
