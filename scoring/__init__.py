@@ -17,18 +17,20 @@ True
 
 from scoring.apply import Applied, NpsResponse, apply
 from scoring.changes import SegmentChange, change_id
+from scoring.codec.explain import decode_explanation, encode_explanation
+from scoring.codec.state import decode_state, encode_state
 from scoring.crossing import advance, next_crossing, quiet_until
 from scoring.decay import ExpSum, decay_factor
-from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
-from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
-from scoring.explain import (
-    Explanation,
-    contributions_at,
-    decode_explanation,
-    encode_explanation,
-    explain_add,
-    recent_at,
+from scoring.errors import (
+    REASONS,
+    InvalidEvent,
+    InvalidModel,
+    InvalidState,
+    ScoringError,
+    UnknownFormat,
 )
+from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
+from scoring.explain import Explanation, contributions_at, explain_add, recent_at
 from scoring.model import (
     EventType,
     Model,
@@ -43,8 +45,6 @@ from scoring.rules import Condition, SegmentRule
 from scoring.state import (
     CustomerState,
     Values,
-    decode_state,
-    encode_state,
     fingerprint,
     new_state,
     segment_names,
@@ -72,6 +72,7 @@ __all__ = [
     "SegmentChange",
     "SegmentRule",
     "Tier",
+    "UnknownFormat",
     "Values",
     "advance",
     "apply",
