@@ -16,7 +16,7 @@ True
 """
 
 from scoring.apply import Applied, NpsResponse, apply
-from scoring.changes import SegmentChange, change_id
+from scoring.changes import Change, change_id
 from scoring.codec.explain import decode_explanation, encode_explanation
 from scoring.codec.state import decode_state, encode_state
 from scoring.crossing import advance, next_crossing, quiet_until
@@ -56,6 +56,7 @@ from scoring.tiers import Tier
 __all__ = [
     "REASONS",
     "Applied",
+    "Change",
     "Condition",
     "CustomerState",
     "Event",
@@ -69,7 +70,6 @@ __all__ = [
     "NpsCounts",
     "NpsResponse",
     "ScoringError",
-    "SegmentChange",
     "SegmentRule",
     "Tier",
     "UnknownFormat",

@@ -26,7 +26,7 @@
 'duplicate'
 >>> t = next_crossing(r3.state, model)         # 14 quiet days: the "lapsing" segment
 >>> state, changes = advance(r3.state, "c-1", t, model)
->>> (t - day) / day, [(c.segment, c.entered, c.cause) for c in changes]
+>>> (t - day) / day, [(c.name, c.entered, c.cause) for c in changes]
 (14.0, [('lapsing', True, 'decay')])
 >>> t = next_crossing(state, model)           # warm is left below 20 * (1 - 0.1)
 >>> state, changes = advance(state, "c-1", t, model)
@@ -42,7 +42,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Literal
 
-from scoring.changes import SegmentChange, diff
+from scoring.changes import Change, diff
 from scoring.crossing import advance, next_crossing
 from scoring.decay import decay_factor
 from scoring.errors import InvalidEvent
@@ -85,7 +85,7 @@ class Applied:
     """The result of :func:`apply`."""
 
     state: CustomerState
-    changes: tuple[SegmentChange, ...]
+    changes: tuple[Change, ...]
     status: Literal["applied", "duplicate", "capped"]
     nps: NpsResponse | None
 
@@ -116,7 +116,7 @@ def apply(
         raise InvalidEvent("unknown_type", f"type: {event.type!r} is not in model {model.name!r}")
 
     t = event.ts_ms
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     if current.is_new:
         clock, values = float(t), list(current.dimension_values(model))
     elif t > current.clock_ms:

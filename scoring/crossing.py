@@ -32,7 +32,7 @@ import math
 import operator
 from dataclasses import dataclass
 
-from scoring.changes import SegmentChange, diff
+from scoring.changes import Change, diff
 from scoring.errors import ScoringError
 from scoring.metrics import SCORE, Check
 from scoring.model import Model
@@ -95,13 +95,13 @@ def find_crossing(state: CustomerState, model: Model) -> Crossing | None:
 
 def advance(
     state: CustomerState, customer_id: str, until_ms: float, model: Model
-) -> tuple[CustomerState, tuple[SegmentChange, ...]]:
+) -> tuple[CustomerState, tuple[Change, ...]]:
     """Apply every crossing at or before ``until_ms``, each at its exact time.
 
     The clock moves to each crossing applied and no further; the changes have cause
     ``decay``. Pure: the same state and ``until_ms`` always give the same result.
     """
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     for _ in range(_MAX_CROSSINGS):
         crossing = _first(state, model, until_ms)
         if crossing is None:

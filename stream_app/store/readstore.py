@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from scoring import Model, SegmentChange
+from scoring import Change, Model
 from stream_app.store.keys import Keys
 from stream_app.store.state import Command, RedisClient, ScriptArg
 from stream_app.store.tiercounts import read_tier_counts
@@ -46,7 +46,7 @@ class ReadStore:
     def commands(
         self,
         members: Mapping[str, Membership],
-        changes: Sequence[SegmentChange],
+        changes: Sequence[Change],
         now_ms: float,
         *,
         previous: Mapping[str, Membership | None] | None = None,

@@ -31,11 +31,11 @@ from typing import Protocol
 from aiokafka.partitioner import murmur2
 
 from scoring import (
+    Change,
     CustomerState,
     Event,
     InvalidEvent,
     Model,
-    SegmentChange,
     apply,
     decode_explanation,
     decode_state,
@@ -132,7 +132,7 @@ class _Fold:
     """One customer's outcome within a batch."""
 
     write: Write | None
-    changes: list[SegmentChange]
+    changes: list[Change]
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
@@ -204,7 +204,7 @@ class BatchProcessor:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
 
-    def change_message(self, change: SegmentChange) -> OutMessage:
+    def change_message(self, change: Change) -> OutMessage:
         """A segment change as its CloudEvent on the output topic, keyed by customer."""
         return OutMessage(
             self.topics.output,
@@ -334,7 +334,7 @@ class BatchProcessor:
         expl = (
             decode_explanation(stored.explain, self.model) if stored.explain is not None else None
         )
-        changes: list[SegmentChange] = []
+        changes: list[Change] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record

@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from scoring import (
+    Change,
     CustomerState,
-    SegmentChange,
     advance,
     decode_state,
     encode_state,
@@ -65,7 +65,7 @@ async def sweep_partition(
     stats.due = len(due)
     ids = [cid for cid, _ in due]
     stored = await store.load(ids)
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     writes: list[Write] = []
     new_states: list[CustomerState] = []
     schedule: dict[str, tuple[float, float | None]] = {}

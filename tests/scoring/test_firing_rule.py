@@ -33,10 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scoring import (
+    Change,
     CustomerState,
     Event,
     Model,
-    SegmentChange,
     advance,
     apply,
     decode_state,
@@ -99,7 +99,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-Changes = list[SegmentChange]
+Changes = list[Change]
 States = dict[str, CustomerState]
 
 
@@ -191,7 +191,7 @@ def live(data: st.DataObject, events: Sequence[Event], end_ms: float) -> tuple[C
     return changes, states
 
 
-def key(change: SegmentChange) -> tuple[str, ...]:
+def key(change: Change) -> tuple[str, ...]:
     """Every field of a change (the id first), comparable and sortable."""
     return tuple(
         repr(
@@ -626,7 +626,7 @@ def test_one_pass_never_gives_one_change_id_two_contents() -> None:
     for c in changes:
         contents.setdefault(c.change_id, set()).add(key(c))
     assert all(len(v) == 1 for v in contents.values()), [
-        (c.segment, c.entered, c.cause, c.score) for c in changes
+        (c.name, c.entered, c.cause, c.score) for c in changes
     ]
 
 

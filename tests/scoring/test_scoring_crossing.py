@@ -68,8 +68,8 @@ def test_advance_stops_before_until(model: Model, event: EventFactory) -> None:
 def test_days_since_crossings(model: Model, event: EventFactory) -> None:
     state = apply(None, event("pa", T0), model).state
     _, changes = advance(state, "c1", T0 + 3 * DAY, model)
-    quiet = next(c for c in changes if c.segment == "quiet_pa")
-    active = next(c for c in changes if c.segment == "active")
+    quiet = next(c for c in changes if c.name == "quiet_pa")
+    active = next(c for c in changes if c.name == "active")
     assert quiet.entered and quiet.occurred_at_ms == T0 + 2 * DAY
     assert not active.entered and active.occurred_at_ms == T0 + 1.5 * DAY
 
@@ -82,7 +82,7 @@ def test_mixed_signs_can_rise_with_time(model: Model, event: EventFactory) -> No
     assert values_at(state, model, T0).score == 4.0
     assert values_at(state, model, T0 + 2 * DAY).score > 6.5
     _, changes = advance(state, "c1", T0 + 100 * DAY, model)
-    assert [c.score for c in changes if c.segment == "score_band"] == pytest.approx([2.0])
+    assert [c.score for c in changes if c.name == "score_band"] == pytest.approx([2.0])
 
 
 def test_right_limit_truth_at_a_touch(
@@ -113,9 +113,9 @@ def test_equality_holds_only_at_the_instant(
         segments={"five": {"all": [{"metric": "dimension.a", "op": "==", "value": 5}]}},
     )
     result = apply(None, event("pa", T0), model)
-    assert [(c.segment, c.entered) for c in result.changes] == [("five", True)]
+    assert [(c.name, c.entered) for c in result.changes] == [("five", True)]
     state, changes = advance(result.state, "c1", T0 + DAY, model)
-    assert [(c.segment, c.entered, c.occurred_at_ms) for c in changes] == [("five", False, T0)]
+    assert [(c.name, c.entered, c.occurred_at_ms) for c in changes] == [("five", False, T0)]
     assert next_crossing(state, model) is None
 
 
@@ -199,7 +199,7 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
         # ... and just after it, it does
         assert truth(crossing + 1) != stored
         after, changes = advance(state, "c", crossing, model)
-        assert [(c.segment, c.entered) for c in changes] == [("s", not stored)]
+        assert [(c.name, c.entered) for c in changes] == [("s", not stored)]
         assert bool(after.segments & 1) == (not stored)
         # and the next crossing of the new state is consistent with it
         again = next_crossing(after, model)
