@@ -2,11 +2,11 @@
 
 Between events a customer's metrics are known functions of time: the score and each
 dimension are sums of exponentials, ``days_since.*`` grows linearly, the NPS
-category is constant. Every bound a rule compares them with (the tier's up and down
-bounds, each segment condition's value) gives a function ``metric - bound`` whose
-right-limit sign changes are found exactly by :class:`scoring.roots.SignStream`.
-The candidate times of all of
-them are taken in order and the first at which the tier would move (up: score >=
+category is constant (:mod:`scoring.metrics`). Every bound a rule compares them with
+(the tier's up and down bounds, each segment condition's value) gives a function
+``metric - bound`` whose right-limit sign changes its metric finds exactly (for sums
+of exponentials with :class:`scoring.roots.SignStream`). The candidate times of all
+of them are taken in order and the first at which the tier would move (up: score >=
 next threshold; down: score < threshold * (1 - hysteresis)) or a segment's truth
 differs from the stored one is the next crossing.
 
@@ -14,13 +14,13 @@ Truth at a crossing is the right-limit truth: what holds just *after* it. A metr
 that only touches a bound crosses nothing; one that reaches it and turns back is
 seen for what it does next.
 
-The search is lazy but exact (see :mod:`scoring.tracks`): a sign change is first
-known as a bracket, and a bracket is only shrunk (by the very steps that would pin
-it down to adjacent floats) as far as needed to order it against the others; only
-the change that moves the tier or a segment is refined to the end. Bounds out of
-the values' reach, conditions of a rule already decided for good and metrics shown
-to stay on their side until another change is due are never searched. The times
-found are the ones the eager search over every bound finds, bit for bit.
+The search is lazy but exact (see :mod:`scoring.watch` and :mod:`scoring.track`): a
+sign change is first known as a bracket, and a bracket is only shrunk (by the very
+steps that would pin it down to adjacent floats) as far as needed to order it against
+the others; only the change that moves the tier or a segment is refined to the end.
+Bounds out of the values' reach, conditions of a rule already decided for good and
+metrics shown to stay on their side until another change is due are never searched.
+The times found are the ones an eager search over every bound finds, bit for bit.
 
 A continuous crossing moves the tier one step. :func:`advance` applies crossings in
 time order, each at its exact time, and never moves the clock past the last one.

@@ -72,22 +72,6 @@ class Model:
     data (the constructor's arguments) are.
     """
 
-    __slots__ = (
-        "dimension_half_life_days",
-        "dimensions",
-        "event_type_names",
-        "event_types",
-        "half_life_days",
-        "half_lives_ms",
-        "hysteresis",
-        "name",
-        "plan",
-        "segments",
-        "tiers",
-        "tracked",
-        "version",
-    )
-
     def __init__(
         self,
         *,
