@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import InitVar, dataclass
 
 __all__ = ["LN2", "ExpSum", "decay", "decay_factor", "sign"]
 
@@ -69,7 +68,6 @@ def sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
 
-@dataclass(frozen=True, slots=True)
 class ExpSum:
     """``f(s) = sum(coef * exp(-rate * s))`` over ``terms`` of ``(rate, coef)``.
 
@@ -88,20 +86,28 @@ class ExpSum:
     ValueError: rates must be distinct and ascending
     """
 
-    terms: tuple[tuple[float, float], ...]
-    #: False for terms known to be valid (:meth:`trusted`): not checked again.
-    check: InitVar[bool] = True
+    __slots__ = ("terms",)
 
-    def __post_init__(self, check: bool) -> None:
-        if not check:
-            return
-        previous = -1.0
-        for rate, coef in self.terms:
-            if not (math.isfinite(rate) and rate >= 0 and math.isfinite(coef) and coef != 0):
-                raise ValueError(f"bad term (rate={rate!r}, coef={coef!r})")
-            if rate <= previous:
-                raise ValueError("rates must be distinct and ascending")
-            previous = rate
+    def __init__(self, terms: tuple[tuple[float, float], ...], check: bool = True) -> None:
+        """``check=False`` for terms known to be valid (:meth:`trusted`)."""
+        if check:
+            previous = -1.0
+            for rate, coef in terms:
+                if not (math.isfinite(rate) and rate >= 0 and math.isfinite(coef) and coef != 0):
+                    raise ValueError(f"bad term (rate={rate!r}, coef={coef!r})")
+                if rate <= previous:
+                    raise ValueError("rates must be distinct and ascending")
+                previous = rate
+        self.terms = terms
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExpSum) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return hash(self.terms)
+
+    def __repr__(self) -> str:
+        return f"ExpSum(terms={self.terms!r})"
 
     @classmethod
     def trusted(cls, terms: tuple[tuple[float, float], ...]) -> ExpSum:

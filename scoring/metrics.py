@@ -148,7 +148,9 @@ class Numeric(Metric):
 class Score(Numeric):
     """``score``: the sum of the dimension values, a sum of exponentials in time."""
 
-    kind, spelling, cost = "score", "score", 3
+    kind = "score"
+    spelling = "score"
+    cost = 3
 
     def accepts(
         self, arg: str | None, dimensions: Collection[str], event_types: Collection[str]
@@ -195,7 +197,9 @@ class Score(Numeric):
 class Dimension(Numeric):
     """``dimension.<d>``: one dimension's value, decaying with its half-life."""
 
-    kind, spelling, cost = "dimension", "dimension.<dimension>", 2
+    kind = "dimension"
+    spelling = "dimension.<dimension>"
+    cost = 2
 
     def accepts(
         self, arg: str | None, dimensions: Collection[str], event_types: Collection[str]
@@ -246,7 +250,9 @@ class DaysSince(Numeric):
     """``days_since.<type>`` / ``days_since.any``: fractional days since the last such
     event, infinite if never; it grows linearly, so it crosses a bound once, upward."""
 
-    kind, spelling, cost = "days_since", "days_since.<event type>, days_since.any", 1
+    kind = "days_since"
+    spelling = "days_since.<event type>, days_since.any"
+    cost = 1
 
     def accepts(
         self, arg: str | None, dimensions: Collection[str], event_types: Collection[str]
@@ -309,7 +315,9 @@ class Nps(Metric):
     """``nps.category``: the latest answer's category (None if never answered, so
     ``==`` is false and ``!=`` true); it does not change between events."""
 
-    kind, spelling, cost = "nps", "nps.category", 0
+    kind = "nps"
+    spelling = "nps.category"
+    cost = 0
     categories = CATEGORIES
 
     def accepts(

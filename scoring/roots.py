@@ -239,25 +239,36 @@ class SignStream:
         if not f.terms:
             self.initial = 0
             return
-        if exact is None:
-            g = f.scaled()
-
-            def exact(x: float) -> float:
-                return g(x - origin)
-
+        value = _shifted(f.scaled(), origin) if exact is None else exact
         if v0 is None:
-            v0 = exact(origin)
+            v0 = value(origin)
         if f.is_constant:
             self.initial = sign(v0) or f.limit_sign
             return
         self.initial = sign(v0)
         if not self.initial:  # a root at the origin: the sign the function moves to
             known = pieces() if pieces is not None else monotone_pieces(f)
-            self.initial, pieces = known[0][1], lambda: known
-        self._items = _changes(f, origin, exact, v0=v0, current=self.initial, pieces=pieces)
+            self.initial, pieces = known[0][1], _known(known)
+        self._items = _changes(f, origin, value, v0=v0, current=self.initial, pieces=pieces)
 
     def __iter__(self) -> Iterator[Root | float]:
         return self._items
+
+
+def _shifted(g: ExpSum, origin: float) -> Callable[[float], float]:
+    """``x -> g(x - origin)``."""
+
+    def at(x: float) -> float:
+        return g(x - origin)
+
+    return at
+
+
+def _known(pieces: tuple[tuple[float, int], ...]) -> Callable[[], tuple[tuple[float, int], ...]]:
+    def get() -> tuple[tuple[float, int], ...]:
+        return pieces
+
+    return get
 
 
 def _changes(

@@ -45,8 +45,8 @@ class Watch:
         self.line = timeline(state, model, values)
         self._memo: dict[tuple[str, float], Track] = {}
         up, down = p.tiers.up[state.tier], p.tiers.down[state.tier]
-        self.up = BELOW if up is None else self.track("score", SCORE, -1, up)
-        self.down = ABOVE if down is None else self.track("score", SCORE, -1, down)
+        self.up = BELOW if up is None else self.track(SCORE.kind, SCORE, -1, up)
+        self.down = ABOVE if down is None else self.track(SCORE.kind, SCORE, -1, down)
         self.rules: list[tuple[bool, list[tuple[Truth, Track]]]] = []
         for every, checks in p.rules:
             conditions: list[tuple[Truth, Track]] = []
