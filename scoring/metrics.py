@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from scoring.decay import LN2, ExpSum, decay, sign
 from scoring.nps import CATEGORIES, category
 from scoring.roots import Root, SignStream
-from scoring.rules import TRUTH, Truth, holds
+from scoring.rules import TRUTH, Truth
 from scoring.timeline import DAY_MS, Point, Timeline, days_side, side
 from scoring.track import ABOVE, BELOW, Track
 
@@ -329,7 +329,7 @@ class Nps(Metric):
         return None if at.nps_score is None else category(at.nps_score)
 
     def constant(self, at: Point, check: Check) -> bool:
-        return holds(check.op, self.value(at, check.slot), check.value)
+        return self.holds(at, check)
 
     def truth_until(self, line: Timeline, check: Check, until: float) -> bool:
         return self.constant(line, check)
