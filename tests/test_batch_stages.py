@@ -4,45 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 import orjson
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import (
-    BatchProcessor,
-    BatchStats,
-    OutMessage,
-    Record,
-    Topics,
-    expected_partition,
-)
+from stream_app.worker.batch import BatchProcessor, BatchStats, Record, Topics, expected_partition
 from stream_app.worker.runtime import Runtime
+from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
-
-
-class NewCustomers:
-    """A store where every customer is new and every write wins."""
-
-    def __init__(self) -> None:
-        self.writes: list[Write] = []
-
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: StoredRecord() for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        self.writes.extend(writes)
-        return []
-
-
-class Published:
-    def __init__(self) -> None:
-        self.sent: list[OutMessage] = []
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        self.sent.extend(messages)
 
 
 def _records(n: int) -> list[Record]:
@@ -56,12 +26,12 @@ def _records(n: int) -> list[Record]:
 
 
 def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> None:
-    store = NewCustomers()
+    store = MemoryStore()  # every customer new: every write wins
     processor = BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 4),
         store=store,  # type: ignore[arg-type]
-        publisher=Published(),
+        publisher=Collect(),
         clock=lambda: 1_700_000_100.0,
     )
     began = time.perf_counter()

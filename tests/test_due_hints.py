@@ -16,39 +16,23 @@ import orjson
 import pytest
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
+from stream_app.store.state import StoredRecord
 from stream_app.worker import batch as pipeline
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics
+from stream_app.worker.batch import BatchProcessor, Record, Topics
 from stream_app.worker.duehints import DueHints
+from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
 T0 = 1_700_000_000_000
 HOUR, DAY = 3_600_000, 86_400_000
 
 
-class Records:
-    """Keeps records and every write, like Redis would (every write wins)."""
+class Records(MemoryStore):
+    """The records, every write, and the offset of the next input message."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
-        self.writes: list[Write] = []
-        self.offset = 0  # of the next input message
-
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        for w in writes:
-            self.records[w.customer_id] = StoredRecord(
-                w.read_version + 1, dict(w.marks), w.state, w.explain
-            )
-        self.writes.extend(writes)
-        return []
-
-
-class Drop:
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        return None
+        super().__init__()
+        self.offset = 0
 
 
 def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
@@ -58,7 +42,7 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 1),
         store=store,  # type: ignore[arg-type]
-        publisher=Drop(),
+        publisher=Collect(),
         explain_events=0,
         clock=lambda: (T0 + 400 * DAY) / 1000,
     )
