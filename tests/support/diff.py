@@ -34,6 +34,7 @@ def state_diff(
     *,
     horizon_ms: float | None = None,
     any_order: bool = False,
+    customer_id: str = "",
 ) -> list[str]:
     """What differs between two states of one event history.
 
@@ -56,8 +57,8 @@ def state_diff(
         if len(av) != len(ev) or not all(close(a, e) for a, e in zip(av, ev, strict=True)):
             diffs.append(f"values {av!r} != {ev!r}")
     else:
-        actual = settle(actual, "-", model, horizon_ms)  # the id only names changes: dropped
-        expected = settle(expected, "-", model, horizon_ms)
+        actual = settle(actual, customer_id, model, horizon_ms)
+        expected = settle(expected, customer_id, model, horizon_ms)
         va, ve = values_at(actual, model, horizon_ms), values_at(expected, model, horizon_ms)
         pairs = [("score", va.score, ve.score)]
         pairs += [(d, va.dimensions[d], ve.dimensions[d]) for d in model.dimensions]
@@ -92,7 +93,7 @@ def state_diffs(
             if (a is None) != (e is None):
                 out[cid] = [f"stored {a is not None}, expected {e is not None}"]
             continue
-        diffs = state_diff(a, e, model, horizon_ms=horizon_ms, any_order=any_order)
+        diffs = state_diff(a, e, model, horizon_ms=horizon_ms, any_order=any_order, customer_id=cid)
         if diffs:
             out[cid] = diffs
     return out

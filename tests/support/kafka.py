@@ -147,3 +147,14 @@ def read_to_end(
 
     got = asyncio.run(read_until(brokers, topic, done, timeout))
     return None if got is None else [m for m in got if m.value != MARKER]
+
+
+def last_sent(docs: Sequence[Mapping[str, Any]], sent: Sequence[Sent]) -> dict[str, Sent]:
+    """Each customer's highest input offset (keyed input: one partition per customer)."""
+    last: dict[str, Sent] = {}
+    for doc, s in zip(docs, sent, strict=True):
+        cid = str(doc["customer_id"])
+        assert cid not in last or last[cid].partition == s.partition, "keyed by customer"
+        if cid not in last or s.offset > last[cid].offset:
+            last[cid] = s
+    return last
