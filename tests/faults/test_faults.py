@@ -1,9 +1,9 @@
 """The delivery guarantees under faults (issue 5), at small scale; the soak is ``scripts/faults``.
 
-Each integration test runs one scenario of :mod:`harness` against its own Tansu and
-redis-server (a restart never touches another test) with real worker processes, and checks it
-against one clean offline pass of the same log. The first tests are the regression tests of the
-bugs the harness found; they need no services.
+Each integration test runs one scenario of the harness (:mod:`tests.faults.scenarios`)
+against its own Tansu and redis-server (a restart never touches another test) with real worker
+processes, and checks it against one clean offline pass of the same log. The first tests are
+the regression tests of the bugs the harness found; they need no services.
 """
 
 from __future__ import annotations
@@ -35,18 +35,17 @@ from stream_app.store.state import StoredRecord
 from stream_app.worker.batch import BatchProcessor, Record, Topics, expected_partition
 from tests.support.fakes import Collect, MemoryStore
 
-from .harness import (
-    Config,
-    Result,
-    hostile_messages,
-    raw_of,
+from .config import Config, Result
+from .group import scenario_group
+from .report import format_details
+from .scenarios import (
     scenario_broker,
-    scenario_group,
     scenario_kill,
     scenario_poison,
     scenario_redis,
     scenario_slow_redis,
 )
+from .workload import hostile_messages, raw_of
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 TOPICS = Topics(input="in", by_customer="in.by", output="out", dlq="dlq", input_partitions=4)
@@ -189,8 +188,6 @@ def cfg(tmp_path: Path) -> Config:
 
 def _check(result: Result, fault_results: list[Result]) -> None:
     fault_results.append(result)
-    from .harness import format_details
-
     assert result.error is None, result.error
     assert result.ok, format_details([result])
 
