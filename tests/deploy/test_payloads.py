@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from scoring import InvalidEvent, advance, apply, load_default_model, parse_event
+from scoring import InvalidEvent, load_default_model, parse_event
 from stream_app import jsonutil
 from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter
 from stream_app.devkit import simulator
 from tests.deploy.specs import DAY_MS, DEFAULTS, NOW_MS, verdicts, wire
+from tests.support.fold import OfflineFold
 
 # ---- payload schemas against what the app really produces and dead-letters
 
@@ -31,17 +32,12 @@ def test_input_schema_accepts_simulated_traffic(schema_files: dict[str, Path]) -
 def test_segment_change_schema_accepts_the_cloudevents_the_app_publishes(
     schema_files: dict[str, Path],
 ) -> None:
-    model = load_default_model()
     config = simulator.SimConfig.ending(NOW_MS, 120, customers=60, seed=5)
-    states: dict[str, Any] = {}
-    changes = []
+    offline = OfflineFold(load_default_model(), at_ms=NOW_MS)
     for doc in simulator.history(config):
-        ev = parse_event(jsonutil.dumps(doc), model, now_ms=NOW_MS)
-        result = apply(states.get(ev.customer_id), ev, model)
-        states[ev.customer_id] = result.state
-        changes.extend(result.changes)
-    for cid, state in states.items():  # quiet months later: decay changes
-        changes.extend(advance(state, cid, NOW_MS + 90 * DAY_MS, model)[1])
+        assert not isinstance(offline.add(jsonutil.dumps(doc)), InvalidEvent), doc
+    offline.advance(NOW_MS + 90 * DAY_MS)  # quiet months later: decay changes
+    changes = offline.changes()
     kinds = {(c.cloudevent_type, c.cause) for c in changes}
     assert {t for t, _ in kinds} == {
         "engagement.tier.changed", "engagement.segment.entered", "engagement.segment.exited",

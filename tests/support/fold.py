@@ -23,6 +23,7 @@ from scoring import (
     SegmentChange,
     advance,
     apply,
+    next_crossing,
     parse_event,
 )
 
@@ -76,11 +77,19 @@ class OfflineFold:
         if result.nps is not None:
             f.nps.append((result.nps.day, result.nps.tier, result.nps.category))
 
-    def advance(self, until_ms: float) -> None:
-        """Every customer's decay crossings up to ``until_ms`` (``scoring.advance``)."""
+    def advance(self, until_ms: float, *, one_by_one: bool = False) -> None:
+        """Every customer's decay crossings up to ``until_ms``: in one ``scoring.advance``,
+        or ``one_by_one`` as the decay sweep fires them, whatever its ticks (the same
+        result: ``advance`` is idempotent)."""
         for cid, f in self.customers.items():
-            if f.state is not None:
+            if f.state is None:
+                continue
+            if not one_by_one:
                 f.state, fired = advance(f.state, cid, until_ms, self.model)
+                f.changes.extend(fired)
+                continue
+            while (at := next_crossing(f.state, self.model)) is not None and at <= until_ms:
+                f.state, fired = advance(f.state, cid, at, self.model)
                 f.changes.extend(fired)
 
     def changes(self) -> list[SegmentChange]:

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from scoring import Model, SegmentChange, advance, next_crossing
+from scoring import Model, SegmentChange
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from tests.integration.workers import Worker, now_ms
-from tests.support.fold import canonical, fold
+from tests.support.fold import OfflineFold, canonical
 from tests.support.kafka import Message
 
 HALF_LIFE_MS = 5_000.0
@@ -172,15 +172,11 @@ def offline(
 ) -> dict[str, list[SegmentChange]]:
     """Per customer: apply in the given order, then every crossing up to ``horizon_ms``,
     fired one at a time (as the sweep would, whatever its ticks)."""
-    out: dict[str, list[SegmentChange]] = {}
-    for cid, f in fold(raws, model, at_ms=at_ms).items():
-        state, changes = f.state, list(f.changes)
-        assert state is not None
-        while (at := next_crossing(state, model)) is not None and at <= horizon_ms:
-            state, fired = advance(state, cid, at, model)
-            changes.extend(fired)
-        out[cid] = changes
-    return out
+    fold = OfflineFold(model, at_ms=at_ms)
+    for raw in raws:
+        fold.add(raw)
+    fold.advance(horizon_ms, one_by_one=True)
+    return {cid: f.changes for cid, f in fold.customers.items()}
 
 
 def label(c: SegmentChange) -> str:
