@@ -8,7 +8,8 @@ import time
 import orjson
 
 import scoring
-from stream_app.worker.batch import BatchProcessor, BatchStats, Record, Topics, expected_partition
+from stream_app.messages import Record, Topics, expected_partition
+from stream_app.worker.batch import BatchProcessor, BatchStats
 from stream_app.worker.runtime import Runtime
 from tests.support.fakes import Collect, MemoryStore
 
@@ -30,7 +31,7 @@ def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> No
     processor = BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 4),
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=Collect(),
         clock=lambda: 1_700_000_100.0,
     )

@@ -16,9 +16,10 @@ import orjson
 import pytest
 
 import scoring
-from stream_app.store.state import StoredRecord
+from stream_app.messages import Record, Topics
+from stream_app.store.records import CustomerRecord
 from stream_app.worker import batch as pipeline
-from stream_app.worker.batch import BatchProcessor, Record, Topics
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
 from tests.support.fakes import Collect, MemoryStore
 
@@ -41,7 +42,7 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
         due_horizon_ms=horizon_ms,
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 1),
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=Collect(),
         explain_events=0,
         clock=lambda: (T0 + 400 * DAY) / 1000,
@@ -203,7 +204,7 @@ def test_the_record_this_worker_wrote_skips_the_pre_event_search(
     _feed(processor, [("email_open", T0 + 2 * HOUR)])
     assert calls == [expected]
     # a record written by someone else (another version): no claim about its state
-    store.records["c-1"] = StoredRecord(
+    store.records["c-1"] = CustomerRecord(
         store.records["c-1"].version + 1, store.records["c-1"].marks, store.records["c-1"].state
     )
     _feed(processor, [("email_open", T0 + 3 * HOUR)])

@@ -14,7 +14,7 @@ import orjson
 import redis
 
 from scoring import CustomerState, decode_state
-from stream_app.store.state import decode_record
+from stream_app.store.records import decode_record
 from tests.faults.config import Result
 from tests.faults.reference import (
     Reference,

@@ -14,8 +14,8 @@ import orjson
 
 from scoring import CustomerState, InvalidEvent, Model
 from stream_app.contracts import cloudevent
-from stream_app.store.state import nps_fields
-from stream_app.worker.batch import expected_partition
+from stream_app.messages import expected_partition
+from stream_app.store.records import nps_fields
 from tests.faults.workload import raw_of
 from tests.support.diff import state_diff
 from tests.support.fold import OfflineFold, canonical

@@ -20,10 +20,10 @@ import redis
 from scoring import decode_state, load_model
 from stream_app.devkit.stack import LocalService, start_redis, start_tansu
 from stream_app.kafka.io import prepare
+from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import decode_record
-from stream_app.worker.batch import expected_partition
+from stream_app.store.records import decode_record
 from tests.faults.config import SWEEP_OFF_MS, Config, HarnessError
 from tests.faults.services import WorkerProc
 from tests.integration.workers import worker_env

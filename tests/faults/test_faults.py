@@ -31,8 +31,9 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import MAX_DEAD_PAYLOAD, dead_letter
-from stream_app.store.state import StoredRecord
-from stream_app.worker.batch import BatchProcessor, Record, Topics, expected_partition
+from stream_app.messages import Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord
+from stream_app.worker.batch import BatchProcessor
 from tests.support.fakes import Collect, MemoryStore
 
 from .config import Config, Result
@@ -60,7 +61,7 @@ def _processor(store: MemoryStore | None = None) -> tuple[BatchProcessor, Memory
     proc = BatchProcessor(
         model=load_default_model(),
         topics=TOPICS,
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=pub,
         explain_events=0,
         clock=lambda: 1_800_000_000.0,
@@ -154,7 +155,7 @@ def test_offsets_below_the_marks_with_unseen_event_ids_are_reported(
     model = load_default_model()
     state = apply(None, Event("old-1", "c-1", "webinar_attended", 1_700_000_000_000), model).state
     src = f"i{expected_partition('c-1', 4)}"
-    store = MemoryStore({"c-1": StoredRecord(1, {src: 500}, encode_state(state))})
+    store = MemoryStore({"c-1": CustomerRecord(1, {src: 500}, encode_state(state))})
     proc, _, _ = _processor(store)
     with caplog.at_level(logging.WARNING, logger="stream_app.worker.batch"):
         stats = asyncio.run(

@@ -1,5 +1,9 @@
 """An in-memory store and a publisher, for the batch processor and the decay sweep.
 
+Both implement the worker's Protocols (``stream_app.worker.ports``), so they can be handed to
+:class:`~stream_app.worker.batch.BatchProcessor` and ``sweep_partition`` as they are (and
+mypy checks them against the Protocols).
+
 :class:`MemoryStore` has the semantics of the Redis store (``stream_app.store.state``):
 fenced writes (a write whose read version is not the stored one loses), the due index
 scheduled with ``ZADD LT`` before the write, due entries by (time, member), and the
@@ -14,27 +18,33 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import OutMessage
+from stream_app.messages import OutMessage
+from stream_app.store.records import Command, CustomerRecord, Write
+from stream_app.worker.ports import NpsCounts, Publisher, Store
 
 #: faust's default ``producer_max_request_size``.
 MAX_REQUEST_SIZE = 1_000_000
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """Customer records, every write made, and the due index, in dictionaries."""
 
-    def __init__(self, records: Mapping[str, StoredRecord] | None = None) -> None:
-        self.records: dict[str, StoredRecord] = dict(records or {})
+    def __init__(self, records: Mapping[str, CustomerRecord] | None = None) -> None:
+        self.records: dict[str, CustomerRecord] = dict(records or {})
         #: Every write committed (the losers included), in order.
         self.writes: list[Write] = []
         self.due_index: dict[int, dict[str, float]] = defaultdict(dict)
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in customer_ids}
+    async def load(self, customer_ids: Sequence[str], /) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in customer_ids}
 
     async def commit(
-        self, writes: Sequence[Write], *, nps: object = None, index: object = ()
+        self,
+        writes: Sequence[Write],
+        /,
+        *,
+        nps: NpsCounts | None = None,
+        index: Sequence[Command] = (),
     ) -> list[str]:
         """Schedule, then write fenced; the customers whose write lost."""
         self.writes.extend(writes)
@@ -44,20 +54,20 @@ class MemoryStore:
                 due[w.customer_id] = w.due_at_ms
         lost = []
         for w in writes:
-            if self.records.get(w.customer_id, StoredRecord()).version != w.read_version:
+            if self.records.get(w.customer_id, CustomerRecord()).version != w.read_version:
                 lost.append(w.customer_id)
                 continue
-            self.records[w.customer_id] = StoredRecord(
+            self.records[w.customer_id] = CustomerRecord(
                 w.read_version + 1, dict(w.marks), w.state, w.explain
             )
         return lost
 
-    async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
+    async def due(self, partition: int, until_ms: float, limit: int, /) -> list[tuple[str, float]]:
         entries = sorted((t, cid) for cid, t in self.due_index[partition].items() if t <= until_ms)
         return [(cid, t) for t, cid in entries[:limit]]
 
     async def reschedule(
-        self, partition: int, entries: Mapping[str, tuple[float, float | None]]
+        self, partition: int, entries: Mapping[str, tuple[float, float | None]], /
     ) -> None:
         due = self.due_index[partition]
         for cid, (old, new) in entries.items():
@@ -70,7 +80,7 @@ class MemoryStore:
                 due[cid] = new
 
 
-class Collect:
+class Collect(Publisher):
     """A publisher that keeps the messages it was given."""
 
     def __init__(self, limit: int = MAX_REQUEST_SIZE) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scoring import decode_state
-from stream_app.store.state import decode_record
+from stream_app.store.records import decode_record
 from tests.integration.api.client import (
     MEMBERS,
     Served,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream_app.devkit.stack import LocalService
-from stream_app.worker.batch import expected_partition
+from stream_app.messages import expected_partition
 from tests.integration.decay.helpers import (
     MAX_LAG_MS,
     Published,

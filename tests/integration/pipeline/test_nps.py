@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from scoring import nps
+from stream_app.messages import expected_partition
 from stream_app.store.state import StateStore, connect
-from stream_app.worker.batch import expected_partition
 from tests.integration.workers import DAY_MS, Worker, dumps, event, unique
 from tests.support.fold import fold
 from tests.support.kafka import Out

@@ -11,7 +11,7 @@ import pytest
 
 from scoring import REASONS, InvalidEvent, load_default_model, parse_event
 from stream_app.contracts import rfc3339
-from stream_app.worker.batch import expected_partition
+from stream_app.messages import expected_partition
 from tests.integration.workers import DAY_MS, Worker, dumps, event, now_ms, unique
 from tests.support.diff import close
 from tests.support.fold import fold

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stream_app.devkit import simulator
-from stream_app.worker.batch import expected_partition
+from stream_app.messages import expected_partition
 from tests.integration.workers import Worker, dumps, now_ms, unique
 from tests.support.diff import state_diff
 from tests.support.fold import fold, settle
