@@ -95,7 +95,7 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
     for path in [
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/test_deploy.py",
+        "tests/deploy/test_dockerfile.py",
         "scoring/__pycache__/x.pyc",
     ]:
         assert _ignored(rules, path), path
