@@ -21,11 +21,13 @@ from stream_app.store.records import CustomerRecord
 from stream_app.worker import batch as pipeline
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.scorer import Scorer
 from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
 T0 = 1_700_000_000_000
 HOUR, DAY = 3_600_000, 86_400_000
+TOPICS = Topics("in", "in.by-customer", "out", "dlq", 1)
 
 
 class Records(MemoryStore):
@@ -41,7 +43,7 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
     return BatchProcessor(
         due_horizon_ms=horizon_ms,
         model=MODEL,
-        topics=Topics("in", "in.by-customer", "out", "dlq", 1),
+        topics=TOPICS,
         store=store,
         publisher=Collect(),
         explain_events=0,
@@ -176,12 +178,14 @@ def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
     assert len(hints) == 3 and hints.get("c1") == 10.0
     hints.set("c3", 3.0)  # full: start again rather than grow
     assert len(hints) == 1 and hints.get("c3") == 3.0
-    hints.forget("c3")
+    hints.discard("c3")
     assert hints.get("c3") is None
-    processor = _processor(Records())
-    processor.due_hints.set("c-1", 5.0)
-    processor.forget([0])
-    assert len(processor.due_hints) == 0
+    scorer = Scorer(model=MODEL, topics=TOPICS, store=Records(), publisher=Collect())
+    scorer.hints.set("c-1", 5.0)
+    scorer.progress.advance({("in", 0): 3}, {0: 5.0})
+    scorer.revoked([0])
+    assert len(scorer.hints) == 0
+    assert scorer.progress.event_time(0) is None and scorer.progress.last_offset("in", 0) is None
 
 
 def test_the_record_this_worker_wrote_skips_the_pre_event_search(

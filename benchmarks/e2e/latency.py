@@ -27,7 +27,7 @@ from e2e.bench import (
 )
 from e2e.cpu import loadavg
 from e2e.workload import LatencyTraffic
-from stream_app.devkit.stack import TopicSpec, ensure_topics
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 #: The latency phase is cut into slices this long (by send time), with a p99 each: their
 #: spread tells a steady tail from a few bad seconds.

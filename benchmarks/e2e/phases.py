@@ -16,7 +16,8 @@ from e2e.memory import flush, worker_with_memory
 from e2e.profile import profile_pass
 from e2e.workers import worker_pass
 from e2e.workload import Workload, produce, throughput_workload
-from stream_app.devkit.stack import TopicSpec, ensure_topics, start_redis, start_tansu
+from stream_app.devkit.stack import start_redis, start_tansu
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 
 async def setup(bench: Bench) -> Workload:

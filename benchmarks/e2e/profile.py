@@ -50,7 +50,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "multidict/",
             "stream_app/http/health.py",
             "stream_app/http/views.py",
-            "stream_app/http/metrics.py",
+            "stream_app/worker/metrics.py",
         ),
     ),
     (  # (stream_app/faustx/take.py is faust's take buffer, reworked: before the glue)

@@ -19,7 +19,7 @@ import redis
 
 from scoring import decode_state, load_model
 from stream_app.devkit.stack import LocalService, start_redis, start_tansu
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_app.http.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
+from stream_app.worker.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
 
 # --------------------------------------------------------------------------- metrics
 

@@ -13,7 +13,7 @@ import pytest
 
 from scoring import load_model
 from stream_app.devkit.stack import LocalService
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.settings import Settings
 from tests.integration.decay.helpers import (
     MAX_LAG_MS,
