@@ -9,9 +9,10 @@ import orjson
 
 import scoring
 from stream_app.messages import Record, Topics, expected_partition
-from stream_app.worker.batch import BatchProcessor, BatchStats
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.report import Report
+from stream_app.worker.stats import BatchStats
 from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()

@@ -29,53 +29,9 @@ log = logging.getLogger("stream_app.cli.main")
 
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
-    settings = Settings.from_env()
-    model = load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from stream_app.kafka.topics import prepare
+    from stream_app.cli.start import run_worker
 
-    partitions = asyncio.run(prepare(settings))
-    if args.loop == "uvloop":
-        import mode.loop
-
-        mode.loop.use("uvloop")
-    from faust import Worker
-
-    from stream_app.app import create_app
-    from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
-    from stream_app.http import views
-    from stream_app.http.api import ReadApi
-    from stream_app.http.health import Health
-    from stream_app.worker import agents
-    from stream_app.worker.runtime import Runtime
-    from stream_app.worker.services import build_services
-
-    app = create_app(settings)
-    services = build_services(
-        settings,
-        model=model,
-        input_partitions=partitions,
-        publisher=FaustPublisher(app),
-        consumer=FaustConsumer(app),
-    )
-    agents.register(app, Runtime(services), settings, services.topics)
-    health = Health(
-        store=services.store,
-        consumer=services.consumer,
-        progress=services.scorer.progress,
-        topics=services.topics,
-        metrics=services.metrics,
-        ready_max_lag=settings.ready_max_lag,
-    )
-    views.register(
-        app,
-        api=ReadApi(model, services.store, services.readstore),
-        health=health,
-        metrics=services.metrics,
-        api_tokens=settings.api_token_list,
-        ops_tokens=settings.ops_token_list,
-    )
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
-    return 0
+    return run_worker(Settings.from_env(), loop=args.loop)
 
 
 def dev(args: argparse.Namespace) -> int:

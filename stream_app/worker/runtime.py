@@ -13,9 +13,9 @@ from aiokafka.errors import KafkaError
 
 from stream_app.aioutil import raise_if_cancelled
 from stream_app.messages import Record
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.report import Report
 from stream_app.worker.services import Services
+from stream_app.worker.stats import BatchStats
 
 log = logging.getLogger("stream_app.worker")
 
@@ -60,7 +60,7 @@ class Runtime:
                 await self._open()
                 async with self.busy:
                     began = time.perf_counter()
-                    stats = await self.scorer.batch.process(records)
+                    stats = await self.scorer.process(records)
                     metrics.batch_seconds.observe(time.perf_counter() - began)
                     metrics.batch_size.observe(len(records))
             except RETRYABLE as exc:
@@ -94,7 +94,7 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
-                    stats = await self.scorer.sweep.partition(partition, until, now_ms=now_ms)
+                    stats = await self.scorer.sweep_partition(partition, until, now_ms=now_ms)
             except RETRYABLE as exc:
                 log.warning("decay sweep of partition %d will retry: %s", partition, exc)
                 continue
