@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 import orjson
 
 import scoring
-from stream_app.messages import OutMessage, Record, Topics, expected_partition
-from stream_app.store.records import CustomerRecord, Write
+from stream_app.messages import Record, Topics, expected_partition
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.report import Report
 from stream_app.worker.stats import BatchStats
+from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
-
-
-class NewCustomers:
-    """A store where every customer is new and every write wins."""
-
-    def __init__(self) -> None:
-        self.writes: list[Write] = []
-
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: CustomerRecord() for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        self.writes.extend(writes)
-        return []
-
-
-class Published:
-    def __init__(self) -> None:
-        self.sent: list[OutMessage] = []
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        self.sent.extend(messages)
 
 
 def _records(n: int) -> list[Record]:
@@ -52,12 +29,12 @@ def _records(n: int) -> list[Record]:
 
 
 def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> None:
-    store = NewCustomers()
+    store = MemoryStore()  # every customer new: every write wins
     processor = BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 4),
         store=store,
-        publisher=Published(),
+        publisher=Collect(),
         clock=lambda: 1_700_000_100.0,
     )
     began = time.perf_counter()

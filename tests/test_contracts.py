@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from scoring import (
-    REASONS,
-    Change,
-    Event,
-    advance,
-    apply,
-    load_default_model,
-    next_crossing,
-)
+from scoring import REASONS, Change, Event, load_default_model
 from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter, rfc3339
+from tests.support.fold import OfflineFold
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 DAY_MS = 86_400_000
@@ -55,20 +49,14 @@ def dead_letter_schema() -> jsonschema.protocols.Validator:
 def real_changes() -> tuple[Change, ...]:
     """Changes of every kind from the real core: a tier up, a segment entered on an event,
     then decay crossings (a segment entered and a tier down with no event)."""
-    model = load_default_model()
-    changes: list[Change] = []
-    state = None
+    offline = OfflineFold(load_default_model())
     for n, (type_, nps) in enumerate(
         [("webinar_attended", None), ("webinar_attended", None), ("nps_response", 10)]
     ):
-        result = apply(state, Event(f"e{n}", "c-42", type_, T0 + n, nps), model)
-        state = result.state
-        changes += result.changes
-    assert state is not None
-    while (crossing := next_crossing(state, model)) is not None:
-        state, fired = advance(state, "c-42", crossing, model)
-        changes += fired
-        assert len(changes) < 50
+        offline.apply(Event(f"e{n}", "c-42", type_, T0 + n, nps))
+    offline.advance(math.inf)  # every crossing there is
+    changes = offline.changes()
+    assert len(changes) < 50
     kinds = {(c.cloudevent_type, c.cause) for c in changes}
     assert {
         ("engagement.tier.changed", "event"),

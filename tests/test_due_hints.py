@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import orjson
 import pytest
 
 import scoring
-from stream_app.messages import OutMessage, Record, Topics
-from stream_app.store.records import CustomerRecord, Write
+from stream_app.messages import Record, Topics
+from stream_app.store.records import CustomerRecord
 from stream_app.worker import batch as pipeline
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.scorer import Scorer
+from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
 T0 = 1_700_000_000_000
@@ -29,37 +30,12 @@ HOUR, DAY = 3_600_000, 86_400_000
 TOPICS = Topics("in", "in.by-customer", "out", "dlq", 1)
 
 
-class Records:
-    """Keeps records and every write, like Redis would (every write wins)."""
+class Records(MemoryStore):
+    """The records, every write, and the offset of the next input message."""
 
     def __init__(self) -> None:
-        self.records: dict[str, CustomerRecord] = {}
-        self.writes: list[Write] = []
-        self.offset = 0  # of the next input message
-
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        for w in writes:
-            self.records[w.customer_id] = CustomerRecord(
-                w.read_version + 1, dict(w.marks), w.state, w.explain
-            )
-        self.writes.extend(writes)
-        return []
-
-    async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
-        return []  # (these tests run no sweep)
-
-    async def reschedule(
-        self, partition: int, entries: Mapping[str, tuple[float, float | None]]
-    ) -> None:
-        return None
-
-
-class Drop:
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        return None
+        super().__init__()
+        self.offset = 0
 
 
 def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
@@ -69,7 +45,7 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
         model=MODEL,
         topics=TOPICS,
         store=store,
-        publisher=Drop(),
+        publisher=Collect(),
         explain_events=0,
         clock=lambda: (T0 + 400 * DAY) / 1000,
     )
@@ -204,7 +180,7 @@ def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
     assert len(hints) == 1 and hints.get("c3") == 3.0
     hints.discard("c3")
     assert hints.get("c3") is None
-    scorer = Scorer(model=MODEL, topics=TOPICS, store=Records(), publisher=Drop())
+    scorer = Scorer(model=MODEL, topics=TOPICS, store=Records(), publisher=Collect())
     scorer.hints.set("c-1", 5.0)
     scorer.progress.advance({("in", 0): 3}, {0: 5.0})
     scorer.revoked([0])

@@ -23,7 +23,7 @@ def pytest_terminal_summary(
     results = config.stash.get(_RESULTS, None)
     if not results:
         return
-    from .harness import format_details, format_table
+    from .report import format_details, format_table
 
     terminalreporter.section("fault injection (small scale)")
     terminalreporter.write_line(format_table(results))

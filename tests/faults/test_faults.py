@@ -1,9 +1,9 @@
 """The delivery guarantees under faults (issue 5), at small scale; the soak is ``scripts/faults``.
 
-Each integration test runs one scenario of :mod:`harness` against its own Tansu and
-redis-server (a restart never touches another test) with real worker processes, and checks it
-against one clean offline pass of the same log. The first tests are the regression tests of the
-bugs the harness found; they need no services.
+Each integration test runs one scenario of the harness (:mod:`tests.faults.scenarios`)
+against its own Tansu and redis-server (a restart never touches another test) with real worker
+processes, and checks it against one clean offline pass of the same log. The first tests are
+the regression tests of the bugs the harness found; they need no services.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +31,22 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import MAX_DEAD_PAYLOAD, dead_letter
-from stream_app.messages import OutMessage, Record, Topics, expected_partition
-from stream_app.store.records import CustomerRecord, Write
+from stream_app.messages import Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord
 from stream_app.worker.batch import BatchProcessor
+from tests.support.fakes import Collect, MemoryStore
 
-from .harness import (
-    Config,
-    Result,
-    hostile_messages,
-    raw_of,
+from .config import Config, Result
+from .group import scenario_group
+from .report import format_details
+from .scenarios import (
     scenario_broker,
-    scenario_group,
     scenario_kill,
     scenario_poison,
     scenario_redis,
     scenario_slow_redis,
 )
+from .workload import hostile_messages, raw_of
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 TOPICS = Topics(input="in", by_customer="in.by", output="out", dlq="dlq", input_partitions=4)
@@ -57,40 +55,9 @@ TOPICS = Topics(input="in", by_customer="in.by", output="out", dlq="dlq", input_
 # =========================================================================== regression tests
 
 
-@dataclass
-class FakeStore:
-    """In-memory stand-in for :class:`stream_app.store.state.StateStore`."""
-
-    records: dict[str, CustomerRecord] = field(default_factory=dict)
-    written: list[Write] = field(default_factory=list)
-
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Any]:
-        return {c: self.records.get(c, CustomerRecord()) for c in customer_ids}
-
-    async def commit(
-        self, writes: Sequence[Write], *, nps: object = None, index: object = ()
-    ) -> list[str]:
-        self.written += writes
-        for w in writes:
-            self.records[w.customer_id] = CustomerRecord(w.read_version + 1, dict(w.marks), w.state)
-        return []
-
-
-@dataclass
-class FakePublisher:
-    sent: list[OutMessage] = field(default_factory=list)
-    limit: int = 1_000_000  # faust's default producer_max_request_size
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        for m in messages:  # like the producer: a record over the limit fails the whole batch
-            if len(m.value) + len(m.key or b"") > self.limit:
-                raise RuntimeError(f"MessageSizeTooLargeError: {len(m.value)} bytes")
-        self.sent += messages
-
-
-def _processor(store: FakeStore | None = None) -> tuple[BatchProcessor, FakeStore, FakePublisher]:
-    store = store or FakeStore()
-    pub = FakePublisher()
+def _processor(store: MemoryStore | None = None) -> tuple[BatchProcessor, MemoryStore, Collect]:
+    store = store or MemoryStore()
+    pub = Collect()
     proc = BatchProcessor(
         model=load_default_model(),
         topics=TOPICS,
@@ -112,7 +79,7 @@ def _rec(value: bytes | None, offset: int, cid: str = "c-1") -> Record:
     return Record("in", expected_partition(cid, 4), offset, cid.encode(), value)
 
 
-def _dead(pub: FakePublisher) -> list[dict[str, Any]]:
+def _dead(pub: Collect) -> list[dict[str, Any]]:
     return [orjson.loads(m.value) for m in pub.sent if m.topic == "dlq"]
 
 
@@ -125,7 +92,7 @@ def test_a_tombstone_is_dead_lettered_not_retried_forever() -> None:
     (dead,) = _dead(pub)
     assert dead["reason"] == "not_json" and "tombstone" in dead["detail"]
     assert dead["payload_b64"] == "" and dead["source"]["offset"] == 0
-    assert [w.customer_id for w in store.written] == ["c-1"]
+    assert [w.customer_id for w in store.writes] == ["c-1"]
 
 
 def test_a_message_that_breaks_the_parser_is_dead_lettered(
@@ -188,7 +155,7 @@ def test_offsets_below_the_marks_with_unseen_event_ids_are_reported(
     model = load_default_model()
     state = apply(None, Event("old-1", "c-1", "webinar_attended", 1_700_000_000_000), model).state
     src = f"i{expected_partition('c-1', 4)}"
-    store = FakeStore({"c-1": CustomerRecord(1, {src: 500}, encode_state(state))})
+    store = MemoryStore({"c-1": CustomerRecord(1, {src: 500}, encode_state(state))})
     proc, _, _ = _processor(store)
     with caplog.at_level(logging.WARNING, logger="stream_app.worker.batch"):
         stats = asyncio.run(
@@ -222,8 +189,6 @@ def cfg(tmp_path: Path) -> Config:
 
 def _check(result: Result, fault_results: list[Result]) -> None:
     fault_results.append(result)
-    from .harness import format_details
-
     assert result.error is None, result.error
     assert result.ok, format_details([result])
 

@@ -1,15 +1,14 @@
 """Helpers shared by the scale-out tests (Redis Cluster, several workers in one group).
 
-The worker subprocess, producing and the offline fold come from :mod:`workers`; this adds
-what those tests need on top: a reproducible multi-customer workload, Redis reads that work
-on a plain Redis *and* on a Redis Cluster (pipelines of single-key commands, never a
-cross-slot ``MGET``), state comparison tolerant of decay crossings fired by the sweep, and
-the partition assignment each worker logged.
+The worker subprocess comes from :mod:`workers`, producing, the offline fold and the state
+comparison from :mod:`tests.support`; this adds what those tests need on top: a reproducible
+multi-customer workload, Redis reads that work on a plain Redis *and* on a Redis Cluster
+(pipelines of single-key commands, never a cross-slot ``MGET``), and the partition
+assignment each worker logged.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections import Counter
@@ -21,10 +20,12 @@ from typing import Any
 import redis
 import redis.cluster
 
-from scoring import CustomerState, Model, advance, decode_state, values_at
+from scoring import CustomerState, Model, decode_state
 from stream_app.store.keys import Keys
 from stream_app.store.records import CustomerRecord, decode_record
-from tests.integration.workers import Folded, Sent, event
+from tests.integration.workers import event
+from tests.support.fold import Folded
+from tests.support.kafka import Sent
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 
@@ -84,17 +85,6 @@ def customer_ids(docs: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({str(d["customer_id"]) for d in docs})
 
 
-def last_sent(docs: Sequence[Mapping[str, Any]], sent: Sequence[Sent]) -> dict[str, Sent]:
-    """Each customer's last message (keyed input: all of a customer's in one partition)."""
-    out: dict[str, Sent] = {}
-    for doc, s in zip(docs, sent, strict=True):
-        cid = str(doc["customer_id"])
-        if cid not in out or s.offset > out[cid].offset:
-            assert cid not in out or out[cid].partition == s.partition, "keyed by customer"
-            out[cid] = s
-    return out
-
-
 @dataclass
 class Store:
     """Synchronous reads of one deployment's keys (plain Redis or Redis Cluster)."""
@@ -147,50 +137,6 @@ def expected_nps(folded: Mapping[str, Folded]) -> Counter[str]:
             total[f"{day}|*|{cat}"] += 1
             total[f"{day}|{tier}|{cat}"] += 1
     return total
-
-
-def differences(
-    actual: Mapping[str, CustomerState | None],
-    expected: Mapping[str, CustomerState | None],
-    model: Model,
-    *,
-    horizon_ms: float,
-) -> dict[str, list[str]]:
-    """Per customer, what differs once both sides are settled to ``horizon_ms``.
-
-    The decay sweep fires crossings on its own schedule, so both states first get every
-    crossing up to the horizon (``scoring.advance``, pure). Then values and score at the
-    horizon must agree to a relative 1e-9, and tier, segments, clock (to the millisecond),
-    events applied, NPS answer, last-seen times, cap counters and remembered event ids
-    exactly.
-    """
-    out: dict[str, list[str]] = {}
-    for cid in sorted(set(actual) | set(expected)):
-        a, e = actual.get(cid), expected.get(cid)
-        if a is None or e is None:
-            if (a is None) != (e is None):
-                out[cid] = [f"stored {a is not None}, expected {e is not None}"]
-            continue
-        a, _ = advance(a, cid, horizon_ms, model)
-        e, _ = advance(e, cid, horizon_ms, model)
-        diffs = []
-        va, ve = values_at(a, model, horizon_ms), values_at(e, model, horizon_ms)
-        for name, x, y in [("score", va.score, ve.score)] + [
-            (d, va.dimensions[d], ve.dimensions[d]) for d in model.dimensions
-        ]:
-            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9):
-                diffs.append(f"{name} {x!r} != {y!r}")
-        if abs(a.clock_ms - e.clock_ms) > 1.0:
-            diffs.append(f"clock {a.clock_ms!r} != {e.clock_ms!r}")
-        for fld in (
-            "tier", "segments", "events_applied", "nps_score", "nps_at_ms", "last_event_ms",
-            "last_seen", "caps", "recent_ids",
-        ):  # fmt: skip
-            if getattr(a, fld) != getattr(e, fld):
-                diffs.append(f"{fld} {getattr(a, fld)!r} != {getattr(e, fld)!r}")
-        if diffs:
-            out[cid] = diffs
-    return out
 
 
 # --------------------------------------------------------------------------- worker logs

@@ -26,15 +26,15 @@ from tests.integration.workers import (
     SCHEMAS,
     Worker,
     clean_env,
-    close,
     dumps,
     event,
-    fold,
     now_ms,
     start_worker,
     stop_all,
     unique,
 )
+from tests.support.diff import close
+from tests.support.fold import fold
 
 pytestmark = pytest.mark.integration
 

@@ -30,25 +30,11 @@ from stream_app.devkit.stack import LocalService, redis_cluster_url, start_redis
 from stream_app.store.keys import Keys, slot_of
 from stream_app.store.state import connect
 from stream_app.store.tiercounts import fold_slot_shares, migrate_tier_sets, read_tier_counts
-from tests.integration.scaleout import (
-    AWKWARD_IDS,
-    Store,
-    customer_ids,
-    differences,
-    expected_nps,
-    last_sent,
-    workload,
-)
-from tests.integration.workers import (
-    DAY_MS,
-    REPO,
-    Worker,
-    event,
-    fold,
-    in_offset_order,
-    now_ms,
-    start_worker,
-)
+from tests.integration.scaleout import AWKWARD_IDS, Store, customer_ids, expected_nps, workload
+from tests.integration.workers import DAY_MS, REPO, Worker, event, now_ms, start_worker
+from tests.support.diff import state_diffs
+from tests.support.fold import fold
+from tests.support.kafka import in_offset_order, last_sent
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +148,7 @@ def test_pipeline_on_redis_cluster(
             ("decay", "lapsing"),
         }
 
-        diffs = differences(
+        diffs = state_diffs(
             store.states(ids, model),
             {c: expected[c].state for c in ids},
             model,

@@ -30,25 +30,11 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from scoring import CustomerState, Model, load_default_model
 from stream_app.devkit.stack import LocalService
 from stream_app.store.keys import Keys
-from tests.integration.scaleout import (
-    Assignment,
-    Store,
-    customer_ids,
-    differences,
-    last_sent,
-    latest_assignment,
-    workload,
-)
-from tests.integration.workers import (
-    Sent,
-    Worker,
-    fold,
-    in_offset_order,
-    now_ms,
-    start_worker,
-    stop_all,
-    unique,
-)
+from tests.integration.scaleout import Assignment, Store, customer_ids, latest_assignment, workload
+from tests.integration.workers import Worker, now_ms, start_worker, stop_all, unique
+from tests.support.diff import state_diffs
+from tests.support.fold import fold
+from tests.support.kafka import Sent, in_offset_order, last_sent
 
 pytestmark = pytest.mark.integration
 
@@ -228,7 +214,7 @@ def _run(bench: Bench, n: int, *, sigterm_one: bool = False) -> Outcome:
         ids = customer_ids(docs)
         states = group.store.states(ids, model)
         expected = fold(in_offset_order(docs, sent), model)
-        diffs = differences(states, {c: expected[c].state for c in ids}, model, horizon_ms=now_ms())
+        diffs = state_diffs(states, {c: expected[c].state for c in ids}, model, horizon_ms=now_ms())
         assert not diffs, f"{n} workers: {len(diffs)} customers differ from the fold: {diffs}"
         return Outcome(states, group.store.nps_counts(), before)
     finally:
@@ -245,13 +231,13 @@ def reference(bench: Bench) -> Outcome:
 def test_n_workers_give_the_single_workers_state(n: int, reference: Outcome, bench: Bench) -> None:
     outcome = _run(bench, n)
     assert len(outcome.assignments) == n
-    diffs = differences(outcome.states, reference.states, bench.model, horizon_ms=now_ms())
+    diffs = state_diffs(outcome.states, reference.states, bench.model, horizon_ms=now_ms())
     assert not diffs, f"{n} workers differ from one worker: {diffs}"
     assert outcome.nps == reference.nps and sum(outcome.nps.values()) > 0
 
 
 def test_a_worker_leaving_hands_its_partitions_over(reference: Outcome, bench: Bench) -> None:
     outcome = _run(bench, 3, sigterm_one=True)
-    diffs = differences(outcome.states, reference.states, bench.model, horizon_ms=now_ms())
+    diffs = state_diffs(outcome.states, reference.states, bench.model, horizon_ms=now_ms())
     assert not diffs, f"after a worker left: {diffs}"
     assert outcome.nps == reference.nps

@@ -1,15 +1,15 @@
 """Helpers for the integration tests of the worker: a worker subprocess against the session's
-Tansu and redis-server, producing with known offsets, reading topics, reading Redis state, and
-the offline fold through the pure scoring core that gives the expected results.
+Tansu and redis-server, producing to it, reading its topics and its Redis state.
 
-Every wait polls a condition against a deadline; a failed wait shows the worker's log tail.
+The Kafka clients and the offline fold that gives the expected results are in
+:mod:`tests.support`. Every wait polls a condition against a deadline; a failed wait shows the
+worker's log tail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import re
 import signal
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,37 +25,23 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from scoring import (
-    Change,
-    CustomerState,
-    InvalidEvent,
-    Model,
-    advance,
-    apply,
-    decode_state,
-    load_model,
-    parse_event,
-    values_at,
-)
+from scoring import CustomerState, Model, decode_state, load_model
 from scoring.model import default_model_path
 from stream_app.devkit.stack import LocalService
 from stream_app.kafka.topics import prepare
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.records import CustomerRecord, decode_record
+from tests.support.kafka import Message, Out, Sent, produce, read_to_end, read_until
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "docs" / "schemas"
 DAY_MS = 86_400_000
-REL_TOL = 1e-9
 #: 2000-01-01T00:00:00Z: older than any replayed history (see :meth:`Worker.wait_ready`).
 OLD_MS = 946_684_800_000
-MARKER = b'{"test_marker": true}'
 
 
 def unique(prefix: str) -> str:
@@ -138,28 +123,6 @@ def worker_env(
         env["ENGAGEMENT_MODEL_FILE"] = str(model_file)
     env.update(extra)
     return env
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """Where a produced message landed."""
-
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message read back from a topic."""
-
-    key: bytes | None
-    value: bytes
-    partition: int
-    offset: int
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    def json(self) -> Any:
-        return orjson.loads(self.value)
 
 
 @dataclass
@@ -259,21 +222,13 @@ class Worker:
         return found
 
     def read_all(self, topic: str, *, timeout: float = 30.0) -> list[Message]:
-        """Everything in ``topic`` produced before this call (marker messages excluded).
-
-        Tansu's ListOffsets answers the last batch's base offset + 1, not the end offset, so
-        the end is found by writing a marker to every partition and reading up to the markers.
-        Only for topics the worker does not consume (markers are not events)."""
-        n = self.settings.partitions
-        sent = self.produce([Out(MARKER, b"test-marker", p) for p in range(n)], topic)
-        ends = {(s.partition, s.offset) for s in sent}
-
-        def done(messages: list[Message]) -> bool:
-            return ends <= {(m.partition, m.offset) for m in messages}
-
-        return [
-            m for m in self.read(topic, done, timeout=timeout, what="markers") if m.value != MARKER
-        ]
+        """Everything in ``topic`` produced before this call (``support.kafka.read_to_end``:
+        only for topics the worker does not consume, markers are not events)."""
+        found = read_to_end(self.brokers, topic, self.settings.partitions, timeout)
+        if found is None:
+            self.fail(f"timed out after {timeout:g}s reading {topic} for markers")
+            raise AssertionError("unreachable")
+        return found
 
     # ----------------------------------------------------------------- Redis
 
@@ -419,195 +374,3 @@ def stop_all(workers: Sequence[Worker], timeout: float = 20.0) -> list[str]:
                 f"(exit {w.process.returncode}); log tail:\n{w.log_tail(3000)}"
             )
     return unclean
-
-
-# --------------------------------------------------------------------------- Kafka clients
-
-
-@dataclass(frozen=True, slots=True)
-class Out:
-    """A message to produce: value, key, and an explicit partition (None: the partitioner's)."""
-
-    value: bytes
-    key: bytes | None = None
-    partition: int | None = None
-
-
-async def produce(brokers: str, topic: str, messages: Sequence[Out]) -> list[Sent]:
-    """Produce in order with acks=all; returns each message's partition and offset."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=brokers, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
-    )
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, m.value, key=m.key, partition=m.partition) for m in messages
-        ]
-        metas = await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return [Sent(md.partition, md.offset) for md in metas]
-
-
-async def list_topics(brokers: str) -> set[str]:
-    """Topic names, by listing (a Metadata request naming a topic would create it on Tansu)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
-async def _consumer(brokers: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
-    if topic not in await list_topics(brokers):
-        raise AssertionError(f"topic {topic!r} does not exist")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=brokers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        await consumer.stop()
-        raise AssertionError(f"no partitions for {topic!r}")
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return consumer, tps
-
-
-async def read_until(
-    brokers: str, topic: str, until: Callable[[list[Message]], object], timeout: float
-) -> list[Message] | None:
-    """All messages of ``topic`` from the start, once ``until`` holds (None at the deadline)."""
-    deadline = time.monotonic() + timeout
-    consumer, _ = await _consumer(brokers, topic)
-    seen: list[Message] = []
-    try:
-        while True:
-            if until(seen):
-                return seen
-            if time.monotonic() > deadline:
-                return None
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, msgs in batch.items():
-                seen.extend(
-                    Message(m.key, m.value, tp.partition, m.offset, tuple(m.headers)) for m in msgs
-                )
-    finally:
-        await consumer.stop()
-
-
-# --------------------------------------------------------------------------- offline fold
-
-
-@dataclass
-class Folded:
-    """One customer's expected outcome: state, changes published, NPS responses counted."""
-
-    state: CustomerState | None = None
-    changes: list[Change] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    nps: list[tuple[str, str, str]] = field(default_factory=list)  # (day, tier, category)
-
-
-def fold(
-    raws: Iterable[bytes], model: Model, *, at_ms: int | None = None, dedup_memory: int = 16
-) -> dict[str, Folded]:
-    """Apply raw messages in the given order per customer, as one clean pass of the worker
-    would (invalid ones skipped, as the worker dead-letters them)."""
-    clock = now_ms() if at_ms is None else at_ms
-    out: dict[str, Folded] = defaultdict(Folded)
-    for raw in raws:
-        try:
-            ev = parse_event(raw, model, now_ms=clock)
-        except InvalidEvent:
-            continue
-        f = out[ev.customer_id]
-        result = apply(f.state, ev, model, dedup_memory=dedup_memory)
-        f.state = result.state
-        f.changes.extend(result.changes)
-        f.statuses.append(result.status)
-        if result.nps is not None:
-            f.nps.append((result.nps.day, result.nps.tier, result.nps.category))
-    return dict(out)
-
-
-def in_offset_order(docs: Sequence[Mapping[str, Any]], sent: Sequence[Sent]) -> list[bytes]:
-    """The raw messages ordered as a worker meets them: by (partition, offset)."""
-    pairs = sorted(zip(sent, docs, strict=True), key=lambda p: (p[0].partition, p[0].offset))
-    return [dumps(doc) for _, doc in pairs]
-
-
-def catch_up(
-    expected: CustomerState, actual: CustomerState, customer_id: str, model: Model
-) -> CustomerState:
-    """``expected`` advanced through decay crossings to ``actual``'s clock, when the worker's
-    decay sweep has moved the stored clock past the last event (a no-op otherwise)."""
-    if actual.clock_ms > expected.clock_ms:
-        expected, _ = advance(expected, customer_id, actual.clock_ms, model)
-    return expected
-
-
-def settle(
-    state: CustomerState, customer_id: str, model: Model, horizon_ms: float
-) -> CustomerState:
-    """``state`` with every decay crossing up to ``horizon_ms`` applied (pure).
-
-    The worker's decay sweep fires crossings on its own schedule; settling both the stored
-    state and the offline fold to one horizon makes them comparable whenever the sweep ran.
-    ``settle(settle(s, t1), t2) == settle(s, t2)``, so a state the sweep already advanced
-    part of the way settles to exactly the same result."""
-    settled, _ = advance(state, customer_id, horizon_ms, model)
-    return settled
-
-
-def close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL)
-
-
-def state_differences(
-    actual: CustomerState, expected: CustomerState, model: Model, *, at_ms: float
-) -> list[str]:
-    """What differs between two states of one event history, settled to the horizon
-    ``at_ms``: dimension values and score at ``at_ms`` (relative tolerance), segments, events
-    applied, NPS answer, last event time, and the tier unless the score lies in a hysteresis
-    band. Empty when they agree.
-
-    Not compared: the clock and, inside a band, the tier. Both depend on the path the score
-    took, which depends on the order the worker met events and crossings in: across source
-    partitions that order is not defined, and the decay sweep fires crossings at a partition's
-    event-time progress, so an older event queued behind newer ones (a replayed history, a
-    re-keyed message) arrives as a late event after a crossing the offline fold fires later.
-    Values, segments and counts do not depend on that order."""
-    diffs = []
-    va = values_at(actual, model, at_ms)
-    ve = values_at(expected, model, at_ms)
-    if not close(va.score, ve.score):
-        diffs.append(f"score {va.score!r} != {ve.score!r}")
-    for dim in model.dimensions:
-        if not close(va.dimensions[dim], ve.dimensions[dim]):
-            diffs.append(f"{dim} {va.dimensions[dim]!r} != {ve.dimensions[dim]!r}")
-    if actual.tier != expected.tier and not in_hysteresis_band(expected, model, at_ms):
-        diffs.append(f"tier {actual.tier_name(model)} != {expected.tier_name(model)}")
-    if actual.segments != expected.segments:
-        diffs.append(f"segments {actual.segment_names(model)} != {expected.segment_names(model)}")
-    if actual.events_applied != expected.events_applied:
-        diffs.append(f"events_applied {actual.events_applied} != {expected.events_applied}")
-    if (actual.nps_score, actual.nps_at_ms) != (expected.nps_score, expected.nps_at_ms):
-        diffs.append(f"nps {actual.nps_score} != {expected.nps_score}")
-    if actual.last_event_ms != expected.last_event_ms:
-        diffs.append(f"last_event_ms {actual.last_event_ms} != {expected.last_event_ms}")
-    return diffs
-
-
-def in_hysteresis_band(state: CustomerState, model: Model, at_ms: float) -> bool:
-    """True when the score at ``at_ms`` lies where the tier depends on the path the score
-    took (at or above a tier's down bound, below its threshold)."""
-    score = values_at(state, model, at_ms).score
-    return any(t.threshold * (1 - model.hysteresis) <= score < t.threshold for t in model.tiers[1:])

@@ -1,0 +1,88 @@
+"""A worker stopped mid-stream exits cleanly; its successor loses nothing."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_app.devkit import simulator
+from stream_app.devkit.stack import LocalService
+from tests.integration.workers import (
+    OLD_MS,
+    Worker,
+    dumps,
+    now_ms,
+    relaunch,
+    start_worker,
+    stop_all,
+    unique,
+)
+from tests.support.diff import state_diff
+from tests.support.fold import fold, settle
+from tests.support.kafka import last_sent
+
+pytestmark = pytest.mark.integration
+
+
+def renamed(docs: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """The same events for customers named ``prefix + customer_id``."""
+    return [{**d, "customer_id": prefix + d["customer_id"]} for d in docs]
+
+
+# --------------------------------------------------------------------------- stop, restart
+
+
+def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothing(
+    tansu: LocalService, redis_server: LocalService, tmp_path: Path
+) -> None:
+    first = start_worker(tansu, redis_server, tmp_path, name="restart")
+    second: Worker | None = None
+    try:
+        first.wait_ready(at_ms=OLD_MS)
+        config = simulator.SimConfig.ending(now_ms(), 60, customers=200, seed=11)
+        tag = unique("rs")
+        docs = renamed(list(simulator.history(config)), f"{tag}-")
+        sent = first.produce_events(docs)
+        customers = sorted({d["customer_id"] for d in docs})
+        first.wait(
+            lambda: any(s is not None for s in first.states(customers).values()),
+            what="the first batches scored",
+        )
+        began = time.monotonic()
+        unclean = stop_all([first])  # SIGTERM while batches are in flight
+        assert not unclean, "\n".join(unclean)
+        # well within stop_all's 20 s: the worker stopped by itself, not by SIGKILL
+        assert time.monotonic() - began < 15
+
+        second = relaunch(first, "restart-2")  # same group, topics and key prefix
+        at_stop = second.states(customers)  # the successor has not joined the group yet
+        done = sum(s.events_applied for s in at_stop.values() if s is not None)
+        assert 0 < done < len(docs), (done, len(docs))  # it does have work left
+        second.wait_processed(last_sent(docs, sent), timeout=90)
+        expected = fold((dumps(d) for d in docs), second.model)
+        states = second.states(customers)
+        horizon = max([now_ms(), *(s.clock_ms for s in states.values() if s)])
+        counts = Counter(d["customer_id"] for d in docs)
+        problems = {}
+        for cid, f in expected.items():
+            got = states[cid]
+            assert got is not None and f.state is not None
+            diffs = state_diff(
+                settle(got, cid, second.model, horizon),
+                settle(f.state, cid, second.model, horizon),
+                second.model,
+                horizon_ms=horizon,
+                any_order=True,
+            )
+            if got.events_applied != counts[cid]:  # each event applied exactly once
+                diffs.append(f"events_applied {got.events_applied} != {counts[cid]}")
+            if diffs:
+                problems[cid] = diffs
+        assert not problems, problems
+    finally:
+        unclean = stop_all([w for w in (first, second) if w is not None])
+    assert not unclean, "\n".join(unclean)
