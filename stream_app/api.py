@@ -145,6 +145,18 @@ class ReadApi:
             ]
         return 200, body
 
+    async def timeline(
+        self, customer_id: str, query: Mapping[str, str], now_ms: float | None = None
+    ) -> Answer:
+        """The customer's score and dimensions over time (:mod:`stream_app.timeline`)."""
+        from .timeline import samples_param, timeline
+
+        samples = samples_param(query)
+        state, _, raw_explain = await self._load(customer_id)
+        expl = decode_explanation(raw_explain, self.model) if raw_explain is not None else None
+        now = time.time() * 1000 if now_ms is None else now_ms
+        return 200, timeline(customer_id, state, expl, self.model, now_ms=now, samples=samples)
+
     async def _load(self, customer_id: str) -> tuple[CustomerState, int, bytes | None]:
         try:
             validate_customer_id(customer_id)
@@ -223,6 +235,17 @@ class ReadApi:
         if by == "tier":
             body["by_tier"] = {t.name: _nps_body(groups.get(t.name)) for t in self.model.tiers}
         return 200, body
+
+    async def nps_daily(self, query: Mapping[str, str], today: date | None = None) -> Answer:
+        """NPS per day of a window, overall and by tier (:mod:`stream_app.npsdaily`)."""
+        from .npsdaily import days_body, params
+
+        try:
+            start, end, by_tier = params(query, today or datetime.now(tz=UTC).date())
+        except ApiError as exc:
+            return exc.answer
+        counts = await self.store.nps_counts()
+        return 200, days_body(counts, self.model, start, end, by_tier=by_tier)
 
 
 def _day(text: str | None, default: date, name: str) -> date:

@@ -13,7 +13,8 @@ from typing import IO, Any
 
 from scoring import Model, load_model
 
-from . import jsonutil
+from . import jsonutil, logs
+from .devstack import DevStackError
 from .kafka_io import consume, produce_lines
 from .keys import Keys
 from .readmodel import describe
@@ -36,18 +37,28 @@ def worker(args: argparse.Namespace) -> int:
         mode.loop.use("uvloop")
     from faust import Worker
 
-    from . import agents, views  # noqa: F401 - registers the agent and routes with the app
+    from . import agents, dashboard, views  # noqa: F401 - registers the agent and routes
     from .app import app
     from .runtime import runtime
 
     runtime.input_partitions = partitions
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        logging_config=logs.worker_logging_config(settings.log_format, settings.log_level),
+    ).execute_from_commandline()
     return 0
 
 
 def dev(args: argparse.Namespace) -> int:
     """The embedded default: everything local, simulated traffic, a live view."""
-    from .devmode import run_dev
+    try:
+        from .devmode import run_dev
+    except ModuleNotFoundError as exc:  # rich: the `demo` extra
+        raise DevStackError(
+            f"`dev` needs the demo extra ({exc}): pip install 'engagement-scorer[demo]'"
+        ) from None
 
     return run_dev(args)
 

@@ -55,7 +55,8 @@ async def readiness(app: Any, runtime: Runtime, settings: Settings) -> tuple[boo
 
 
 async def refresh_gauges(app: Any, runtime: Runtime, settings: Settings) -> None:
-    """Set the per-partition gauges (event time, lag, due-index size) before a scrape."""
+    """Set the gauges read at scrape time: per partition (event time, lag, due-index size),
+    and customers per tier and per segment."""
     m = runtime.metrics
     processor = await runtime.processor()
     now = time.time()
@@ -68,3 +69,8 @@ async def refresh_gauges(app: Any, runtime: Runtime, settings: Settings) -> None
     for name, lag in (await consumer_lag(app, runtime, settings)).items():
         topic, part = name.rsplit(":", 1)
         m.consumer_lag.set(lag, topic=topic, partition=part)
+    if runtime.readstore is not None:  # (built with the processor above)
+        for tier, counts in (await runtime.readstore.tier_counts(now * 1000)).items():
+            m.tier_customers.set(counts["customers"], tier=tier)
+        for segment, n in (await runtime.readstore.segment_counts()).items():
+            m.segment_customers.set(n, segment=segment)

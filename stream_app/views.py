@@ -122,6 +122,6 @@ class MetricsView(_JsonView):
         if (refused := self.denied(request)) is not None:
             return refused
         await refresh_gauges(app, runtime, settings)
-        return self.bytes(
-            runtime.metrics.registry.render(), content_type="text/plain; version=0.0.4"
-        )
+        body, content_type = runtime.metrics.registry.exposition(request.headers.get("Accept"))
+        # (a header: aiohttp refuses a charset in ``content_type``)
+        return self.bytes(body, headers={"Content-Type": content_type})
