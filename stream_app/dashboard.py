@@ -14,6 +14,7 @@ Routes are thin, as in ``views.py``: token check, hand-over, JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -53,6 +54,22 @@ def asset(name: str) -> bytes:
     if name not in ASSETS:  # only the listed files, whatever the path says
         raise KeyError(name)
     return STATIC.joinpath(name).read_bytes()
+
+
+def changes_limit(query: Mapping[str, str]) -> int:
+    """The ``limit`` of ``GET /v1/changes`` (default 50, at most :data:`KEEP`).
+
+    >>> changes_limit({}), changes_limit({"limit": "200"})
+    (50, 200)
+    >>> changes_limit({"limit": "0"})
+    Traceback (most recent call last):
+    ...
+    stream_app.api.ApiError: limit: must be between 1 and 200
+    """
+    text = query.get("limit") or str(DEFAULT_CHANGES)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= KEEP:
+        raise ApiError(400, "bad_limit", f"limit: must be between 1 and {KEEP}")
+    return int(text)
 
 
 async def change_feed() -> ChangeFeed:
@@ -107,11 +124,12 @@ class ChangesView(_JsonView):
     async def get(self, request: Any) -> Any:
         if (refused := self.denied(request)) is not None:
             return refused
-        text = request.query.get("limit") or str(DEFAULT_CHANGES)
-        if not text.isdigit() or not 1 <= int(text) <= KEEP:
-            return self.answer(error(400, "bad_limit", f"limit: must be between 1 and {KEEP}"))
+        try:
+            limit = changes_limit(request.query)
+        except ApiError as exc:
+            return self.answer(exc.answer)
         feed = await change_feed()
-        return self.json({"topic": feed.topic, "changes": feed.latest(int(text))})
+        return self.json({"topic": feed.topic, "changes": feed.latest(limit)})
 
 
 @app.page("/v1/customers/{customer_id:[^/]+}/timeline")

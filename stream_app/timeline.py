@@ -11,7 +11,8 @@ for any ``t`` at or after the oldest kept event::
 
 exactly: the events not kept are all older, and their sum is one exponential from there on.
 The curve between two kept events is therefore known at every instant, not interpolated;
-:func:`timeline` evaluates it on a grid plus just before and at every kept event (the jumps).
+:func:`timeline` evaluates it on a grid, and just before and at each instant a kept event
+happened (the jumps: two points with the same time).
 Without an explanation (``ENGAGEMENT_EXPLAIN_EVENTS=0``) the curve starts at the last event.
 """
 
@@ -93,8 +94,9 @@ def timeline(
     start = curve.exact_from
     end = max(now_ms, state.clock_ms, start)
     grid = [start + (end - start) * k / (samples - 1) for k in range(samples)]
-    points: list[tuple[float, bool]] = [(t, False) for t in grid]
-    points += [(ts, True) for ts, *_ in curve.events] + [(ts, False) for ts, *_ in curve.events]
+    jumps = {float(ts) for ts, *_ in curve.events}  # each instant an event happened at
+    points = [(t, False) for t in grid if t not in jumps]
+    points += [(t, before) for t in jumps for before in (True, False)]
     points.sort(key=lambda p: (p[0], not p[1]))  # at an event: the value before it first
     times: list[float] = []
     columns: dict[str, list[float]] = {d: [] for d in model.dimensions}

@@ -82,11 +82,11 @@ const Charts = (() => {
       const count = el("text", { x, y: by + 28, class: "count", "data-testid": "tier-count",
         "data-tier": t.name }, String(t.customers));
       svg.append(count);
-      svg.append(el("text", { x: x + 16 + 8.5 * String(t.customers).length + 14, y: by + 27,
+      svg.append(el("text", { x: x + 17 * String(t.customers).length + 10, y: by + 27,
         class: "share" }, `${share} %`));
-      svg.append(el("text", { x, y: by + 46, class: "moves" },
+      svg.append(el("text", { x, y: by + 46, class: "moves", "data-tier": t.name },
         `last hour  +${t.entered_last_hour} in  \u2212${t.left_last_hour} out`));
-      svg.append(el("text", { x, y: by + 62, class: "moves" },
+      svg.append(el("text", { x, y: by + 62, class: "moves", "data-tier": t.name },
         `last day   +${t.entered_last_day} in  \u2212${t.left_last_day} out`));
     });
     return mount(container, svg);

@@ -184,6 +184,7 @@
   }
 
   function drawFeed(body) {
+    const following = state.feedSeen.size > 0; // (the first fill is not news)
     const rows = body.changes.slice(0, FEED_ROWS).map((c) => {
       const link = h("button", { type: "button", class: "customer-link" }, c.customer_id);
       link.addEventListener("click", () => lookup(c.customer_id));
@@ -194,7 +195,7 @@
       const row = h("tr", { "data-change": c.id }, h("td", {}, shortWhen(c.time)), h("td", {}, link),
         h("td", {}, change), h("td", { class: "num" }, fixed(c.score)),
         h("td", { class: `cause-${c.cause}` }, c.cause));
-      if (state.refreshes > 0 && !state.feedSeen.has(c.id)) row.className = "fresh";
+      if (following && !state.feedSeen.has(c.id)) row.className = "fresh";
       return row;
     });
     body.changes.forEach((c) => state.feedSeen.add(c.id));
