@@ -473,7 +473,10 @@ def test_asyncapi_messages_document_keys_and_payloads(asyncapi: dict[str, Any]) 
     for name, msg in messages.items():
         key = msg["bindings"]["kafka"]["key"]
         assert len(key["description"]) > 20, name
-        assert msg["payload"]["schemaFormat"] == "application/schema+json;version=draft-07"
+        # the schema files declare JSON Schema 2020-12 ($schema): the document says the same
+        assert msg["payload"]["schemaFormat"] == "application/schema+json;version=2020-12"
+        declared = json.loads(_schema_file(msg).read_text("utf-8"))["$schema"]
+        assert declared == "https://json-schema.org/draft/2020-12/schema"
         assert _schema_file(msg).is_file()
         validators = _validators(_schema_file(msg))
         for example in msg["examples"]:
@@ -486,8 +489,9 @@ def test_asyncapi_messages_document_keys_and_payloads(asyncapi: dict[str, Any]) 
 
 @functools.cache
 def _validators(path: Path) -> list[jsonschema.protocols.Validator]:
-    """The schema under JSON Schema 2020-12 (what the files declare) and draft-07 (what the
-    AsyncAPI document declares as schemaFormat): both must give the same verdicts."""
+    """The schema under JSON Schema 2020-12 (what the files and the AsyncAPI document
+    declare) and draft-07 (what older consumers' validators speak): both must give the same
+    verdicts."""
     schema = json.loads(path.read_text("utf-8"))
     out: list[jsonschema.protocols.Validator] = []
     for cls, spec in (
