@@ -229,6 +229,7 @@ def test_optional_services_sit_behind_profiles(services: dict[str, dict[str, Any
     assert default == {"kafka", "redis", "worker"}
     assert services["simulator"]["profiles"] == ["demo"]
     assert services["prometheus"]["profiles"] == ["metrics"]
+    assert services["grafana"]["profiles"] == ["metrics"]
 
 
 def test_prometheus_scrapes_every_worker_replica(services: dict[str, dict[str, Any]]) -> None:
@@ -242,7 +243,11 @@ def test_prometheus_scrapes_every_worker_replica(services: dict[str, dict[str, A
     (sd,) = job["dns_sd_configs"]
     web_port = Settings.from_env(_env(services["worker"])).web_port
     assert sd["names"] == ["worker"] and sd["port"] == web_port
-    assert "not serve /metrics yet" in (REPO / source).read_text("utf-8")
+    # the worker serves /metrics (the file's comments must not say otherwise)
+    assert '@app.page("/metrics")' in (REPO / "stream_app" / "views.py").read_text("utf-8")
+    for path in (REPO / source, REPO / "docker-compose.yml"):
+        text = path.read_text("utf-8")
+        assert "not serve /metrics" not in text and "issue " not in text, path
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -318,6 +323,15 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
     assert set(sources) == {"pyproject.toml", "README.md", "scoring", "stream_app"}
     runs = " ".join(a for w, a in instructions if w == "RUN")
     assert re.search(r"pip (wheel|install)\b[^&]* \.(\s|$)", runs), "pip must build the project"
+    # the dependency wheels are built from pyproject.toml alone, before any source is copied:
+    # a change of the code rebuilds the project's wheel only
+    order = [(w, a) for w, a in instructions if w in ("COPY", "RUN")]
+    deps = next(i for i, (w, a) in enumerate(order) if w == "RUN" and "-r requirements" in a)
+    copied = [a.split()[0] for w, a in order[:deps] if w == "COPY"]
+    assert copied == ["pyproject.toml"], copied
+    assert "['project']['dependencies']" in order[deps][1]  # no extras: no demo, no dev
+    source_copies = [i for i, (w, a) in enumerate(order) if w == "COPY" and "stream_app" in a]
+    assert source_copies and min(source_copies) > deps
     rules = _dockerignore()
     kept = [
         "pyproject.toml", "README.md", "scoring/__init__.py", "scoring/models/default.toml",
