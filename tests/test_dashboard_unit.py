@@ -60,7 +60,7 @@ def test_the_page_works_offline_under_its_content_security_policy() -> None:
     assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
     assert "<style" not in html and " style=" not in html and "onclick" not in html
     js = (STATIC / "dashboard.js").read_text("utf-8") + (STATIC / "charts.js").read_text()
-    assert "setAttribute(\"style\"" not in js and "innerHTML" not in js
+    assert 'setAttribute("style"' not in js and "innerHTML" not in js
 
 
 def test_the_token_stays_out_of_urls() -> None:
@@ -124,9 +124,7 @@ def test_daily_nps_has_every_day_of_the_window() -> None:
     assert sum(d["responses"] for d in body["by_tier"]["hot"]) == 0  # before the window
     # every day: the tiers add up to the overall count
     for k, day in enumerate(days):
-        assert sum(body["by_tier"][t.name][k]["responses"] for t in model.tiers) == day[
-            "responses"
-        ]
+        assert sum(body["by_tier"][t.name][k]["responses"] for t in model.tiers) == day["responses"]
     one = npsdaily.days_body(counts, model, TODAY, TODAY, by_tier=False)
     assert "by_tier" not in one and [d["responses"] for d in one["days"]] == [2]
 

@@ -97,7 +97,7 @@ def test_the_worker_runs_without_the_demo_extra(tmp_path: Path) -> None:
         "sys.exit(cli.main(['dev', '--duration', '1']))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
         timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
@@ -152,7 +152,8 @@ def _exported_names() -> set[str]:
 
 
 def _dashboard() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((GRAFANA / "dashboards" / "engagement-scorer.json").read_text())
+    path = GRAFANA / "dashboards" / "engagement-scorer.json"
+    doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
     return doc
 
 

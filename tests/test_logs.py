@@ -101,5 +101,3 @@ def test_the_worker_logging_config(root_logger: logging.Logger) -> None:
     assert isinstance(handler.formatter, logs.JsonFormatter)
     assert root_logger.level == logging.DEBUG
     assert getattr(handler, "stream", None) is sys.stdout
-
-

@@ -120,6 +120,15 @@ def stack(
         assert not problems, problems
 
 
+def moves(tier: dict[str, Any]) -> tuple[str, str]:
+    """The thermometer's two lines of a tier's moves, as the page writes them."""
+    hour, day = (
+        f"+{tier[f'entered_last_{span}']} in \u2212{tier[f'left_last_{span}']} out"
+        for span in ("hour", "day")
+    )
+    return hour, day
+
+
 def settled(s: Stack, read: Any, tries: int = 8) -> tuple[Any, Any]:
     """``(api, page)`` read while nothing moved: the API before and after a page refresh
     agree (a decay crossing can fall due at any moment; then the reading is taken again)."""
@@ -146,29 +155,24 @@ def test_the_page_shows_what_the_api_says(stack: Stack) -> None:
         nps = s.api("/v1/nps")
         return {
             "tiers": {t["name"]: str(t["customers"]) for t in tiers},
-            "moves": {
-                t["name"]: (f"+{t['entered_last_hour']} in \u2212{t['left_last_hour']} out",
-                            f"+{t['entered_last_day']} in \u2212{t['left_last_day']} out")
-                for t in tiers
-            },  # fmt: skip
+            "moves": {t["name"]: moves(t) for t in tiers},
             "nps": "-" if nps["overall"]["nps"] is None else str(nps["overall"]["nps"]),
             "split": {k: str(nps["overall"][k]) for k in ("promoters", "passives", "detractors")},
             "segments": {x["name"]: str(x["customers"]) for x in s.api("/v1/segments")["segments"]},
             "feed": [c["id"] for c in s.api("/v1/changes?limit=50")["changes"]][:30],
-            "trend": {
-                d["day"]: d["nps"] for d in s.api("/v1/nps/daily")["days"] if d["responses"]
-            },
+            "trend": {d["day"]: d["nps"] for d in s.api("/v1/nps/daily")["days"] if d["responses"]},
         }
 
     def page() -> dict[str, Any]:
+        shown_moves = s.page(
+            "[...document.querySelectorAll('[data-testid=tier-count]')]"
+            ".map(e => [e.dataset.tier, [...document.querySelectorAll("
+            "`[data-tier='${e.dataset.tier}'].moves`)].map(m => m.textContent)])"
+        )
         moves = {
             tier: tuple(re.sub(r"\s+", " ", m).split(" ", 2)[2] for m in (hour, day))
-            for tier, (hour, day) in s.page(
-                "[...document.querySelectorAll('[data-testid=tier-count]')].map(e => [e.dataset.tier,"
-                " [...document.querySelectorAll(`[data-tier='${e.dataset.tier}'].moves`)]"
-                ".map(m => m.textContent)])"
-            )
-        }  # fmt: skip
+            for tier, (hour, day) in shown_moves
+        }
         split = {k: s.page(f"document.querySelector('[data-testid=nps-{k}] b').textContent")
                  for k in ("promoters", "passives", "detractors")}  # fmt: skip
         dots = s.page(
@@ -208,8 +212,9 @@ def test_customer_lookup_and_screenshot(stack: Stack, tmp_path: Path) -> None:
     customer = s.api(f"/v1/customers/{urllib.parse.quote(cid, safe='')}")
     timeline = s.api(f"/v1/customers/{urllib.parse.quote(cid, safe='')}/timeline")
     assert s.page("document.querySelector('[data-testid=customer-id]').textContent") == cid
-    assert s.page("document.querySelector('[data-testid=customer-tier]').textContent") == (
-        customer["tier"]
+    assert (
+        s.page("document.querySelector('[data-testid=customer-tier]').textContent")
+        == (customer["tier"])
     )
     segments = s.page(
         "[...document.querySelectorAll('[data-testid=customer-segments] .chip')]"
@@ -275,7 +280,8 @@ def test_the_change_feed_follows_the_output_topic(stack: Stack) -> None:
     mine = w.wait(lambda: len(latest()) == len(expected) and latest(), what="our changes")
     assert sorted(c["id"] for c in mine) == sorted(expected)
     assert {(c["from"], c["to"]) for c in mine if c["kind"] == "tier"} == {
-        ("cold", "warm"), ("warm", "hot")
+        ("cold", "warm"),
+        ("warm", "hot"),
     }
     assert all(c["cause"] == "event" for c in mine)
     # on the topic itself: the same ids
