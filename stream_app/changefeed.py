@@ -10,7 +10,9 @@ feed and stopped with the worker; a worker nobody asks never reads the topic.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +80,14 @@ class ChangeFeed(Service):
         self.keep = keep
         self.changes: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
         self.received = 0
+        #: Set once the first read after the start (the latest changes so far) is in.
+        self.filled = asyncio.Event()
+
+    async def wait_filled(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the first read; True if it is in."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.filled.wait(), timeout_s)
+        return self.filled.is_set()
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` changes, newest first."""
@@ -105,6 +115,7 @@ class ChangeFeed(Service):
                     for tp, messages in batch.items():
                         for m in messages:
                             self.add(m.value, tp.partition, m.offset)
+                    self.filled.set()
             except (KafkaError, OSError, FeedUnavailable) as exc:
                 log.warning("change feed: %s: %s; retrying in %.1f s", self.topic, exc, backoff)
             finally:

@@ -45,6 +45,8 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 DEFAULT_CHANGES = 50
+#: How long the first request for the feed waits for the latest changes to be read.
+FIRST_READ_WAIT_S = 3.0
 
 _feed: dict[str, ChangeFeed] = {}
 
@@ -129,6 +131,7 @@ class ChangesView(_JsonView):
         except ApiError as exc:
             return self.answer(exc.answer)
         feed = await change_feed()
+        await feed.wait_filled(FIRST_READ_WAIT_S)  # (a feed just started reads the latest)
         return self.json({"topic": feed.topic, "changes": feed.latest(limit)})
 
 

@@ -95,7 +95,7 @@ def worker_logging_config(fmt: str, level: str) -> dict[str, Any] | None:
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "stream": "ext://sys.stdout",
+                "stream": "ext://sys.stderr",
             },
         },
         "root": {"handlers": ["default"], "level": level.upper()},

@@ -100,4 +100,4 @@ def test_the_worker_logging_config(root_logger: logging.Logger) -> None:
     (handler,) = root_logger.handlers
     assert isinstance(handler.formatter, logs.JsonFormatter)
     assert root_logger.level == logging.DEBUG
-    assert getattr(handler, "stream", None) is sys.stdout
+    assert getattr(handler, "stream", None) is sys.stderr

@@ -145,6 +145,15 @@ class Browser:
             raise BrowserError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def wait_for(self, expression: str, *, timeout: float = 30.0) -> Any:
+        """Poll ``expression`` in the page until it is truthy; its value."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{expression}: still {value!r} after {timeout:g}s")
+            time.sleep(0.05)  # poll the page's state
+        return value
+
     def console_errors(self) -> list[str]:
         """Exceptions thrown in the page and console errors, seen so far."""
         out = []

@@ -149,6 +149,9 @@ def test_the_page_shows_what_the_api_says(stack: Stack) -> None:
     # the token left the address bar for the tab's sessionStorage
     assert s.page("location.href") == f"http://127.0.0.1:{s.port}/dashboard"
     assert s.page("sessionStorage.getItem('engagement-scorer.api-token')") == TOKEN
+    # the first load already shows the latest changes (the feed starts with that request)
+    s.browser.wait_for("Number(document.body.dataset.refreshes || 0) >= 1")
+    assert s.page("document.querySelectorAll('#feed tr').length") == 30
 
     def api() -> dict[str, Any]:
         tiers = s.api("/v1/tiers")["tiers"]
