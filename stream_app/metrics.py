@@ -15,15 +15,19 @@ calls the worker makes short (``counter.inc(2, reason="not_json")``) and check l
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.utils import floatToGoString
 
 # A counter's ``_created`` series (its creation time) doubles every family in the text
 # format and tells a scraper nothing a restart's reset does not: off, as most exporters do.
@@ -34,17 +38,25 @@ SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
 class _Labelled:
-    """A ``prometheus_client`` metric with its label names checked on every call."""
+    """A ``prometheus_client`` metric, its label names checked, its children cached."""
 
     def __init__(self, metric: Any, name: str, labels: Sequence[str]) -> None:
         self._metric = metric
         self.name = name
         self.label_names = tuple(labels)
+        self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, labels: dict[str, str]) -> Any:
-        if set(labels) != set(self.label_names):
+        try:
+            key = tuple(labels[n] for n in self.label_names)
+        except KeyError:
+            key = None
+        if key is None or len(labels) != len(self.label_names):
             raise ValueError(f"{self.name}: labels {sorted(labels)} != {list(self.label_names)}")
-        return self._metric.labels(**labels) if labels else self._metric
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(*key) if key else self._metric
+        return child
 
     @property
     def values(self) -> dict[tuple[str, ...], float]:
@@ -84,37 +96,41 @@ class Gauge(_Labelled):
     def set(self, value: float, **labels: str) -> None:
         self._child(labels).set(value)
 
-    def forget(self) -> None:
-        """Drop every labelled series (before setting the ones that exist now)."""
-        self._metric.clear()
-
 
 class Histogram:
-    """Observations counted in cumulative buckets, with their sum and count."""
+    """Observations counted in cumulative buckets, with their sum and count.
+
+    A ``prometheus_client`` custom collector: ``observe`` runs for every message a worker
+    takes (its age), so it only adds to plain numbers (~0.2 µs, where the client's own
+    histogram, with its lock and value objects, takes ~1 µs); the scrape builds the family.
+    """
 
     def __init__(
         self, name: str, help_text: str, buckets: Sequence[float], registry: CollectorRegistry
     ) -> None:
         self.name = name
-        self._metric = prometheus_client.Histogram(
-            name, help_text, buckets=tuple(sorted(buckets)), registry=registry
-        )
-        self.observe = self._metric.observe
+        self.help = help_text
+        self.bounds = tuple(sorted(float(b) for b in buckets))
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+        registry.register(self)
 
-    def _sample(self, suffix: str) -> float:
-        for family in self._metric.collect():
-            for sample in family.samples:
-                if sample.name == self.name + suffix:
-                    return float(sample.value)
-        return 0.0
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: the bound included
+        self.sum += value
+        self.count += 1
 
-    @property
-    def count(self) -> int:
-        return int(self._sample("_count"))
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        les = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        cumulative = list(itertools.accumulate(self.counts))
+        yield HistogramMetricFamily(
+            self.name, self.help, buckets=list(zip(les, cumulative, strict=True)),
+            sum_value=self.sum,
+        )  # fmt: skip
 
-    @property
-    def sum(self) -> float:
-        return self._sample("_sum")
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.help)
 
 
 class Registry:

@@ -126,6 +126,19 @@ def test_make_test_and_make_dev_install_what_they_use() -> None:
     assert re.search(r"^dev: setup$", makefile, flags=re.M)
 
 
+def test_dockerfile_builds_dependency_wheels_before_copying_the_source() -> None:
+    """A change of the code rebuilds the project's wheel only, not every dependency's."""
+    from test_deploy import _dockerfile
+
+    order = [(w, a) for w, a in _dockerfile() if w in ("COPY", "RUN")]
+    deps = next(i for i, (w, a) in enumerate(order) if w == "RUN" and "-r requirements" in a)
+    copied = [a.split()[0] for w, a in order[:deps] if w == "COPY"]
+    assert copied == ["pyproject.toml"], copied
+    assert "['project']['dependencies']" in order[deps][1]  # no extras: no demo, no dev
+    source_copies = [i for i, (w, a) in enumerate(order) if w == "COPY" and "stream_app" in a]
+    assert source_copies and min(source_copies) > deps
+
+
 def test_license_is_the_apache_license() -> None:
     text = (REPO / "LICENSE").read_text("utf-8")
     assert PYPROJECT["project"]["license"] == "Apache-2.0"
