@@ -333,3 +333,55 @@ def test_the_worker_logs_json(stack: Stack) -> None:
     docs = [orjson.loads(x) for x in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "message"} <= d.keys() for d in docs)
     assert any("scoring with model" in d["message"] for d in docs)
+
+
+def test_the_new_endpoints_answer_as_documented(stack: Stack) -> None:
+    from test_api import OPENAPI, Spec
+
+    s = stack
+    spec = Spec(OPENAPI)
+
+    def check(template: str, path: str, status: int = 200, **kw: Any) -> Any:
+        reply = s.get(path, **{"token": TOKEN, **kw})
+        assert reply.status == status, (path, reply.body[:300])
+        return spec.check(template, reply)
+
+    daily = check("/v1/nps/daily", "/v1/nps/daily?by=tier")
+    assert len(daily["days"]) == 90 and set(daily["by_tier"]) == {"cold", "warm", "hot"}
+    for k, day in enumerate(daily["days"]):  # every answer counted under one tier
+        assert sum(daily["by_tier"][t][k]["responses"] for t in daily["by_tier"]) == day[
+            "responses"
+        ]
+    # the last 30 days add up to GET /v1/nps's default window
+    total = s.api("/v1/nps")
+    window = [d for d in daily["days"] if total["from"] <= d["day"] <= total["to"]]
+    assert len(window) == 30
+    for key in ("promoters", "passives", "detractors", "responses"):
+        assert sum(d[key] for d in window) == total["overall"][key], key
+    assert total["overall"]["responses"] > 0
+    check("/v1/nps/daily", "/v1/nps/daily?from=2024-01-02&to=2024-01-01", 400)
+    check("/v1/nps/daily", "/v1/nps/daily", 401, token=None)
+
+    changes = check("/v1/changes", "/v1/changes?limit=5")
+    assert len(changes["changes"]) == 5 and changes["topic"] == s.worker.settings.output_topic
+    check("/v1/changes", "/v1/changes?limit=0", 400)
+
+    cid = s.docs[0]["customer_id"]
+    timeline = check("/v1/customers/{customer_id}/timeline", f"/v1/customers/{cid}/timeline")
+    assert timeline["customer_id"] == cid and len(timeline["series"]["t_ms"]) >= 240
+    for path, status in (
+        (f"/v1/customers/{cid}/timeline?samples=1", 400),
+        ("/v1/customers/bad%20id/timeline", 400),
+        ("/v1/customers/nobody-here/timeline", 404),
+    ):
+        check("/v1/customers/{customer_id}/timeline", path, status)
+
+    page = s.get("/dashboard")
+    assert page.status == 200 and page.headers.get_content_type() == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for name, kind in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        reply = s.get(f"/dashboard/static/{name}")
+        assert reply.status == 200 and reply.headers.get_content_type() == kind
+    missing = check("/dashboard/static/{name}", "/dashboard/static/secrets.txt", 404)
+    assert missing["error"]["code"] == "not_found"
+    assert s.get("/dashboard/static/..%2Fviews.py").status == 404
