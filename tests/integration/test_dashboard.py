@@ -349,9 +349,9 @@ def test_the_new_endpoints_answer_as_documented(stack: Stack) -> None:
     daily = check("/v1/nps/daily", "/v1/nps/daily?by=tier")
     assert len(daily["days"]) == 90 and set(daily["by_tier"]) == {"cold", "warm", "hot"}
     for k, day in enumerate(daily["days"]):  # every answer counted under one tier
-        assert sum(daily["by_tier"][t][k]["responses"] for t in daily["by_tier"]) == day[
-            "responses"
-        ]
+        assert (
+            sum(daily["by_tier"][t][k]["responses"] for t in daily["by_tier"]) == day["responses"]
+        )
     # the last 30 days add up to GET /v1/nps's default window
     total = s.api("/v1/nps")
     window = [d for d in daily["days"] if total["from"] <= d["day"] <= total["to"]]
