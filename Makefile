@@ -2,10 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lint types unit test dev bench clean
+.PHONY: setup browser lint types unit test dev bench clean
 
 setup:
 	./scripts/bootstrap
+
+# setup, plus Debian's chromium for the dashboard's browser test
+browser:
+	./scripts/bootstrap --browser
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -17,7 +21,7 @@ types: setup
 unit: setup
 	$(PY) -m pytest -m "not integration"
 
-test: lint types
+test: browser lint types
 	$(PY) -m pytest
 
 dev: setup
@@ -27,4 +31,4 @@ bench: setup
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

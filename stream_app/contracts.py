@@ -40,8 +40,18 @@ def _second(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+#: The ``$id`` of ``docs/schemas/segment-change.schema.json`` (the whole CloudEvent).
+SEGMENT_CHANGE_SCHEMA = "https://engagement-scorer.invalid/schemas/segment-change.schema.json"
+#: A CloudEvent's ``dataschema``: that schema's definition of ``data``, by JSON Pointer.
+DATASCHEMA = SEGMENT_CHANGE_SCHEMA + "#/$defs/data"
+
+
 def cloudevent(change: Change) -> dict[str, Any]:
-    """A segment change as a CloudEvents 1.0 structured-mode JSON object."""
+    """A segment change as a CloudEvents 1.0 structured-mode JSON object.
+
+    ``dataschema`` names the JSON Schema of ``data``; ``partitionkey`` (the CloudEvents
+    Partitioning extension) is the customer id, which is also the Kafka message key.
+    """
     return {
         "specversion": "1.0",
         "id": change.change_id,
@@ -50,6 +60,8 @@ def cloudevent(change: Change) -> dict[str, Any]:
         "subject": change.customer_id,
         "time": rfc3339(change.occurred_at_ms),
         "datacontenttype": "application/json",
+        "dataschema": DATASCHEMA,
+        "partitionkey": change.customer_id,
         "data": {
             "customer_id": change.customer_id,
             "kind": change.kind,

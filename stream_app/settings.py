@@ -18,6 +18,7 @@ PREFIX = "ENGAGEMENT_"
 
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(StreamAppError, ValueError):
@@ -64,6 +65,7 @@ class Settings:
     decay_sweep_limit: int = 1000
     due_horizon_seconds: float = 86_400.0  # a due entry may be a bound this far ahead
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line), the CLI's and the worker's
     api_tokens: str = ""  # comma-separated bearer tokens for /v1/; empty: no auth
     ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
     ready_max_lag: int = 10_000
@@ -117,6 +119,8 @@ class Settings:
         if not self.retry_max_backoff_s > 0:
             raise SettingsError(f"{PREFIX}RETRY_MAX_BACKOFF_S: must be > 0")
         self._check_kafka()
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"{PREFIX}LOG_FORMAT: one of {', '.join(LOG_FORMATS)}")
         if not self.kafka_brokers.strip():
             raise SettingsError(f"{PREFIX}KAFKA_BROKERS: must name at least one host:port")
 

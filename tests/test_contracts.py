@@ -91,6 +91,7 @@ def test_cloudevent_of_real_changes_validates(
         assert ce["subject"] == ce["data"]["customer_id"] == "c-42"
         assert ce["source"] == f"urn:engagement-scorer:{ce['data']['model']}"
         assert ce["time"] == rfc3339(change.occurred_at_ms)
+        assert ce["partitionkey"] == ce["subject"]  # the Partitioning extension: the Kafka key
         if change.kind == "tier":
             assert ce["data"]["segment"] == ce["data"]["to"]
             assert ce["type"] == "engagement.tier.changed"
@@ -107,6 +108,8 @@ def test_cloudevent_of_real_changes_validates(
         ("type", "engagement.tier.moved"),
         ("time", "2024-05-01T12:00:00+02:00"),
         ("datacontenttype", "text/plain"),
+        ("dataschema", "https://engagement-scorer.invalid/schemas/other.json"),
+        ("partitionkey", "c 42"),
         ("data.kind", "segment"),  # a tier change must say kind "tier"
         ("data.from", None),  # ... and name the tier it left
         ("data.score", None),  # a NaN score would be written as null
@@ -128,6 +131,33 @@ def test_schema_rejects_a_broken_change(
         target = target[p]
     target[leaf] = value
     assert not change_schema.is_valid(ce)
+
+
+def test_dataschema_names_the_data_definition_of_the_published_schema() -> None:
+    """``dataschema`` is the schema file's ``$id`` with a JSON Pointer that resolves, in that
+    file, to the definition ``data`` is validated against."""
+    from stream_app.contracts import DATASCHEMA
+
+    schema = json.loads((SCHEMAS / "segment-change.schema.json").read_text("utf-8"))
+    base, _, pointer = DATASCHEMA.partition("#")
+    assert base == schema["$id"]
+    node: Any = schema
+    for part in pointer.strip("/").split("/"):
+        node = node[part]
+    assert node is schema["$defs"]["data"]
+    assert schema["properties"]["data"] == {"$ref": "#/$defs/data"}
+    ce = cloudevent(real_changes()[0])
+    assert ce["dataschema"] == DATASCHEMA
+    assert schema["properties"]["dataschema"]["const"] == DATASCHEMA
+    # a consumer resolving the URI gets a schema that ``data`` fits and the envelope does not
+    from referencing import Registry, Resource
+
+    registry: Registry[Any] = Registry().with_resource(
+        schema["$id"], Resource.from_contents(schema)
+    )
+    by_uri = jsonschema.Draft202012Validator({"$ref": DATASCHEMA}, registry=registry)
+    by_uri.validate(ce["data"])
+    assert not by_uri.is_valid(ce)
 
 
 def test_schema_requires_every_field(change_schema: jsonschema.protocols.Validator) -> None:

@@ -114,3 +114,38 @@ def test_schema_is_valid_json_schema(path: Path) -> None:
     schema = json.loads(_read(path))
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     validator.check_schema(schema)
+
+
+USER_DOCS = [
+    ROOT / "README.md", *DOCS.glob("*.md"), DOCS / "openapi.yaml", DOCS / "asyncapi.yaml",
+    ROOT / "examples" / "README.md", ROOT / "docker-compose.yml",
+    ROOT / "deploy" / "prometheus.yml",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=[p.name for p in USER_DOCS])
+def test_docs_speak_to_users(path: Path) -> None:
+    """No internal work history (issue numbers) and no caveats about where this was built."""
+    text = _read(path)
+    assert not re.search(r"\bissues? (?:#|no\.? ?)?\d+", text, flags=re.I), path.name
+    assert not re.search(r"\b(?:been|not) run here\b|\brun here \(", text, flags=re.I), path.name
+
+
+def test_readme_shows_the_dashboard_and_how_to_reach_the_dev_stack() -> None:
+    readme = _read(ROOT / "README.md")
+    (image,) = re.findall(r"!\[[^\]]+\]\((docs/img/[^)]+\.png)\)", readme)
+    png = (ROOT / image).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") >= 1200  # a full-width screenshot
+    for needle in (
+        "/dashboard#token=", "/metrics", "Authorization: Bearer", "source /tmp/engagement-dev-",
+        "engagement-scorer score", "engagement-scorer tail", "LICENSE",
+    ):  # fmt: skip
+        assert needle in readme, needle
+
+
+def test_changelog_has_each_section_once_per_release() -> None:
+    changelog = _read(ROOT / "CHANGELOG.md")
+    for release in re.split(r"^## ", changelog, flags=re.M)[1:]:
+        headings = re.findall(r"^### (.+)$", release, flags=re.M)
+        assert len(headings) == len(set(headings)), (release.splitlines()[0], headings)

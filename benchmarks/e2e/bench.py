@@ -46,7 +46,7 @@ async def scrape(session: Any, port: int) -> dict[str, float] | None:
         elif line.startswith(_SCRAPED):
             name, value = line.rsplit(" ", 1)
             base = name.split("{", 1)[0].removeprefix("engagement_").removeprefix("events_")
-            base = base.removesuffix("_total")
+            base = base.removesuffix("_total").replace("batch_size_messages", "batch_size")
             out[base] = out.get(base, 0.0) + float(value)
     return out
 
@@ -55,8 +55,8 @@ _STAGES = "engagement_batch_stage_seconds_total{"
 _SCRAPED = (
     "engagement_events_",
     "engagement_segment_changes_published_total",
-    "engagement_batch_size_sum",
-    "engagement_batch_size_count",
+    "engagement_batch_size_messages_sum",
+    "engagement_batch_size_messages_count",
     "engagement_batch_processing_seconds_sum",
     "engagement_batch_processing_seconds_count",
     "engagement_event_age_seconds_sum",

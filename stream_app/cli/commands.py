@@ -36,7 +36,16 @@ def worker(args: argparse.Namespace) -> int:
 
 def dev(args: argparse.Namespace) -> int:
     """The embedded default: everything local, simulated traffic, a live view."""
-    from stream_app.devkit.live import run_dev
+    from stream_app.devkit.stack import DevStackError
+
+    try:
+        from stream_app.devkit.live import run_dev
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "rich":  # the `demo` extra's terminal view
+            raise
+        raise DevStackError(
+            f"`dev` needs the demo extra ({exc}): pip install 'engagement-scorer[demo]'"
+        ) from None
 
     return run_dev(args)
 

@@ -6,10 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from scoring import ScoringError
+from stream_app import logs
 from stream_app.cli import commands
 from stream_app.errors import StreamAppError
+from stream_app.settings import SettingsError
 
 #: Errors the user can fix: reported in one line, exit status 2, no traceback.
 USER_ERRORS = (StreamAppError, ScoringError)
@@ -20,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engagement-scorer",
         description="Real-time, time-decayed customer engagement scoring on Kafka + Redis.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("worker", help="run the production worker (configured by ENGAGEMENT_*)")
@@ -41,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain",
         action="store_true",
         help="print one line per change instead of the live view (auto when not a TTY)",
+    )
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="the worker's web port: dashboard, API, /metrics (default: 6066 if free)",
     )
     p.set_defaults(func=commands.dev)
 
@@ -96,12 +106,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    try:
+        return metadata.version("engagement-scorer")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        fmt = logs.log_format()
+    except SettingsError as exc:
+        print(logs.error_line(args.command, str(exc), "text"), file=sys.stderr)
+        return 2
+    logs.configure(fmt)
     if args.command not in ("worker", "dev"):
         # aiokafka logs each failed connection attempt; the one-line error below says it all
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -110,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except USER_ERRORS as exc:
         text = str(exc) or type(exc).__name__
-        print(f"engagement-scorer {args.command}: error: {text}", file=sys.stderr)
+        print(logs.error_line(args.command, text, fmt), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,14 +1,17 @@
 """``engagement-scorer worker``: the start-up sequence, where every part is built once.
 
 Settings, model, topics, the faust App, the worker's services; then the agent and its
-timers and the HTTP routes are registered on the App with what each of them uses.
+timers and the HTTP routes (with the dashboard's change feed) are registered on the App
+with what each of them uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from scoring import load_model
+from stream_app import logs
 from stream_app.settings import Settings
 
 
@@ -28,7 +31,10 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
     from stream_app.http import views
     from stream_app.http.api import ReadApi
+    from stream_app.http.changefeed import ChangeFeed
     from stream_app.http.health import Health
+    from stream_app.kafka.auth import aiokafka_config
+    from stream_app.kafka.io import reader
     from stream_app.worker import agents
     from stream_app.worker.runtime import Runtime
     from stream_app.worker.services import build_services
@@ -44,6 +50,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     agents.register(app, Runtime(services), settings, services.topics)
     health = Health(
         store=services.store,
+        readstore=services.readstore,
         consumer=services.consumer,
         progress=services.scorer.progress,
         topics=services.topics,
@@ -55,8 +62,17 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
         api=ReadApi(model, services.keys, services.store, services.readstore),
         health=health,
         metrics=services.metrics,
+        feed=ChangeFeed(
+            functools.partial(reader, settings.broker_list, **aiokafka_config(settings)),
+            settings.output_topic,
+        ),
         api_tokens=settings.api_token_list,
         ops_tokens=settings.ops_token_list,
     )
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        logging_config=logs.worker_logging_config(settings.log_format, settings.log_level),
+    ).execute_from_commandline()
     return 0

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,6 +68,7 @@ class View:
     dead: Counter[str] = field(default_factory=Counter)
     nps: int | None = None
     responses: int = 0
+    links: list[str] = field(default_factory=list)
 
     def on_change(self, ce: dict[str, object]) -> str:
         data = ce["data"]
@@ -107,7 +109,7 @@ class View:
         recent.add_column("change")
         for line in self.recent:
             recent.add_row(line)
-        return Group(thermo, totals, recent)
+        return Group(*self.links, thermo, totals, recent)
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -130,13 +132,17 @@ def run_dev(args: argparse.Namespace) -> int:
             {
                 "ENGAGEMENT_KAFKA_BROKERS": tansu.url,
                 "ENGAGEMENT_REDIS_URL": redis_svc.url,
-                "ENGAGEMENT_WEB_PORT": str(free_port()),
+                "ENGAGEMENT_WEB_BIND": "127.0.0.1",
+                "ENGAGEMENT_WEB_PORT": str(_web_port(args.web_port)),
                 "ENGAGEMENT_PARTITIONS": "4",
                 "ENGAGEMENT_LOG_LEVEL": "info",
                 "ENGAGEMENT_DATA_DIR": str(workdir / "faust"),
             }
         )
         settings = Settings.from_env(env)
+        if not settings.api_token_list:  # the API and dashboard get a token of this run's
+            env["ENGAGEMENT_API_TOKENS"] = secrets.token_urlsafe(18)
+            settings = Settings.from_env(env)
         asyncio.run(prepare(settings))
         with open(workdir / "worker.log", "ab") as log:
             worker = subprocess.Popen(
@@ -151,13 +157,47 @@ def run_dev(args: argparse.Namespace) -> int:
             f"started: broker pid {tansu.pid} ({tansu.url}), redis pid {redis_svc.pid} "
             f"({redis_svc.url}), worker pid {worker.pid} (log {workdir / 'worker.log'})"
         )
+        links = endpoints(settings, workdir)
+        for line in links:
+            console.print(line, highlight=False, soft_wrap=True)
         plain = args.plain or not console.is_terminal
-        asyncio.run(_drive(settings, args, console, plain, worker))
+        asyncio.run(_drive(settings, args, console, plain, worker, links=links))
     except KeyboardInterrupt:
         console.print("interrupted")
     finally:
         _stop_all(console, worker, started)
     return 0
+
+
+def _web_port(wanted: int | None) -> int:
+    """``wanted``, or the default web port when it is free, else any free port."""
+    if wanted is not None:
+        return free_port(wanted)
+    try:
+        return free_port(Settings().web_port)
+    except DevStackError:
+        return free_port()
+
+
+def endpoints(settings: Settings, workdir: Path) -> list[str]:
+    """How to reach this dev stack: dashboard, API, metrics, and the CLI's variables (also
+    written to ``<workdir>/env``, for ``source``)."""
+    base = f"http://{settings.web_bind}:{settings.web_port}"
+    token = settings.api_token_list[0]
+    exports = {
+        "ENGAGEMENT_KAFKA_BROKERS": settings.kafka_brokers,
+        "ENGAGEMENT_REDIS_URL": settings.redis_url,
+        "ENGAGEMENT_API_TOKENS": settings.api_tokens,
+    }
+    env_file = workdir / "env"
+    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in exports.items()), "utf-8")
+    ops = " (token: ENGAGEMENT_OPS_TOKENS)" if settings.ops_token_list else ""
+    return [
+        f"dashboard: {base}/dashboard#token={token}",
+        f"API:       curl -H 'Authorization: Bearer {token}' {base}/v1/tiers",
+        f"metrics:   {base}/metrics{ops}",
+        f"CLI:       source {env_file}  # then engagement-scorer score|tail|produce ...",
+    ]
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -189,9 +229,11 @@ async def _drive(
     console: Console,
     plain: bool,
     worker: subprocess.Popen[bytes],
+    *,
+    links: list[str],
 ) -> None:
     model = load_model(settings.model_path)
-    view = View(customers=args.customers, tiers=[t.name for t in model.tiers])
+    view = View(customers=args.customers, tiers=[t.name for t in model.tiers], links=links)
     tasks = [
         asyncio.create_task(_traffic(settings, args, view)),
         asyncio.create_task(_follow(settings, view, console, plain)),

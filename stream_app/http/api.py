@@ -25,13 +25,14 @@ from scoring import (
     decode_explanation,
     decode_state,
     next_crossing,
-    nps,
     recent_at,
     validate_customer_id,
     values_at,
 )
 from stream_app.contracts import rfc3339
 from stream_app.errors import StreamAppError
+from stream_app.http.npsdaily import DAILY_DAYS, days_body, nps_body
+from stream_app.http.timeline import DEFAULT_SAMPLES, MAX_SAMPLES, timeline
 from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
@@ -145,6 +146,16 @@ class ReadApi:
             ]
         return 200, body
 
+    async def timeline(
+        self, customer_id: str, query: Mapping[str, str], now_ms: float | None = None
+    ) -> Answer:
+        """The customer's score and dimensions over time (:mod:`stream_app.http.timeline`)."""
+        samples = samples_param(query)
+        state, _, raw_explain = await self._load(customer_id)
+        expl = decode_explanation(raw_explain, self.model) if raw_explain is not None else None
+        now = time.time() * 1000 if now_ms is None else now_ms
+        return 200, timeline(customer_id, state, expl, self.model, now_ms=now, samples=samples)
+
     async def _load(self, customer_id: str) -> tuple[CustomerState, int, bytes | None]:
         try:
             validate_customer_id(customer_id)
@@ -219,10 +230,51 @@ class ReadApi:
             day, tier, cat = fld.split("|")
             if lo <= day <= hi:
                 groups.setdefault(tier, Counter())[cat] += n
-        body: dict[str, Any] = {"from": lo, "to": hi, "overall": _nps_body(groups.get("*"))}
+        body: dict[str, Any] = {"from": lo, "to": hi, "overall": nps_body(groups.get("*"))}
         if by == "tier":
-            body["by_tier"] = {t.name: _nps_body(groups.get(t.name)) for t in self.model.tiers}
+            body["by_tier"] = {t.name: nps_body(groups.get(t.name)) for t in self.model.tiers}
         return 200, body
+
+    async def nps_daily(self, query: Mapping[str, str], today: date | None = None) -> Answer:
+        """NPS per day of a window, overall and by tier (:mod:`stream_app.http.npsdaily`)."""
+        try:
+            start, end, by_tier = daily_window(query, today or datetime.now(tz=UTC).date())
+        except ApiError as exc:
+            return exc.answer
+        counts = await self.store.nps_counts()
+        return 200, days_body(counts, self.model, start, end, by_tier=by_tier)
+
+
+def daily_window(query: Mapping[str, str], today: date) -> tuple[date, date, bool]:
+    """``from``, ``to`` and ``by=tier`` of ``GET /v1/nps/daily`` (default: the 90 days up to
+    ``to``, which defaults to today); raises :class:`ApiError` as ``GET /v1/nps`` refuses:
+    dates that are not ``YYYY-MM-DD`` calendar dates, ``to`` before ``from``, more than
+    :data:`MAX_NPS_DAYS` days, ``by`` other than ``tier``."""
+    try:
+        end = _day(query.get("to"), today, "to")
+        start = _day(query.get("from"), end - timedelta(days=DAILY_DAYS - 1), "from")
+    except ValueError as exc:
+        raise ApiError(400, "bad_window", str(exc)) from None
+    if end < start:
+        raise ApiError(400, "bad_window", "to: must not be before from")
+    if (end - start).days + 1 > MAX_NPS_DAYS:
+        raise ApiError(400, "bad_window", f"window: at most {MAX_NPS_DAYS} days")
+    by = query.get("by")
+    if by not in (None, "", "tier"):
+        raise ApiError(400, "bad_by", "by: only 'tier' is supported")
+    return start, end, by == "tier"
+
+
+def samples_param(query: Mapping[str, str]) -> int:
+    """The ``samples`` of ``GET /v1/customers/{id}/timeline`` (grid points), checked."""
+    text = query.get("samples") or str(DEFAULT_SAMPLES)
+    try:
+        n = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_samples", "samples: must be an integer") from None
+    if not 2 <= n <= MAX_SAMPLES:
+        raise ApiError(400, "bad_samples", f"samples: must be between 2 and {MAX_SAMPLES}")
+    return n
 
 
 def _day(text: str | None, default: date, name: str) -> date:
@@ -234,10 +286,3 @@ def _day(text: str | None, default: date, name: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name}: not a calendar date") from None
-
-
-def _nps_body(c: Counter[str] | None) -> dict[str, Any]:
-    c = c or Counter()
-    p, pa, d = c["promoter"], c["passive"], c["detractor"]
-    return {"nps": nps(p, pa, d), "promoters": p, "passives": pa, "detractors": d,
-            "responses": p + pa + d}  # fmt: skip

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from stream_app.messages import Topics
+from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.ports import Consumer
@@ -31,6 +32,7 @@ class Health:
         self,
         *,
         store: StateStore,
+        readstore: ReadStore,
         consumer: Consumer,
         progress: PartitionProgress,
         topics: Topics,
@@ -38,6 +40,7 @@ class Health:
         ready_max_lag: int,
     ) -> None:
         self.store = store
+        self.readstore = readstore
         self.consumer = consumer
         self.progress = progress
         self.topics = topics
@@ -75,7 +78,8 @@ class Health:
         return ready, checks
 
     async def refresh_gauges(self) -> None:
-        """Set the per-partition gauges (event time, lag, due-index size) before a scrape."""
+        """Set the gauges read at scrape time: per partition (event time, lag, due-index
+        size), and customers per tier and per segment."""
         m = self.metrics
         now = time.time()
         for partition, ts in self.progress.event_times().items():
@@ -87,3 +91,7 @@ class Health:
         for name, lag in self.consumer_lag().items():
             topic, part = name.rsplit(":", 1)
             m.consumer_lag.set(lag, topic=topic, partition=part)
+        for tier, counts in (await self.readstore.tier_counts(now * 1000)).items():
+            m.tier_customers.set(counts["customers"], tier=tier)
+        for segment, n in (await self.readstore.segment_counts()).items():
+            m.segment_customers.set(n, segment=segment)

@@ -1,8 +1,9 @@
-"""HTTP routes on faust's web server: the /v1/ read API, health and metrics.
+"""HTTP routes on faust's web server: the /v1/ read API, the dashboard, health and metrics.
 
-Thin: each route checks its token, hands over to :class:`stream_app.http.api.ReadApi`
-or :class:`stream_app.http.health.Health`, and renders JSON. faust's own /router and
-/table views are switched off in ``app.py`` (they have no auth).
+Thin: each route checks its token, hands over to :class:`stream_app.http.api.ReadApi`,
+:class:`stream_app.http.health.Health` or the :class:`stream_app.http.changefeed.ChangeFeed`,
+and renders JSON (the dashboard's files: :mod:`stream_app.http.dashboard`). faust's own
+/router and /table views are switched off in ``app.py`` (they have no auth).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from faust import web
 
+from stream_app.http import dashboard
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
+from stream_app.http.changefeed import ChangeFeed
 from stream_app.http.health import Health
 from stream_app.worker.metrics import WorkerMetrics
 
@@ -39,6 +42,15 @@ class _JsonView(web.View):
         except ApiError as exc:
             return self.answer(exc.answer)
 
+    def static(self, name: str) -> Any:
+        """One of the dashboard's files, with the page's headers (404 for any other name)."""
+        try:
+            body = dashboard.asset(name)
+        except KeyError:
+            return self.json(error(404, "not_found", f"no file {name!r}")[1], status=404)
+        headers = {**dashboard.PAGE_HEADERS, "Content-Type": dashboard.ASSETS[name]}
+        return self.bytes(body, headers=headers)
+
 
 def register(
     app: Any,
@@ -46,17 +58,23 @@ def register(
     api: ReadApi,
     health: Health,
     metrics: WorkerMetrics,
+    feed: ChangeFeed,
     api_tokens: Sequence[str],
     ops_tokens: Sequence[str],
 ) -> None:
     """Add the routes to ``app``: ``api_tokens`` guard /v1/, ``ops_tokens`` /readyz and
-    /metrics (empty: open)."""
+    /metrics (empty: open); the dashboard's files are open (they hold no data). ``feed``
+    starts following the output topic on the first ``GET /v1/changes``."""
+    _read_routes(app, api, api_tokens)
+    _dashboard_routes(app, feed, api_tokens)
+    _ops_routes(app, health, metrics, ops_tokens)
+
+
+def _read_routes(app: Any, api: ReadApi, api_tokens: Sequence[str]) -> None:
+    """The /v1/ read endpoints over the worker's Redis state."""
 
     class ApiView(_JsonView):
         tokens = tuple(api_tokens)
-
-    class OpsView(_JsonView):
-        tokens = tuple(ops_tokens)
 
     # ``[^/]+``, not aiohttp's default ``[^{}/]+``: ids may hold braces (and an encoded slash).
     @app.page("/v1/customers/{customer_id:[^/]+}")
@@ -68,6 +86,12 @@ def register(
     class ExplainView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
             return await self.answered(request, lambda: api.explain(customer_id))
+
+    @app.page("/v1/customers/{customer_id:[^/]+}/timeline")
+    class TimelineView(ApiView):
+        async def get(self, request: Any, customer_id: str) -> Any:
+            query = dict(request.query)
+            return await self.answered(request, lambda: api.timeline(customer_id, query))
 
     @app.page("/v1/tiers")
     class TiersView(ApiView):
@@ -89,8 +113,50 @@ def register(
         async def get(self, request: Any) -> Any:
             return await self.answered(request, lambda: api.nps(dict(request.query)))
 
+    @app.page("/v1/nps/daily")
+    class NpsDailyView(ApiView):
+        async def get(self, request: Any) -> Any:
+            return await self.answered(request, lambda: api.nps_daily(dict(request.query)))
+
+
+def _dashboard_routes(app: Any, feed: ChangeFeed, api_tokens: Sequence[str]) -> None:
+    """The dashboard's page and files (open), and its live feed (``GET /v1/changes``)."""
+
+    class ApiView(_JsonView):
+        tokens = tuple(api_tokens)
+
+    async def changes(query: dict[str, str]) -> Answer:
+        limit = dashboard.changes_limit(query)
+        await feed.start_under(app)
+        await feed.wait_filled(dashboard.FIRST_READ_WAIT_S)  # (just started: reads the latest)
+        return 200, {"topic": feed.topic, "changes": feed.latest(limit)}
+
+    @app.page("/v1/changes")
+    class ChangesView(ApiView):
+        async def get(self, request: Any) -> Any:
+            return await self.answered(request, lambda: changes(dict(request.query)))
+
+    @app.page("/dashboard")
+    class DashboardView(_JsonView):
+        async def get(self, request: Any) -> Any:
+            return self.static("dashboard.html")
+
+    @app.page("/dashboard/static/{name}")
+    class DashboardFileView(_JsonView):
+        async def get(self, request: Any, name: str) -> Any:
+            return self.static(name)
+
+
+def _ops_routes(
+    app: Any, health: Health, metrics: WorkerMetrics, ops_tokens: Sequence[str]
+) -> None:
+    """Liveness (open), readiness and metrics (the ops tokens)."""
+
+    class OpsView(_JsonView):
+        tokens = tuple(ops_tokens)
+
     @app.page("/healthz")
-    class HealthView(ApiView):
+    class HealthView(_JsonView):
         async def get(self, request: Any) -> Any:
             return self.json({"status": "ok"})
 
@@ -108,4 +174,6 @@ def register(
             if (refused := self.denied(request)) is not None:
                 return refused
             await health.refresh_gauges()
-            return self.bytes(metrics.registry.render(), content_type="text/plain; version=0.0.4")
+            body, content_type = metrics.registry.exposition(request.headers.get("Accept"))
+            # (a header: aiohttp refuses a charset in ``content_type``)
+            return self.bytes(body, headers={"Content-Type": content_type})

@@ -108,6 +108,19 @@ async def produce_lines(
     return sent
 
 
+def reader(brokers: Sequence[str] | str, **config: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer without a consumer group (it takes no partitions from anyone and
+    commits nothing), for a caller that assigns and seeks itself; ``config``: security."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=_bootstrap(brokers),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=200,
+        **config,
+    )
+
+
 async def consume(
     brokers: Sequence[str] | str,
     topic: str,

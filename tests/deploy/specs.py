@@ -59,8 +59,9 @@ def schema_file(message: dict[str, Any]) -> Path:
 
 @functools.cache
 def validators(path: Path) -> list[jsonschema.protocols.Validator]:
-    """The schema under JSON Schema 2020-12 (what the files declare) and draft-07 (what the
-    AsyncAPI document declares as schemaFormat): both must give the same verdicts."""
+    """The schema under JSON Schema 2020-12 (what the files and the AsyncAPI document
+    declare) and draft-07 (what older consumers' validators speak): both must give the same
+    verdicts."""
     schema = json.loads(path.read_text("utf-8"))
     out: list[jsonschema.protocols.Validator] = []
     for cls, spec in (

@@ -81,7 +81,10 @@ def test_asyncapi_messages_document_keys_and_payloads(asyncapi: dict[str, Any]) 
     for name, msg in messages.items():
         key = msg["bindings"]["kafka"]["key"]
         assert len(key["description"]) > 20, name
-        assert msg["payload"]["schemaFormat"] == "application/schema+json;version=draft-07"
+        # the schema files declare JSON Schema 2020-12 ($schema): the document says the same
+        assert msg["payload"]["schemaFormat"] == "application/schema+json;version=2020-12"
+        declared = json.loads(schema_file(msg).read_text("utf-8"))["$schema"]
+        assert declared == "https://json-schema.org/draft/2020-12/schema"
         assert schema_file(msg).is_file()
         checks = validators(schema_file(msg))
         for example in msg["examples"]:

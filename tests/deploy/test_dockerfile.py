@@ -142,3 +142,14 @@ def _ignored(rules: list[tuple[bool, re.Pattern[str]]], path: str) -> bool:
         if any(rx.match(p) for p in prefixes):
             ignored = not negate
     return ignored
+
+
+def test_dockerfile_builds_dependency_wheels_before_copying_the_source() -> None:
+    """A change of the code rebuilds the project's wheel only, not every dependency's."""
+    order = [(w, a) for w, a in _dockerfile() if w in ("COPY", "RUN")]
+    deps = next(i for i, (w, a) in enumerate(order) if w == "RUN" and "-r requirements" in a)
+    copied = [a.split()[0] for w, a in order[:deps] if w == "COPY"]
+    assert copied == ["pyproject.toml"], copied
+    assert "['project']['dependencies']" in order[deps][1]  # no extras: no demo, no dev
+    source_copies = [i for i, (w, a) in enumerate(order) if w == "COPY" and "stream_app" in a]
+    assert source_copies and min(source_copies) > deps

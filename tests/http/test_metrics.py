@@ -1,4 +1,9 @@
-"""The worker's metrics exposition: names, types, labels, samples after use."""
+"""The worker's metrics: their names, types and samples, and ``/metrics`` rendering
+(``prometheus_client``'s formats, chosen by the ``Accept`` header).
+
+No services. The metrics of a running worker are checked in ``tests/integration/``
+(``test_api.py``, ``test_dashboard.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,30 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.worker.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
 
-# --------------------------------------------------------------------------- metrics
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, "text/plain; version=0.0.4; charset=utf-8"),
+        ("*/*", "text/plain; version=0.0.4; charset=utf-8"),
+        # what Prometheus 2.x sends: OpenMetrics first
+        (
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores",
+        ),
+    ],
+)
+def test_metrics_exposition_follows_the_accept_header(
+    accept: str | None, content_type: str
+) -> None:
+    m = WorkerMetrics()
+    m.applied.inc(2)
+    body, got = m.registry.exposition(accept)
+    assert got == content_type
+    text = body.decode()
+    assert "engagement_events_applied_total 2.0" in text
+    assert text.endswith("# EOF\n") == content_type.startswith("application/openmetrics-text")
 
 
 def parse(registry: Registry) -> dict[str, Any]:
@@ -31,30 +59,46 @@ COUNTERS = {
     "engagement_batch_stage_seconds": ("stage",),
 }
 HISTOGRAMS = (
-    "engagement_batch_size",
+    "engagement_batch_size_messages",
     "engagement_batch_processing_seconds",
     "engagement_event_age_seconds",
     "engagement_redis_roundtrip_seconds",
 )
 GAUGES = {
     "engagement_decay_firing_lag_seconds": (),
-    "engagement_event_time_seconds": ("partition",),
+    "engagement_event_time_timestamp_seconds": ("partition",),
     "engagement_event_time_lag_seconds": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
+    "engagement_tier_customers": ("tier",),
+    "engagement_segment_customers": ("segment",),
+    "engagement_build_info": (),
+}
+#: prometheus_client's process, platform and GC collectors: families every exporter has.
+RUNTIME_FAMILIES = {
+    "process_cpu_seconds": "counter",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_open_fds": "gauge",
+    "python_info": "gauge",
+    "python_gc_collections": "counter",
 }
 
 
 def test_worker_metrics_parse_with_their_types() -> None:
     m = WorkerMetrics()
     families = parse(m.registry)
-    kinds = {name: f.type for name, f in families.items()}
+    kinds = {name: f.type for name, f in families.items() if name.startswith("engagement_")}
     assert kinds == {
         **dict.fromkeys(COUNTERS, "counter"),
         **dict.fromkeys(HISTOGRAMS, "histogram"),
         **dict.fromkeys(GAUGES, "gauge"),
     }
     assert all(f.documentation for f in families.values())
+    assert {n: families[n].type for n in RUNTIME_FAMILIES} == RUNTIME_FAMILIES
+    (build,) = families["engagement_build_info"].samples
+    assert build.value == 1 and build.labels["version"] and build.labels["faust"]
+    assert set(build.labels) == {"version", "python", "faust", "aiokafka"}
     # before anything happens: labelled metrics have no sample, histograms are all zeros
     for name in HISTOGRAMS:
         samples = {(s.name, s.labels.get("le")): s.value for s in families[name].samples}
@@ -75,6 +119,8 @@ def test_worker_metrics_samples_after_use() -> None:
         m.batch_size.observe(v)
     m.event_time.set(1_700_000_000.5, partition="0")
     m.event_time.set(1_700_000_001.0, partition="3")
+    m.tier_customers.set(12, tier="warm")
+    m.segment_customers.set(3, segment="advocate")
     m.consumer_lag.set(12, topic="in", partition="1")
     m.decay_lag.set(0.25)
     samples = {
@@ -89,20 +135,23 @@ def test_worker_metrics_samples_after_use() -> None:
     published = "engagement_segment_changes_published_total"
     assert samples[(published, (("type", "engagement.tier.changed"),))] == 3
     assert samples[(published, (("type", "engagement.segment.entered"),))] == 1
-    assert samples[("engagement_event_time_seconds", (("partition", "0"),))] == 1_700_000_000.5
-    assert samples[("engagement_event_time_seconds", (("partition", "3"),))] == 1_700_000_001.0
+    event_time = "engagement_event_time_timestamp_seconds"
+    assert samples[(event_time, (("partition", "0"),))] == 1_700_000_000.5
+    assert samples[(event_time, (("partition", "3"),))] == 1_700_000_001.0
+    assert samples[("engagement_tier_customers", (("tier", "warm"),))] == 12
+    assert samples[("engagement_segment_customers", (("segment", "advocate"),))] == 3
     lag = ("engagement_consumer_lag_messages", (("partition", "1"), ("topic", "in")))
     assert samples[lag] == 12
     assert samples[("engagement_decay_firing_lag_seconds", ())] == 0.25
     # histogram: cumulative buckets, ``le`` inclusive, +Inf is the count
     buckets = {
         float(labels[0][1]): v for (name, labels), v in samples.items()
-        if name == "engagement_batch_size_bucket"
+        if name == "engagement_batch_size_messages_bucket"
     }  # fmt: skip
     assert buckets[1] == 1 and buckets[5] == 2 and buckets[250] == 2 and buckets[500] == 3
     assert buckets[2500] == 3 and buckets[math.inf] == 4
-    assert samples[("engagement_batch_size_count", ())] == 4
-    assert samples[("engagement_batch_size_sum", ())] == 5504
+    assert samples[("engagement_batch_size_messages_count", ())] == 4
+    assert samples[("engagement_batch_size_messages_sum", ())] == 5504
 
 
 def test_histogram_bucket_edges() -> None:

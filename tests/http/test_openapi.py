@@ -14,6 +14,9 @@ from stream_app.http import api as api_module
 from stream_app.http.api import ReadApi
 from tests.http.readapi import OPENAPI, REPO, TODAY, VIEWS, run
 
+#: Routes open to anyone: liveness, and the dashboard page (it holds no data).
+OPEN_PATHS = {"/healthz", "/dashboard", "/dashboard/static/{name}"}
+
 # --------------------------------------------------------------------------- OpenAPI
 
 
@@ -56,7 +59,7 @@ def resolve(openapi: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def test_openapi_documents_every_route_and_only_those(openapi: dict[str, Any]) -> None:
     assert openapi["openapi"] == "3.1.0"
     assert set(openapi["paths"]) == routes()
-    assert len(routes()) == 9
+    assert len(routes()) == 14
     for path, item in openapi["paths"].items():
         assert set(item) == {"get"}, path  # GET only
         op = item["get"]
@@ -76,12 +79,14 @@ def test_openapi_security(openapi: dict[str, Any]) -> None:
         op = item["get"]
         if path.startswith("/v1/"):
             assert op["security"] == [{"apiToken": []}, {}], path
-        elif path == "/healthz":
+        elif path in OPEN_PATHS:
             assert op["security"] == [], path
         else:
             assert op["security"] == [{"opsToken": []}, {}], path
-        if path != "/healthz":
+        if path not in OPEN_PATHS:
             assert op["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}
+        else:
+            assert "401" not in op["responses"], path
     header = openapi["components"]["responses"]["Unauthorized"]["headers"]["WWW-Authenticate"]
     assert header["schema"]["const"] == "Bearer"
 
@@ -101,7 +106,8 @@ def error_validator(openapi: dict[str, Any]) -> jsonschema.Draft202012Validator:
 
 def test_openapi_error_codes_are_the_codes_of_the_code(openapi: dict[str, Any]) -> None:
     sources = "".join(
-        (REPO / "stream_app" / "http" / f).read_text("utf-8") for f in ("api.py", "views.py")
+        (REPO / "stream_app" / "http" / f).read_text("utf-8")
+        for f in ("api.py", "views.py", "dashboard.py", "npsdaily.py", "timeline.py")
     )
     used = set(re.findall(r'(?:error|ApiError)\(\s*\d{3},\s*"(\w+)"', sources))
     documented = openapi["components"]["schemas"]["Error"]["properties"]["error"]["properties"]

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.integration
 STARTED = re.compile(
     r"started: broker pid (\d+) \(.*?\), redis pid (\d+) \(.*?\), worker pid (\d+) ", re.DOTALL
 )
+DASHBOARD = re.compile(r"^dashboard: (http://127\.0\.0\.1:(\d+))/dashboard#token=(\S+)$", re.M)
+ENV_FILE = re.compile(r"^CLI: +source (\S+)", re.M)
 
 
 def gone(pid: int) -> bool:
@@ -73,6 +77,19 @@ class Dev:
             time.sleep(0.1)
 
 
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[Dev]:
     d = Dev(tmp_path)
@@ -92,6 +109,23 @@ def test_dev_shows_changes_and_stops_cleanly_on_ctrl_c(dev: Dev) -> None:
     dev.pids = [int(p) for p in started.groups()]
     assert len(set(dev.pids)) == 3 and not any(gone(p) for p in dev.pids)
     dev.wait_for("segment change", re.compile(r"^change: .+", re.MULTILINE), timeout=60)
+
+    # what dev prints reaches its worker: the dashboard, the API with the token, /metrics
+    base, _port, token = dev.wait_for("dashboard URL", DASHBOARD, timeout=10).groups()
+    assert get(f"{base}/dashboard")[0] == 200
+    assert get(f"{base}/v1/tiers")[0] == 401
+    status, body = get(f"{base}/v1/tiers", token=token)
+    assert status == 200 and b'"tiers"' in body
+    assert get(f"{base}/metrics")[0] == 200
+    # ... and the CLI's variables, in a file to source
+    env_file = Path(dev.wait_for("CLI line", ENV_FILE, timeout=10).group(1))
+    exports = dict(
+        re.findall(r"^export (ENGAGEMENT_\w+)='([^']*)'$", env_file.read_text(), flags=re.M)
+    )
+    assert exports.keys() == {
+        "ENGAGEMENT_KAFKA_BROKERS", "ENGAGEMENT_REDIS_URL", "ENGAGEMENT_API_TOKENS"
+    }  # fmt: skip
+    assert exports["ENGAGEMENT_API_TOKENS"] == token
 
     dev.process.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
     # dev SIGKILLs a worker that has not stopped 20 s after its SIGTERM: stopping well

@@ -126,6 +126,7 @@ def scrape(s: Served, **kw: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     assert reply.status == 200
     assert reply.headers.get_content_type() == "text/plain"
     assert reply.headers.get_param("version") == "0.0.4"
+    assert reply.headers.get_param("charset") == "utf-8"
     families = list(text_string_to_metric_families(reply.body.decode()))
     s.extra["families"] = {f.name: f for f in families}
     return {
@@ -177,7 +178,7 @@ def test_metrics_move(served: dict[str, Served]) -> None:
 
     families = s.extra["families"]
     for name in (
-        "engagement_batch_size",
+        "engagement_batch_size_messages",
         "engagement_batch_processing_seconds",
         "engagement_redis_roundtrip_seconds",
     ):
@@ -190,7 +191,8 @@ def test_metrics_move(served: dict[str, Served]) -> None:
         count = get(after, name + "_count")
         assert count == counts[-1] and count > 0, name
         assert get(after, name + "_sum") > 0, name
-    assert get(after, "engagement_batch_size_count") > get(before, "engagement_batch_size_count")
+    batches = "engagement_batch_size_messages_count"
+    assert get(after, batches) > get(before, batches)
 
     # per-partition gauges, for every partition the worker owns
     parts = {str(p) for p in range(w.settings.partitions)}
@@ -206,10 +208,11 @@ def test_metrics_move(served: dict[str, Served]) -> None:
         for topic in (w.settings.input_topic, w.settings.by_customer_topic)
         for p in parts
     }
-    for name in ("engagement_event_time_seconds", "engagement_event_time_lag_seconds"):
+    for name in ("engagement_event_time_timestamp_seconds", "engagement_event_time_lag_seconds"):
         assert families[name].type == "gauge"
         assert {x.labels["partition"] for x in families[name].samples} <= parts
     owners = {str(x.partition) for x in sent}
     for p in owners:
-        assert get(after, "engagement_event_time_seconds", partition=p) >= (t - 1000) / 1000
+        event_time = get(after, "engagement_event_time_timestamp_seconds", partition=p)
+        assert event_time >= (t - 1000) / 1000
         assert get(after, "engagement_event_time_lag_seconds", partition=p) >= 0
