@@ -1,6 +1,7 @@
-"""Plain aiokafka producing and consuming, for the CLI, the dev stack and tests (the worker
-itself uses faust). Security settings come in as client keyword arguments
-(:func:`stream_app.kafka.auth.aiokafka_config`); none means plaintext."""
+"""Plain aiokafka producing and consuming, for the CLI, the dev stack, the dashboard's change
+feed (:func:`reader`) and tests (the worker's stream itself uses faust). Security settings
+come in as client keyword arguments (:func:`stream_app.kafka.auth.aiokafka_config`); none
+means plaintext."""
 
 from __future__ import annotations
 
