@@ -49,10 +49,12 @@ from scoring import (
     segment_names,
 )
 from stream_app import jsonutil
-from stream_app.contracts import cloudevent, dead_letter
+from stream_app.contracts import cloudevent
 from stream_app.store.readstore import Membership, ReadStore
 from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
+from stream_app.worker.deadletter import MAX_KEY_BYTES, Source, dead_letter_record
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.errors import CorruptState, FenceContention, describe
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,8 @@ class BatchProcessor:
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
+        max_age_ms: int | None = None,
+        max_message_bytes: int = 1_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -192,6 +196,10 @@ class BatchProcessor:
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
         self.due_horizon_ms = due_horizon_ms
+        #: Events older than this (ms before the processing clock) are dead-lettered.
+        self.max_age_ms = max_age_ms
+        #: The largest message the broker takes: every dead letter fits in it.
+        self.max_message_bytes = max_message_bytes
         self.clock = clock
         #: Largest event time applied, per owner partition (event-time progress).
         self.event_time: dict[int, float] = {}
@@ -235,7 +243,7 @@ class BatchProcessor:
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: self._fold(
+                cid: self._isolated_fold(
                     cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
                 )
                 for cid, evs in pending.items()
@@ -255,8 +263,8 @@ class BatchProcessor:
             lost = await self.store.commit(writes, nps=nps, index=index)
             gone = set(lost)
             for w in writes:  # (written with ZADD LT, lost or not)
-                version = None if w.customer_id in gone else w.read_version + 1
-                self.due_hints.set(w.customer_id, w.due_at_ms, version)
+                token = None if w.customer_id in gone else w.token
+                self.due_hints.set(w.customer_id, w.due_at_ms, token)
             timer.lap("write")
             written.extend(f for cid, f in folds.items() if cid not in gone)
             if not lost:
@@ -274,7 +282,7 @@ class BatchProcessor:
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
             pending = {cid: grouped[cid] for cid in lost}
-        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
+        raise FenceContention(f"fenced writes kept losing for {len(pending)} customers")
 
     def _parse(
         self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float
@@ -288,11 +296,20 @@ class BatchProcessor:
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
+            if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
+                detail = f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}"
+                out.append(self._dead(rec, "key_too_large", detail, now_ms))
+                stats.dead["key_too_large"] += 1
+                continue
             try:
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
                     raise InvalidEvent("not_json", "message has no value (a tombstone)")
                 event = parse_event(
-                    rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
+                    rec.value,
+                    self.model,
+                    now_ms=int(now_ms),
+                    max_future_ms=self.max_future_ms,
+                    max_age_ms=self.max_age_ms,
                 )
             except InvalidEvent as exc:
                 out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
@@ -300,9 +317,7 @@ class BatchProcessor:
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
-                out.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
+                out.append(self._dead(rec, "internal_error", describe(exc), now_ms))
                 stats.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
@@ -326,19 +341,24 @@ class BatchProcessor:
         out: list[OutMessage],
         now_ms: float,
     ) -> _Fold:
-        state: CustomerState | None = (
-            decode_state(stored.state, self.model) if stored.state is not None else None
-        )
+        try:
+            state: CustomerState | None = (
+                decode_state(stored.state, self.model) if stored.state is not None else None
+            )
+            expl = (
+                decode_explanation(stored.explain, self.model)
+                if stored.explain is not None
+                else None
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder says: unreadable
+            raise CorruptState(f"the stored state does not decode: {describe(exc)}") from exc
         stored_state = state
         marks = dict(stored.marks)
-        expl = (
-            decode_explanation(stored.explain, self.model) if stored.explain is not None else None
-        )
         changes: list[SegmentChange] = []
         nps: list[tuple[str, int, int, str]] = []
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
-        quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
+        quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
         for rec, event in events:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
@@ -359,9 +379,7 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                out.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
+                out.append(self._dead(rec, "internal_error", describe(exc), now_ms, event))
                 stats.dead["internal_error"] += 1
                 continue
             state = result.state
@@ -391,6 +409,7 @@ class BatchProcessor:
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
                 tier_move=self.tier_move(stored_state, state),
+                read_token=stored.fence,
             )
         return _Fold(write, changes, nps, state, stored_state)
 
@@ -471,14 +490,95 @@ class BatchProcessor:
                 counts[(topic, partition)].append((offset, fld))
         return counts
 
-    def _dead(self, rec: Record, reason: str, detail: str, now_ms: float) -> OutMessage:
-        body = dead_letter(
-            reason=reason,
-            detail=detail,
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            payload=rec.value if rec.value is not None else b"",
-            received_ms=now_ms,
+    def _isolated_fold(
+        self,
+        customer_id: str,
+        *,
+        stored: StoredRecord,
+        events: list[tuple[Record, Event]],
+        stats: BatchStats,
+        out: list[OutMessage],
+        now_ms: float,
+    ) -> _Fold:
+        """:meth:`_fold`, with one customer's failure kept to that customer.
+
+        A record that cannot be used (it does not decode, or its key holds another Redis
+        type) and any failure of the fold itself leave the record untouched: the
+        customer's events of this batch are dead-lettered with the reason, and nothing of
+        the customer is published or written. Its later events meet the same record, so
+        they go the same way until an operator repairs or deletes it.
+        """
+        if stored.fault is not None:
+            reason, detail = stored.fault
+            return self._reject(customer_id, stored, events, reason, detail, stats, out, now_ms)
+        mine = BatchStats()
+        dead: list[OutMessage] = []
+        try:
+            fold = self._fold(
+                customer_id, stored=stored, events=events, stats=mine, out=dead, now_ms=now_ms
+            )
+        except CorruptState as exc:
+            return self._reject(
+                customer_id, stored, events, "corrupt_state", str(exc), stats, out, now_ms
+            )
+        except Exception as exc:
+            log.exception("scoring customer %r failed; dead-lettering its events", customer_id)
+            detail = describe(exc)
+            return self._reject(
+                customer_id, stored, events, "internal_error", detail, stats, out, now_ms
+            )
+        merge(stats, mine)
+        out += dead
+        return fold
+
+    def _reject(
+        self,
+        customer_id: str,
+        stored: StoredRecord,
+        events: list[tuple[Record, Event]],
+        reason: str,
+        detail: str,
+        stats: BatchStats,
+        out: list[OutMessage],
+        now_ms: float,
+    ) -> _Fold:
+        """Dead-letter a customer's events (those its marks do not show as applied)."""
+        marks = stored.marks
+        for rec, event in events:
+            if rec.offset <= marks.get(self.source_id(rec.topic, rec.partition), -1):
+                stats.redelivered += 1
+                continue
+            out.append(self._dead(rec, reason, detail, now_ms, event))
+            stats.dead[reason] += 1
+        log.warning(
+            "customer %r: %s (%s); its events are dead-lettered, its record left as it is",
+            customer_id,
+            reason,
+            detail,
         )
-        return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))
+        return _Fold(None, [], [])
+
+    def _dead(
+        self, rec: Record, reason: str, detail: str, now_ms: float, event: Event | None = None
+    ) -> OutMessage:
+        src = Source(rec.topic, rec.partition, rec.offset, rec.key, rec.value)
+        key, value = dead_letter_record(
+            src,
+            reason,
+            detail,
+            now_ms=now_ms,
+            max_bytes=self.max_message_bytes,
+            customer_id=event.customer_id if event is not None else None,
+            event_id=event.event_id if event is not None else None,
+        )
+        return OutMessage(self.topics.dlq, key, value)
+
+
+def merge(into: BatchStats, part: BatchStats) -> None:
+    """Add the counts of ``part`` to ``into`` (not its stage timings)."""
+    into.applied += part.applied
+    into.duplicate += part.duplicate
+    into.capped += part.capped
+    into.redelivered += part.redelivered
+    into.suspect_redelivered += part.suspect_redelivered
+    into.dead.update(part.dead)

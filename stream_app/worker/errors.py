@@ -67,6 +67,10 @@ class FenceContention(WorkerError):
     """A batch's fenced writes kept losing to another writer (transient: a rebalance)."""
 
 
+class CorruptState(WorkerError):
+    """A customer's stored record does not decode (permanent: dead-letter, leave it)."""
+
+
 def redis_code(exc: BaseException) -> str:
     """The error code of a Redis error reply (its first word), or ``""``.
 
