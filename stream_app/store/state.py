@@ -1,6 +1,6 @@
 """Redis state: one fenced record per customer, NPS counters per source partition.
 
-A customer record (its layout and fence token: :mod:`stream_app.store.record`) is read
+A customer record (its layout and fence token: :mod:`stream_app.store.records`) is read
 with one ``MGET`` and written by a fenced script call.
 
 A batch costs two round trips: one ``MGET`` of its customers' records, and one
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -26,19 +26,19 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from stream_app.store.keys import Keys, slot_of
-from stream_app.store.record import RecordFault as RecordFault
-from stream_app.store.record import StoredRecord as StoredRecord
-from stream_app.store.record import Write as Write
-from stream_app.store.record import decode_record as decode_record
-from stream_app.store.record import encode_record as encode_record
-from stream_app.store.record import read_record
+from stream_app.store.records import (
+    Command,
+    CustomerRecord,
+    RecordFault,
+    ScriptArg,
+    Write,
+    encode_record,
+    read_record,
+)
 
 log = logging.getLogger(__name__)
 
 RedisClient = aioredis.Redis | RedisCluster
-ScriptArg = bytes | str | int | float
-#: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
-Command = tuple[ScriptArg, ...]
 
 
 def lua_source(name: str) -> str:
@@ -132,7 +132,7 @@ class StateStore:
                 )
         return replies
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredRecord]:
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, CustomerRecord]:
         """Records (with explanations) of the given customers: one ``MGET``.
 
         On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together. A
@@ -149,7 +149,7 @@ class StateStore:
         else:
             raws = await self.client.mget(keys)
         out = {
-            cid: read_record(raw) if raw is not None else StoredRecord()
+            cid: read_record(raw) if raw is not None else CustomerRecord()
             for cid, raw in zip(customer_ids, raws, strict=True)
         }
         absent = [(c, k) for c, k, raw in zip(customer_ids, keys, raws, strict=True) if raw is None]
@@ -160,7 +160,7 @@ class StateStore:
             for (cid, _), kind in zip(absent, await pipe.execute(), strict=True):
                 name = kind.decode() if isinstance(kind, bytes) else str(kind)
                 if name != "none":
-                    out[cid] = StoredRecord(fault=wrong_type(name))
+                    out[cid] = CustomerRecord(fault=wrong_type(name))
         return out
 
     async def commit(
@@ -339,13 +339,3 @@ def _key_of(command: Command) -> str:
     if command[0] == "EVALSHA" and len(command) > 3:
         return str(command[3])
     return str(command[1]) if len(command) > 1 else ""
-
-
-def nps_field(day: str, tier: str, category: str) -> str:
-    """The counter name of one (day, tier, category); tier ``*`` is the overall count."""
-    return f"{day}|{tier}|{category}"
-
-
-def nps_fields(day: str, tier: str, category: str) -> Iterable[str]:
-    """Both counters one response increments: overall and by tier."""
-    return (nps_field(day, "*", category), nps_field(day, tier, category))

@@ -19,16 +19,12 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from aiokafka.partitioner import murmur2
 
 from scoring import (
     CustomerState,
@@ -50,62 +46,18 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
-from stream_app.store.readstore import Membership, ReadStore
-from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
-from stream_app.worker.deadletter import MAX_KEY_BYTES, Source, dead_letter_record
+from stream_app.messages import CLOUDEVENT_HEADERS, OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
+from stream_app.worker.deadletter import MAX_KEY_BYTES
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.errors import CorruptState, FenceContention, describe
+from stream_app.worker.isolation import dead_message, fold_isolated
+from stream_app.worker.ports import Indexes, Publisher, RecordStore
 
 log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message, free of any Kafka client type."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None  # None: a tombstone (dead-lettered as not_json)
-    timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
-
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
-
-#: The CloudEvents Kafka protocol binding's header for structured content mode.
-CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
-
-
-@dataclass(frozen=True, slots=True)
-class OutMessage:
-    """One message to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
-
-
-class Publisher(Protocol):
-    """Sends messages and returns once the broker acknowledged all of them."""
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Topic names and the input's partition count."""
-
-    input: str
-    by_customer: str
-    output: str
-    dlq: str
-    input_partitions: int
 
 
 @dataclass
@@ -130,7 +82,7 @@ class BatchStats:
 
 
 @dataclass
-class _Fold:
+class Fold:
     """One customer's outcome within a batch."""
 
     write: Write | None
@@ -155,18 +107,6 @@ class _StageTimer:
         self._last = now
 
 
-@functools.lru_cache(maxsize=65_536)
-def expected_partition(customer_id: str, partitions: int) -> int:
-    """The partition the default (murmur2) partitioner gives a customer key.
-
-    Cached: murmur2 is pure Python in aiokafka, and busy customers come back often.
-
-    >>> expected_partition("cust-1", 8) == expected_partition("cust-1", 8)
-    True
-    """
-    return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
-
-
 class BatchProcessor:
     """Scores batches; every effect goes through ``store`` and ``publisher``."""
 
@@ -175,9 +115,9 @@ class BatchProcessor:
         *,
         model: Model,
         topics: Topics,
-        store: StateStore,
+        store: RecordStore,
         publisher: Publisher,
-        readstore: ReadStore | None = None,
+        readstore: Indexes | None = None,
         explain_events: int = 10,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
@@ -237,14 +177,14 @@ class BatchProcessor:
         out: list[OutMessage] = []
         grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
         pending = dict(grouped)
-        written: list[_Fold] = []  # the folds whose writes won, over all rounds
+        written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: self._isolated_fold(
-                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
+                cid: fold_isolated(
+                    self, cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
                 )
                 for cid, evs in pending.items()
             }
@@ -298,7 +238,7 @@ class BatchProcessor:
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
             if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
                 detail = f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}"
-                out.append(self._dead(rec, "key_too_large", detail, now_ms))
+                out.append(self.dead(rec, "key_too_large", detail, now_ms))
                 stats.dead["key_too_large"] += 1
                 continue
             try:
@@ -312,12 +252,12 @@ class BatchProcessor:
                     max_age_ms=self.max_age_ms,
                 )
             except InvalidEvent as exc:
-                out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
+                out.append(self.dead(rec, exc.reason, exc.detail, now_ms))
                 stats.dead[exc.reason] += 1
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
-                out.append(self._dead(rec, "internal_error", describe(exc), now_ms))
+                out.append(self.dead(rec, "internal_error", describe(exc), now_ms))
                 stats.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
@@ -331,16 +271,16 @@ class BatchProcessor:
             grouped[event.customer_id].append((rec, event))
         return grouped, offsets
 
-    def _fold(
+    def fold(
         self,
         customer_id: str,
         *,
-        stored: StoredRecord,
+        stored: CustomerRecord,
         events: list[tuple[Record, Event]],
         stats: BatchStats,
         out: list[OutMessage],
         now_ms: float,
-    ) -> _Fold:
+    ) -> Fold:
         try:
             state: CustomerState | None = (
                 decode_state(stored.state, self.model) if stored.state is not None else None
@@ -350,7 +290,7 @@ class BatchProcessor:
                 if stored.explain is not None
                 else None
             )
-        except Exception as exc:  # noqa: BLE001 - whatever the decoder says: unreadable
+        except Exception as exc:  # (whatever the decoder says: unreadable)
             raise CorruptState(f"the stored state does not decode: {describe(exc)}") from exc
         stored_state = state
         marks = dict(stored.marks)
@@ -379,7 +319,7 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                out.append(self._dead(rec, "internal_error", describe(exc), now_ms, event))
+                out.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
                 stats.dead["internal_error"] += 1
                 continue
             state = result.state
@@ -411,7 +351,7 @@ class BatchProcessor:
                 tier_move=self.tier_move(stored_state, state),
                 read_token=stored.fence,
             )
-        return _Fold(write, changes, nps, state, stored_state)
+        return Fold(write, changes, nps, state, stored_state)
 
     def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
         """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
@@ -443,7 +383,7 @@ class BatchProcessor:
             return horizon
         return next_crossing(state, model)
 
-    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
+    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[Fold]) -> None:
         """Advance offsets and event-time progress, once the batch's effects are durable."""
         for tp, offset in offsets.items():
             self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
@@ -466,7 +406,7 @@ class BatchProcessor:
         """The rule segments ``state`` is in (what the member sets hold of it)."""
         return frozenset(segment_names(state, self.model))
 
-    def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
+    def _index(self, folds: Mapping[str, Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""
         if self.readstore is None:
             return []
@@ -483,102 +423,18 @@ class BatchProcessor:
         return self.readstore.commands(members, changes, now_ms, previous=previous)
 
     @staticmethod
-    def _nps(folds: Iterable[_Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
+    def _nps(folds: Iterable[Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         for fold in folds:
             for topic, partition, offset, fld in fold.nps:
                 counts[(topic, partition)].append((offset, fld))
         return counts
 
-    def _isolated_fold(
-        self,
-        customer_id: str,
-        *,
-        stored: StoredRecord,
-        events: list[tuple[Record, Event]],
-        stats: BatchStats,
-        out: list[OutMessage],
-        now_ms: float,
-    ) -> _Fold:
-        """:meth:`_fold`, with one customer's failure kept to that customer.
-
-        A record that cannot be used (it does not decode, or its key holds another Redis
-        type) and any failure of the fold itself leave the record untouched: the
-        customer's events of this batch are dead-lettered with the reason, and nothing of
-        the customer is published or written. Its later events meet the same record, so
-        they go the same way until an operator repairs or deletes it.
-        """
-        if stored.fault is not None:
-            reason, detail = stored.fault
-            return self._reject(customer_id, stored, events, reason, detail, stats, out, now_ms)
-        mine = BatchStats()
-        dead: list[OutMessage] = []
-        try:
-            fold = self._fold(
-                customer_id, stored=stored, events=events, stats=mine, out=dead, now_ms=now_ms
-            )
-        except CorruptState as exc:
-            return self._reject(
-                customer_id, stored, events, "corrupt_state", str(exc), stats, out, now_ms
-            )
-        except Exception as exc:
-            log.exception("scoring customer %r failed; dead-lettering its events", customer_id)
-            detail = describe(exc)
-            return self._reject(
-                customer_id, stored, events, "internal_error", detail, stats, out, now_ms
-            )
-        merge(stats, mine)
-        out += dead
-        return fold
-
-    def _reject(
-        self,
-        customer_id: str,
-        stored: StoredRecord,
-        events: list[tuple[Record, Event]],
-        reason: str,
-        detail: str,
-        stats: BatchStats,
-        out: list[OutMessage],
-        now_ms: float,
-    ) -> _Fold:
-        """Dead-letter a customer's events (those its marks do not show as applied)."""
-        marks = stored.marks
-        for rec, event in events:
-            if rec.offset <= marks.get(self.source_id(rec.topic, rec.partition), -1):
-                stats.redelivered += 1
-                continue
-            out.append(self._dead(rec, reason, detail, now_ms, event))
-            stats.dead[reason] += 1
-        log.warning(
-            "customer %r: %s (%s); its events are dead-lettered, its record left as it is",
-            customer_id,
-            reason,
-            detail,
-        )
-        return _Fold(None, [], [])
-
-    def _dead(
+    def dead(
         self, rec: Record, reason: str, detail: str, now_ms: float, event: Event | None = None
     ) -> OutMessage:
-        src = Source(rec.topic, rec.partition, rec.offset, rec.key, rec.value)
-        key, value = dead_letter_record(
-            src,
-            reason,
-            detail,
-            now_ms=now_ms,
-            max_bytes=self.max_message_bytes,
-            customer_id=event.customer_id if event is not None else None,
-            event_id=event.event_id if event is not None else None,
-        )
-        return OutMessage(self.topics.dlq, key, value)
-
-
-def merge(into: BatchStats, part: BatchStats) -> None:
-    """Add the counts of ``part`` to ``into`` (not its stage timings)."""
-    into.applied += part.applied
-    into.duplicate += part.duplicate
-    into.capped += part.capped
-    into.redelivered += part.redelivered
-    into.suspect_redelivered += part.suspect_redelivered
-    into.dead.update(part.dead)
+        """The dead letter of ``rec`` (always within the broker's message limit)."""
+        return dead_message(
+            rec, reason, detail, dlq=self.topics.dlq, now_ms=now_ms,
+            max_bytes=self.max_message_bytes, event=event,
+        )  # fmt: skip

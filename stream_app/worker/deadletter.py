@@ -73,7 +73,10 @@ def dead_letter_record(
     >>> key is None, len(value) < 1_000_000 - RECORD_OVERHEAD
     (True, True)
     >>> key, value = dead_letter_record(src, "too_large", "big", now_ms=0, max_bytes=16_384)
-    >>> b'"payload_b64":""' in value and b'"offset":7' in value
+    >>> len(value) + RECORD_OVERHEAD <= 16_384, b'"payload_truncated":true' in value
+    (True, True)
+    >>> key, value = dead_letter_record(src, "too_large", "big", now_ms=0, max_bytes=2_048)
+    >>> b'"payload_b64":""' in value and b'"offset":7' in value and b"key_b64" not in value
     True
     """
     key = src.key

@@ -84,7 +84,7 @@ def redis_code(exc: BaseException) -> str:
     return head if head.isupper() and head.isalpha() else ""
 
 
-def transient_cause(exc: BaseException) -> str | None:  # noqa: C901 - one flat decision table
+def transient_cause(exc: BaseException) -> str | None:
     """The cause label when retrying can cure ``exc``; None when it cannot.
 
     >>> transient_cause(ConnectionResetError())
@@ -121,7 +121,7 @@ def describe(exc: BaseException, limit: int = 300) -> str:
     """``Type: message``, cut to ``limit`` characters (for logs and dead letters).
 
     >>> describe(ValueError("x" * 500), limit=20)
-    'ValueError: xxxxxxxx...'
+    'ValueError: xxxxx...'
     """
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -11,46 +11,20 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import redis.exceptions
-from aiokafka.errors import KafkaError
-
 from scoring import Model, load_model
 from stream_app.http.metrics import WorkerMetrics
+from stream_app.messages import OutMessage, Record, Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
 from stream_app.store.tiercounts import migrate_tier_sets
 from stream_app.worker import gc_tuning
-from stream_app.worker.batch import BatchProcessor, BatchStats, OutMessage, Record, Topics
+from stream_app.worker.batch import BatchProcessor, BatchStats
+from stream_app.worker.errors import describe, transient_cause
+from stream_app.worker.retry import Liveness, RetryPolicy, until_done
 
 log = logging.getLogger("stream_app.worker")
-
-#: Failures that are the world's fault, not the batch's: wait and try again.
-RETRYABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    KafkaError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-
-def raise_if_cancelled() -> None:
-    """Raise the cancellation of the current task if a library swallowed it.
-
-    Python 3.11's ``asyncio.wait_for`` (redis-py wraps its socket I/O in it) returns the
-    inner result when the inner operation completes as the task is cancelled: the
-    ``CancelledError`` is lost, only ``Task.cancelling()`` remembers the request. Without
-    this the agent goes on to wait for the next batch and a worker told to stop (SIGTERM)
-    hangs until it is killed.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class FaustPublisher:
@@ -80,9 +54,11 @@ class Runtime:
         self.busy = asyncio.Lock()
         self.input_partitions: int | None = None
         self.readstore: ReadStore | None = None
+        self.store: StateStore | None = None
         self.metrics = WorkerMetrics()
         self.started_at = time.time()
         self.last_batch_at: float | None = None
+        self.liveness = Liveness(last_progress=time.monotonic())
         self.max_decay_lag_ms = 0.0
         self._reported: Counter[str] = Counter()
 
@@ -103,7 +79,7 @@ class Runtime:
         )
         client = connect(settings.redis_url, name=client_name())
         keys = Keys(settings.key_prefix, model.name)
-        store = StateStore(client, keys)
+        store = self.store = StateStore(client, keys)
         self.readstore = ReadStore(client, keys, model)
         await migrate_tier_sets(client, keys, [t.name for t in model.tiers])
         log.info(
@@ -116,7 +92,8 @@ class Runtime:
         return processor
 
     async def handle(self, events: Sequence[Any]) -> BatchStats:
-        """Process a batch of faust events, retrying with backoff until it is done."""
+        """Process a batch of faust events until it is done (:mod:`stream_app.worker.retry`:
+        transient failures retried with jittered backoff, anything else isolated)."""
         records = [
             Record(
                 e.message.topic,
@@ -131,34 +108,36 @@ class Runtime:
         from stream_app.app import settings
 
         self.observe_age(records, time.time())
+        policy = RetryPolicy(
+            process=self._process,
+            dead_letter=self._dead_letter,
+            on_retry=lambda cause: self.metrics.retries.inc(cause=cause),
+            liveness=self.liveness,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+        result = await until_done(policy, records)
+        return result if isinstance(result, BatchStats) else BatchStats(consumed=len(records))
 
-        delay = 0.05
-        while True:
-            try:
-                processor = await self.processor()
-                async with self.busy:
-                    began = time.perf_counter()
-                    stats = await processor.process(records)
-                    self.metrics.batch_seconds.observe(time.perf_counter() - began)
-                    self.metrics.batch_size.observe(len(records))
-                    self.last_batch_at = time.time()
-            except RETRYABLE as exc:
-                log.warning(
-                    "batch of %d waits %.2fs to retry: %s: %s",
-                    len(records),
-                    delay,
-                    type(exc).__name__,
-                    exc,
-                )
-            except Exception:
-                log.exception("batch of %d failed; retrying in %.2fs", len(records), delay)
-            else:
-                self.record(stats)
-                raise_if_cancelled()
-                return stats
-            raise_if_cancelled()
-            await asyncio.sleep(delay)  # back-off, not synchronisation
-            delay = min(delay * 2, settings.retry_max_backoff_s)
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
+        processor = await self.processor()
+        async with self.busy:
+            began = time.perf_counter()
+            stats = await processor.process(records)
+            self.metrics.batch_seconds.observe(time.perf_counter() - began)
+            self.metrics.batch_size.observe(len(records))
+            self.last_batch_at = time.time()
+        self.record(stats)
+        return stats
+
+    async def _dead_letter(self, failed: Sequence[tuple[Record, str]]) -> None:
+        """Dead-letter records that failed on their own (``internal_error``)."""
+        processor = await self.processor()
+        now_ms = time.time() * 1000.0
+        out = [processor.dead(rec, "internal_error", detail, now_ms) for rec, detail in failed]
+        await processor.publisher.publish(out)
+        stats = BatchStats()
+        stats.dead["internal_error"] += len(out)
+        self.record(stats)
 
     def observe_age(self, records: Sequence[Record], now: float) -> None:
         """How old each message is (by its Kafka timestamp) when its batch starts."""
@@ -208,15 +187,26 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
+                    assert self.store is not None  # (built with the processor)
                     stats = await sweep_partition(
                         processor,
                         partition,
                         until,
+                        store=self.store,
                         now_ms=now_ms,
                         limit=settings.decay_sweep_limit,
                     )
-            except RETRYABLE as exc:
-                log.warning("decay sweep of partition %d will retry: %s", partition, exc)
+            except Exception as exc:
+                cause = transient_cause(exc)
+                if cause is None:
+                    raise
+                self.metrics.retries.inc(cause=cause)
+                log.warning(
+                    "decay sweep of partition %d will retry (%s): %s",
+                    partition,
+                    cause,
+                    describe(exc),
+                )
                 continue
             self.metrics.decay_fired.inc(stats.fired)
             for name, n in stats.by_type.items():
@@ -304,6 +294,8 @@ def build_processor(
         explain_events=settings.explain_events,
         max_future_ms=int(settings.max_future_seconds * 1000),
         due_horizon_ms=settings.due_horizon_seconds * 1000.0,
+        max_age_ms=settings.max_event_age_ms,
+        max_message_bytes=settings.max_message_bytes,
     )
 
 

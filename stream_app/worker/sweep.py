@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scoring import (
@@ -33,10 +34,15 @@ from scoring import (
     encode_state,
     next_crossing,
 )
-from stream_app.store.state import Command, Write
+from stream_app.store.records import Command, CustomerRecord, Write
 from stream_app.worker.batch import BatchProcessor
+from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.ports import Store
 
 log = logging.getLogger("stream_app.worker.sweep")
+
+#: A customer whose record cannot be read is left alone and looked at again this much later.
+UNREADABLE_RETRY_MS = 3_600_000.0
 
 
 @dataclass
@@ -47,16 +53,22 @@ class SweepStats:
     fired: int = 0
     changes: int = 0
     conflicts: int = 0
+    skipped: int = 0  # customers whose record cannot be read (left as they are)
     max_lag_ms: float = 0.0
     by_type: Counter[str] = field(default_factory=Counter)
 
 
 async def sweep_partition(
-    processor: BatchProcessor, partition: int, until_ms: float, *, now_ms: float, limit: int = 500
+    processor: BatchProcessor,
+    partition: int,
+    until_ms: float,
+    *,
+    store: Store,
+    now_ms: float,
+    limit: int = 500,
 ) -> SweepStats:
     """Fire the crossings due on ``partition`` strictly before ``until_ms`` (one round
     trip each way)."""
-    store, model = processor.store, processor.model
     stats = SweepStats()
     until_ms = math.nextafter(until_ms, -math.inf)  # see the module docstring
     due = await store.due(partition, until_ms, limit)
@@ -72,12 +84,21 @@ async def sweep_partition(
     read_at = dict(due)
     for cid in ids:
         record = stored[cid]
-        if record.state is None:
+        if record.state is None and record.fault is None:
             schedule[cid] = (read_at[cid], None)
             continue
-        read = decode_state(record.state, model)
-        state, fired = advance(read, cid, until_ms, model)
-        schedule[cid] = (read_at[cid], next_crossing(state, model))
+        try:
+            read, state, fired, after = _advance(record, cid, until_ms, processor)
+        except Exception as exc:  # noqa: BLE001 - one customer must not fail the partition
+            log.warning(
+                "decay sweep: customer %r left untouched, tried again in an hour: %s",
+                cid,
+                describe(exc),
+            )
+            schedule[cid] = (read_at[cid], now_ms + UNREADABLE_RETRY_MS)
+            stats.skipped += 1
+            continue
+        schedule[cid] = (read_at[cid], after)
         if fired:
             changes.extend(fired)
             # the explanation is part of the record: a crossing leaves it as it was
@@ -89,6 +110,7 @@ async def sweep_partition(
                     encode_state(state),
                     explain=record.explain,
                     tier_move=processor.tier_move(read, state),
+                    read_token=record.fence,
                 )
             )
             new_states.append(state)
@@ -106,13 +128,27 @@ async def sweep_partition(
         schedule.pop(cid, None)
         processor.due_hints.forget(cid)
     await store.reschedule(partition, schedule)
-    written = {w.customer_id for w in writes}
+    written = {w.customer_id: w.token for w in writes}
     for cid, (_, at) in schedule.items():  # exact, for the record as it now stands
-        version = stored[cid].version + (cid in written)
-        processor.due_hints.set(cid, at, version)
+        processor.due_hints.set(cid, at, written.get(cid, stored[cid].fence))
     stats.fired = len(writes) - len(lost)
     stats.changes = len(changes)
     stats.by_type.update(c.cloudevent_type for c in changes)
     stats.conflicts = len(lost)
     stats.max_lag_ms = max((now_ms - c.occurred_at_ms for c in changes), default=0.0)
     return stats
+
+
+def _advance(
+    record: CustomerRecord, customer_id: str, until_ms: float, processor: BatchProcessor
+) -> tuple[CustomerState, CustomerState, Sequence[SegmentChange], float | None]:
+    """(state read, state advanced, changes fired, next crossing) of one due customer;
+    raises if its record cannot be read, or anything else fails for it (encoding too)."""
+    model = processor.model
+    if record.fault is not None:
+        raise CorruptState(record.fault[1])
+    read = decode_state(record.state or b"", model)
+    state, fired = advance(read, customer_id, until_ms, model)
+    if fired:
+        encode_state(state)  # (fails here, not in the middle of the batch's writes)
+    return read, state, fired, next_crossing(state, model)

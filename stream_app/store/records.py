@@ -1,4 +1,4 @@
-"""A customer record in Redis: its layout, its fence token, and its codec.
+"""What the worker writes to Redis and reads back, as plain values (no Redis client here).
 
 A customer record is ``b"<version>.<write id> <marks> <state length> <state><explanation>"``:
 
@@ -15,14 +15,24 @@ A customer record is ``b"<version>.<write id> <marks> <state length> <state><exp
 * ``state`` is :func:`scoring.encode_state`'s bytes, ``state length`` their count.
 * ``explanation`` (possibly empty) is :func:`scoring.encode_explanation`'s bytes:
   kept in the same value, it costs no key of its own and no extra read or write.
+
+:class:`Write` is one fenced write of a record; :data:`Command` a raw Redis command queued
+on the write pipeline.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+ScriptArg = bytes | str | int | float
+#: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
+Command = tuple[ScriptArg, ...]
+
+#: The rule segments one customer is in (what the member sets hold of it).
+Membership = frozenset[str]
 
 #: This process's write-id epoch: random, so no two processes hand out the same ids.
 _EPOCH = secrets.token_hex(5)
@@ -43,7 +53,7 @@ def new_token(version: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRecord:
+class CustomerRecord:
     """What Redis holds for one customer (version 0 and no state: unknown customer).
 
     ``token`` is the record's fence token as stored (empty for an unknown customer, the
@@ -83,11 +93,11 @@ def encode_record(
     return f"{head} {mark_text} {len(state)} ".encode() + state + (explain or b"")
 
 
-def decode_record(raw: bytes) -> StoredRecord:
+def decode_record(raw: bytes) -> CustomerRecord:
     """Unpack a record written by :func:`encode_record` (raises on anything else).
 
     >>> decode_record(b'3.ab1 i1=40,r1=2 3 [1][2]')
-    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]', token='3.ab1', fault=None)
+    CustomerRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]', token='3.ab1', fault=None)
 
     Records of release 0.1 (``"<version> <marks> <state>"``, the explanation in a key
     of its own) still read, without their explanation:
@@ -104,21 +114,21 @@ def decode_record(raw: bytes) -> StoredRecord:
             name, offset = item.split("=")
             marks[name] = int(offset)
     if not rest[:1].isdigit():  # a 0.1 record: the state is JSON, it starts with "["
-        return StoredRecord(version, marks, rest, token=token)
+        return CustomerRecord(version, marks, rest, token=token)
     length, body = rest.split(b" ", 1)
     n = int(length)
     if len(body) < n:
         raise ValueError(f"record state is {len(body)} bytes, its header says {n}")
-    return StoredRecord(version, marks, body[:n], body[n:] or None, token=token)
+    return CustomerRecord(version, marks, body[:n], body[n:] or None, token=token)
 
 
-def read_record(raw: bytes) -> StoredRecord:
+def read_record(raw: bytes) -> CustomerRecord:
     """:func:`decode_record`, or a record with a ``corrupt_state`` fault if it does not
     decode (never raises)."""
     try:
         return decode_record(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        return StoredRecord(fault=("corrupt_state", f"the stored record does not decode: {exc}"))
+        return CustomerRecord(fault=("corrupt_state", f"the stored record does not decode: {exc}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +145,7 @@ class Write:
     # (tier of the record read, "" for a new customer; tier of the new record, "" when
     # tiers are not counted): the write moves the customer between the tier counts
     tier_move: tuple[str, str] = ("", "")
-    #: the fence token of the record read (:attr:`StoredRecord.fence`); empty: only its
+    #: the fence token of the record read (:attr:`CustomerRecord.fence`); empty: only its
     #: version is known, and the write is fenced by the version alone
     read_token: str = ""
     #: the new record's fence token (made here, unique to this write)
@@ -148,3 +158,13 @@ class Write:
     @property
     def fence(self) -> str:
         return self.read_token or str(self.read_version)
+
+
+def nps_field(day: str, tier: str, category: str) -> str:
+    """The counter name of one (day, tier, category); tier ``*`` is the overall count."""
+    return f"{day}|{tier}|{category}"
+
+
+def nps_fields(day: str, tier: str, category: str) -> Iterable[str]:
+    """Both counters one response increments: overall and by tier."""
+    return (nps_field(day, "*", category), nps_field(day, tier, category))
