@@ -17,8 +17,6 @@ True
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.exceptions as rx
 from aiokafka import errors as kx
 
@@ -98,7 +96,7 @@ def transient_cause(exc: BaseException) -> str | None:
         return "auth"
     if isinstance(exc, rx.BusyLoadingError):
         return "loading"
-    if isinstance(exc, rx.TimeoutError | asyncio.TimeoutError | kx.KafkaTimeoutError):
+    if isinstance(exc, rx.TimeoutError | TimeoutError | kx.KafkaTimeoutError):
         return "timeout"
     if isinstance(exc, rx.ConnectionError | kx.KafkaConnectionError | OSError):
         return "connection"
