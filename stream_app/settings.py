@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from stream_app.errors import StreamAppError
+
 PREFIX = "ENGAGEMENT_"
 
 
@@ -24,7 +26,7 @@ IDEMPOTENCE = ("auto", "on", "off")
 SECRET_QUERY = ("password", "pass", "pwd", "secret", "token", "key", "sasl_password")
 
 
-class SettingsError(ValueError):
+class SettingsError(StreamAppError, ValueError):
     """An environment variable holds a value that cannot be used."""
 
 

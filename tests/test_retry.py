@@ -13,7 +13,8 @@ import redis.exceptions as rx
 from aiokafka import errors as kx
 
 from stream_app.messages import Record
-from stream_app.worker.errors import FenceContention, transient_cause
+from stream_app.worker.batch import WriteConflicts
+from stream_app.worker.errors import transient_cause
 from stream_app.worker.retry import Backoff, Liveness, RetryPolicy, until_done
 
 
@@ -37,7 +38,7 @@ from stream_app.worker.retry import Backoff, Liveness, RetryPolicy, until_done
         (kx.RequestTimedOutError(), "kafka"),
         (kx.NotLeaderForPartitionError(), "kafka"),
         (kx.TopicAuthorizationFailedError(), "auth"),
-        (FenceContention("kept losing"), "conflict"),
+        (WriteConflicts("kept losing"), "conflict"),
         (rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), None),
         (rx.ResponseError("ERR Error running script"), None),
         (kx.MessageSizeTooLargeError(), None),

@@ -42,22 +42,29 @@ from scoring import (
     next_crossing,
     parse_event,
     quiet_until,
-    segment_names,
 )
-from stream_app import jsonutil
-from stream_app.contracts import cloudevent
-from stream_app.messages import CLOUDEVENT_HEADERS, OutMessage, Record, Topics, expected_partition
+from stream_app.errors import StreamAppError
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.deadletter import MAX_KEY_BYTES
 from stream_app.worker.duehints import DueHints
-from stream_app.worker.errors import CorruptState, FenceContention, describe
+from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.errors import CorruptState, describe
 from stream_app.worker.isolation import dead_message, fold_isolated
-from stream_app.worker.ports import Indexes, Publisher, RecordStore
+from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.readside import ReadSide
 
 log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
+
+
+class WriteConflicts(StreamAppError):
+    """Fenced writes kept losing races (another worker writes the same customers)."""
+
+    retry_cause = "conflict"  # (a rebalance: retrying cures it)
 
 
 @dataclass
@@ -80,8 +87,33 @@ class BatchStats:
     #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
+    def add(self, fold: Fold) -> None:
+        """Count one customer's fold."""
+        self.applied += fold.applied
+        self.duplicate += fold.duplicate
+        self.capped += fold.capped
+        self.redelivered += fold.redelivered
+        self.suspect_redelivered += fold.suspect
+        if fold.dead:
+            self.dead[fold.dead_reason] += len(fold.dead)
+        for change in fold.changes:
+            self.changes[change.cloudevent_type] += 1
 
-@dataclass
+
+@dataclass(slots=True)
+class Parsed:
+    """Step 1's result: the batch's events by customer, what goes elsewhere at once."""
+
+    events: dict[str, list[tuple[Record, Event]]]
+    #: The last offset of the batch per source (topic, partition).
+    offsets: dict[tuple[str, int], int]
+    #: Dead letters and forwards, in input order.
+    messages: list[OutMessage]
+    dead: Counter[str]
+    forwarded: int
+
+
+@dataclass(slots=True)
 class Fold:
     """One customer's outcome within a batch."""
 
@@ -90,6 +122,13 @@ class Fold:
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
+    dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
+    dead_reason: str = "internal_error"  # (or why the whole customer was dead-lettered)
+    applied: int = 0
+    duplicate: int = 0
+    capped: int = 0
+    redelivered: int = 0
+    suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
 
 
 class _StageTimer:
@@ -108,7 +147,12 @@ class _StageTimer:
 
 
 class BatchProcessor:
-    """Scores batches; every effect goes through ``store`` and ``publisher``."""
+    """Scores batches; every effect goes through ``store`` and ``publisher``.
+
+    ``hints`` and ``progress`` are shared with the decay sweep when the worker hands
+    them in (:class:`stream_app.worker.scorer.Scorer`); by default the processor has
+    its own.
+    """
 
     def __init__(
         self,
@@ -125,12 +169,12 @@ class BatchProcessor:
         max_age_ms: int | None = None,
         max_message_bytes: int = 1_000_000,
         clock: Callable[[], float] = time.time,
+        hints: DueHints | None = None,
+        progress: PartitionProgress | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
         self.store = store
-        self.publisher = publisher
-        self.readstore = readstore
         self.explain_events = explain_events
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
@@ -141,25 +185,15 @@ class BatchProcessor:
         #: The largest message the broker takes: every dead letter fits in it.
         self.max_message_bytes = max_message_bytes
         self.clock = clock
-        #: Largest event time applied, per owner partition (event-time progress).
-        self.event_time: dict[int, float] = {}
-        #: Last offset processed, per (topic, partition).
-        self.offsets: dict[tuple[str, int], int] = {}
+        self.due_hints = DueHints() if hints is None else hints
+        self.progress = PartitionProgress(topics) if progress is None else progress
+        self.readside = ReadSide(model, readstore)
+        self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
-        self.due_hints = DueHints()
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
-
-    def change_message(self, change: SegmentChange) -> OutMessage:
-        """A segment change as its CloudEvent on the output topic, keyed by customer."""
-        return OutMessage(
-            self.topics.output,
-            change.customer_id.encode(),
-            jsonutil.dumps(cloudevent(change)),
-            CLOUDEVENT_HEADERS,
-        )
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -174,41 +208,37 @@ class BatchProcessor:
         stats = BatchStats(consumed=len(records))
         timer = _StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
-        out: list[OutMessage] = []
-        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
-        pending = dict(grouped)
+        parsed = self._parse(records, now_ms=now_ms)
+        stats.dead.update(parsed.dead)
+        stats.forwarded = parsed.forwarded
+        messages = parsed.messages
+        pending = parsed.events
         written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: fold_isolated(
-                    self, cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
-                )
+                cid: fold_isolated(self, cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
+            changes: list[SegmentChange] = []
             for fold in folds.values():
-                for change in fold.changes:
-                    out.append(self.change_message(change))
-                    stats.changes[change.cloudevent_type] += 1
+                stats.add(fold)
+                messages.extend(fold.dead)
+                changes.extend(fold.changes)
+            messages.extend(change_messages(self.topics.output, changes))
+            outcome = Outcome(
+                messages,
+                [f.write for f in folds.values() if f.write is not None],
+                nps=self._nps(folds.values()),
+                index=self._index(folds, force=round_ > 0, now_ms=now_ms),
+            )
             timer.lap("score")
-            await self.publisher.publish(out)
-            timer.lap("publish")
-            out = []
-            writes = [f.write for f in folds.values() if f.write is not None]
-            nps = self._nps(folds.values())
-            index = self._index(folds, force=round_ > 0, now_ms=now_ms)
-            timer.lap("score")
-            lost = await self.store.commit(writes, nps=nps, index=index)
-            gone = set(lost)
-            for w in writes:  # (written with ZADD LT, lost or not)
-                token = None if w.customer_id in gone else w.token
-                self.due_hints.set(w.customer_id, w.due_at_ms, token)
-            timer.lap("write")
-            written.extend(f for cid, f in folds.items() if cid not in gone)
+            lost = await self.effects.apply(outcome, timer.lap)
+            written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
-                self._progress(offsets, written)
+                self.progress.advance(parsed.offsets, self._event_times(written))
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -221,27 +251,23 @@ class BatchProcessor:
                 return stats
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
-            pending = {cid: grouped[cid] for cid in lost}
-        raise FenceContention(f"fenced writes kept losing for {len(pending)} customers")
+            pending = {cid: parsed.events[cid] for cid in lost}
+            messages = []
+        raise WriteConflicts(f"fenced writes kept losing for {len(pending)} customers")
 
-    def _parse(
-        self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float
-    ) -> tuple[dict[str, list[tuple[Record, Event]]], dict[tuple[str, int], int]]:
-        """Step 1: the batch's events by customer, and the last offset per partition.
-
-        Dead letters and forwards go to ``out``.
-        """
-        grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
-        offsets: dict[tuple[str, int], int] = {}
+    def _parse(self, records: Sequence[Record], *, now_ms: float) -> Parsed:
+        """Step 1: the batch's events by customer, dead letters and forwards."""
+        parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
+        offsets, out = parsed.offsets, parsed.messages
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
-            if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
-                detail = f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}"
-                out.append(self.dead(rec, "key_too_large", detail, now_ms))
-                stats.dead["key_too_large"] += 1
-                continue
             try:
+                if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
+                    raise _Refused(
+                        "key_too_large",
+                        f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}",
+                    )
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
                     raise InvalidEvent("not_json", "message has no value (a tombstone)")
                 event = parse_event(
@@ -251,14 +277,14 @@ class BatchProcessor:
                     max_future_ms=self.max_future_ms,
                     max_age_ms=self.max_age_ms,
                 )
-            except InvalidEvent as exc:
+            except (InvalidEvent, _Refused) as exc:
                 out.append(self.dead(rec, exc.reason, exc.detail, now_ms))
-                stats.dead[exc.reason] += 1
+                parsed.dead[exc.reason] += 1
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
                 out.append(self.dead(rec, "internal_error", describe(exc), now_ms))
-                stats.dead["internal_error"] += 1
+                parsed.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
                 event.customer_id, self.topics.input_partitions
@@ -266,10 +292,10 @@ class BatchProcessor:
                 out.append(
                     OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
                 )
-                stats.forwarded += 1
+                parsed.forwarded += 1
                 continue
-            grouped[event.customer_id].append((rec, event))
-        return grouped, offsets
+            parsed.events[event.customer_id].append((rec, event))
+        return parsed
 
     def fold(
         self,
@@ -277,10 +303,14 @@ class BatchProcessor:
         *,
         stored: CustomerRecord,
         events: list[tuple[Record, Event]],
-        stats: BatchStats,
-        out: list[OutMessage],
         now_ms: float,
     ) -> Fold:
+        """Step 2, for one customer: its events through :func:`scoring.apply`.
+
+        Raises :class:`CorruptState` when the stored record does not decode, and whatever
+        else fails for this customer: :func:`stream_app.worker.isolation.fold_isolated`
+        keeps that to the customer.
+        """
         try:
             state: CustomerState | None = (
                 decode_state(stored.state, self.model) if stored.state is not None else None
@@ -292,19 +322,17 @@ class BatchProcessor:
             )
         except Exception as exc:  # (whatever the decoder says: unreadable)
             raise CorruptState(f"the stored state does not decode: {describe(exc)}") from exc
-        stored_state = state
+        fold = Fold(None, [], [], stored=state)
         marks = dict(stored.marks)
-        changes: list[SegmentChange] = []
-        nps: list[tuple[str, int, int, str]] = []
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
         for rec, event in events:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
-                stats.redelivered += 1
+                fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
-                    stats.suspect_redelivered += 1
+                    fold.suspect += 1
                 continue
             marks[src] = rec.offset
             touched = True
@@ -319,28 +347,27 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                out.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
-                stats.dead["internal_error"] += 1
+                fold.dead.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
                 continue
             state = result.state
-            changes.extend(result.changes)
+            fold.changes.extend(result.changes)
             if result.status == "duplicate":
-                stats.duplicate += 1
+                fold.duplicate += 1
                 continue
             if result.status == "applied":
-                stats.applied += 1
+                fold.applied += 1
             else:
-                stats.capped += 1
+                fold.capped += 1
             if self.explain_events:
                 points = self.model.event_types[event.type].points
                 points = points if result.status == "applied" else 0.0
                 expl = explain_add(expl, event, points, self.model, keep=self.explain_events)
             if result.nps is not None:
                 for fld in nps_fields(result.nps.day, result.nps.tier, result.nps.category):
-                    nps.append((rec.topic, rec.partition, rec.offset, fld))
-        write = None
+                    fold.nps.append((rec.topic, rec.partition, rec.offset, fld))
+        fold.state = state
         if touched and state is not None:
-            write = Write(
+            fold.write = Write(
                 customer_id,
                 stored.version,
                 marks,
@@ -348,17 +375,10 @@ class BatchProcessor:
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
-                tier_move=self.tier_move(stored_state, state),
+                tier_move=self.readside.tier_move(fold.stored, state),
                 read_token=stored.fence,
             )
-        return Fold(write, changes, nps, state, stored_state)
-
-    def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
-        """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
-        if self.readstore is None:
-            return "", ""
-        tiers = self.model.tiers
-        return "" if read is None else tiers[read.tier].name, tiers[new.tier].name
+        return fold
 
     def due_at(self, customer_id: str, state: CustomerState) -> float | None:
         """A lower bound of the state's next crossing for the due index (None: never).
@@ -383,32 +403,22 @@ class BatchProcessor:
             return horizon
         return next_crossing(state, model)
 
-    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[Fold]) -> None:
-        """Advance offsets and event-time progress, once the batch's effects are durable."""
-        for tp, offset in offsets.items():
-            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+    @staticmethod
+    def _event_times(folds: Iterable[Fold]) -> dict[int, float]:
+        """The largest event time written per owner partition (event-time progress)."""
+        times: dict[int, float] = {}
         for fold in folds:
             if fold.state is not None and fold.write is not None:
                 owner = fold.write.due_partition
                 last = fold.state.last_event_ms
-                if last is not None and last > self.event_time.get(owner, -math.inf):
-                    self.event_time[owner] = last
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop progress of partitions this worker no longer owns (after a rebalance)."""
-        self.due_hints.clear()
-        for p in partitions:
-            self.event_time.pop(p, None)
-            for topic in (self.topics.input, self.topics.by_customer):
-                self.offsets.pop((topic, p), None)
-
-    def membership(self, state: CustomerState) -> Membership:
-        """The rule segments ``state`` is in (what the member sets hold of it)."""
-        return frozenset(segment_names(state, self.model))
+                if last is not None and last > times.get(owner, -math.inf):
+                    times[owner] = last
+        return times
 
     def _index(self, folds: Mapping[str, Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""
-        if self.readstore is None:
+        readside = self.readside
+        if not readside.enabled:
             return []
         members: dict[str, Membership] = {}
         previous: dict[str, Membership | None] = {}
@@ -416,14 +426,14 @@ class BatchProcessor:
             is_new = f.write is not None and f.write.read_version == 0
             if f.state is None or not (f.changes or force or is_new):
                 continue
-            members[cid] = self.membership(f.state)
+            members[cid] = readside.membership(f.state)
             if not force:  # the diff is deterministic, so a replay writes it again
-                previous[cid] = None if f.stored is None else self.membership(f.stored)
+                previous[cid] = None if f.stored is None else readside.membership(f.stored)
         changes = [c for f in folds.values() for c in f.changes]
-        return self.readstore.commands(members, changes, now_ms, previous=previous)
+        return readside.commands(members, changes, now_ms, previous=previous)
 
     @staticmethod
-    def _nps(folds: Iterable[Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
+    def _nps(folds: Iterable[Fold]) -> NpsCounts:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         for fold in folds:
             for topic, partition, offset, fld in fold.nps:
@@ -438,3 +448,12 @@ class BatchProcessor:
             rec, reason, detail, dlq=self.topics.dlq, now_ms=now_ms,
             max_bytes=self.max_message_bytes, event=event,
         )  # fmt: skip
+
+
+class _Refused(StreamAppError):
+    """A message refused before parsing (like :class:`scoring.InvalidEvent`, worker reasons)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -20,6 +20,8 @@ from __future__ import annotations
 import redis.exceptions as rx
 from aiokafka import errors as kx
 
+from stream_app.errors import StreamAppError
+
 #: Causes of a retry, the label of ``engagement_retries_total``.
 CAUSES = (
     "connection",  # Redis or the broker unreachable, a connection dropped
@@ -57,15 +59,7 @@ _KAFKA_AUTH = (
 )
 
 
-class WorkerError(Exception):
-    """Root of the errors the worker raises itself."""
-
-
-class FenceContention(WorkerError):
-    """A batch's fenced writes kept losing to another writer (transient: a rebalance)."""
-
-
-class CorruptState(WorkerError):
+class CorruptState(StreamAppError):
     """A customer's stored record does not decode (permanent: dead-letter, leave it)."""
 
 
@@ -90,8 +84,9 @@ def transient_cause(exc: BaseException) -> str | None:
     >>> transient_cause(ValueError("bad record")) is None
     True
     """
-    if isinstance(exc, FenceContention):
-        return "conflict"
+    declared = getattr(type(exc), "retry_cause", None)  # an error of ours that says so
+    if isinstance(declared, str):
+        return declared
     if isinstance(exc, rx.AuthenticationError | rx.NoPermissionError):
         return "auth"
     if isinstance(exc, rx.BusyLoadingError):

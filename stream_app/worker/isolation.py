@@ -25,7 +25,7 @@ from stream_app.worker.deadletter import Source, dead_letter_record
 from stream_app.worker.errors import CorruptState, describe
 
 if TYPE_CHECKING:
-    from stream_app.worker.batch import BatchProcessor, BatchStats, Fold
+    from stream_app.worker.batch import BatchProcessor, Fold
 
 log = logging.getLogger("stream_app.worker.batch")
 
@@ -36,33 +36,19 @@ def fold_isolated(
     *,
     stored: CustomerRecord,
     events: list[tuple[Record, Event]],
-    stats: BatchStats,
-    out: list[OutMessage],
     now_ms: float,
 ) -> Fold:
     """``processor.fold`` of one customer, its failure kept to it (see the module)."""
-    from stream_app.worker.batch import BatchStats
-
     fault = stored.fault
     if fault is None:
-        mine = BatchStats()
-        dead: list[OutMessage] = []
         try:
-            fold = processor.fold(
-                customer_id, stored=stored, events=events, stats=mine, out=dead, now_ms=now_ms
-            )
+            return processor.fold(customer_id, stored=stored, events=events, now_ms=now_ms)
         except CorruptState as exc:
             fault = ("corrupt_state", str(exc))
         except Exception as exc:
             log.exception("scoring customer %r failed; dead-lettering its events", customer_id)
             fault = ("internal_error", describe(exc))
-        else:
-            merge(stats, mine)
-            out += dead
-            return fold
-    return reject(
-        processor, customer_id, stored, events, fault, stats=stats, out=out, now_ms=now_ms
-    )
+    return reject(processor, customer_id, stored, events, fault, now_ms=now_ms)
 
 
 def reject(
@@ -72,29 +58,27 @@ def reject(
     events: list[tuple[Record, Event]],
     fault: tuple[str, str],
     *,
-    stats: BatchStats,
-    out: list[OutMessage],
     now_ms: float,
 ) -> Fold:
-    """Dead-letter a customer's events (those its marks do not show as applied); the
-    empty outcome: nothing to publish, nothing to write."""
+    """A customer's outcome when it cannot be scored: nothing to publish or write, its
+    events dead-lettered (those its marks do not show as applied already)."""
     from stream_app.worker.batch import Fold
 
     reason, detail = fault
+    fold = Fold(None, [], [], dead_reason=reason)
     marks = stored.marks
     for rec, event in events:
         if rec.offset <= marks.get(processor.source_id(rec.topic, rec.partition), -1):
-            stats.redelivered += 1
+            fold.redelivered += 1
             continue
-        out.append(processor.dead(rec, reason, detail, now_ms, event))
-        stats.dead[reason] += 1
+        fold.dead.append(processor.dead(rec, reason, detail, now_ms, event))
     log.warning(
         "customer %r: %s (%s); its events are dead-lettered, its record left as it is",
         customer_id,
         reason,
         detail,
     )
-    return Fold(None, [], [])
+    return fold
 
 
 def dead_message(
@@ -119,13 +103,3 @@ def dead_message(
         event_id=event.event_id if event is not None else None,
     )
     return OutMessage(dlq, key, value)
-
-
-def merge(into: BatchStats, part: BatchStats) -> None:
-    """Add the counts of ``part`` to ``into`` (not its stage timings)."""
-    into.applied += part.applied
-    into.duplicate += part.duplicate
-    into.capped += part.capped
-    into.redelivered += part.redelivered
-    into.suspect_redelivered += part.suspect_redelivered
-    into.dead.update(part.dead)

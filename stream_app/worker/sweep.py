@@ -5,16 +5,18 @@ Every customer write also records the customer's next crossing
 tick the worker takes, for every partition it owns, the customers due up to
 that partition's event-time progress, applies their crossings with
 :func:`scoring.advance` (cause ``decay``, at the exact crossing time), publishes
-the changes, writes the state (fenced) and reschedules them. Work per tick is
+the changes, writes the state (fenced) and reschedules them
+(:class:`stream_app.worker.effects.Effects`, as a batch). Work per tick is
 proportional to the customers due, never to all customers.
 
 Event-time progress of a partition is the largest event time applied on it, or
-the wall clock while the partition is caught up. So a replay of history fires
-exactly the crossings a live run would, with the same change ids (a change id
-depends only on the customer, the change and its time). This is a watermark per
-partition: it holds as long as each partition carries its events in event-time
-order. An event older than its partition's progress (backfilled history behind
-live traffic, or a re-keyed message overtaken by keyed ones) may find the
+the wall clock while the partition is caught up
+(:meth:`stream_app.worker.progress.PartitionProgress.sweep_until`). So a replay of
+history fires exactly the crossings a live run would, with the same change ids (a
+change id depends only on the customer, the change and its time). This is a
+watermark per partition: it holds as long as each partition carries its events in
+event-time order. An event older than its partition's progress (backfilled history
+behind live traffic, or a re-keyed message overtaken by keyed ones) may find the
 crossings before it already fired, and then applies as a late event.
 """
 
@@ -28,16 +30,18 @@ from dataclasses import dataclass, field
 
 from scoring import (
     CustomerState,
+    Model,
     SegmentChange,
     advance,
     decode_state,
     encode_state,
     next_crossing,
 )
-from stream_app.store.records import Command, CustomerRecord, Write
-from stream_app.worker.batch import BatchProcessor
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.effects import Effects, Outcome, Reschedule, change_messages
 from stream_app.worker.errors import CorruptState, describe
-from stream_app.worker.ports import Store
+from stream_app.worker.ports import DueIndex, RecordStore
+from stream_app.worker.readside import ReadSide
 
 log = logging.getLogger("stream_app.worker.sweep")
 
@@ -58,97 +62,103 @@ class SweepStats:
     by_type: Counter[str] = field(default_factory=Counter)
 
 
-async def sweep_partition(
-    processor: BatchProcessor,
-    partition: int,
-    until_ms: float,
-    *,
-    store: Store,
-    now_ms: float,
-    limit: int = 500,
-) -> SweepStats:
-    """Fire the crossings due on ``partition`` strictly before ``until_ms`` (one round
-    trip each way)."""
-    stats = SweepStats()
-    until_ms = math.nextafter(until_ms, -math.inf)  # see the module docstring
-    due = await store.due(partition, until_ms, limit)
-    if not due:
-        return stats
-    stats.due = len(due)
-    ids = [cid for cid, _ in due]
-    stored = await store.load(ids)
-    changes: list[SegmentChange] = []
-    writes: list[Write] = []
-    new_states: list[CustomerState] = []
-    schedule: dict[str, tuple[float, float | None]] = {}
-    read_at = dict(due)
-    for cid in ids:
-        record = stored[cid]
-        if record.state is None and record.fault is None:
-            schedule[cid] = (read_at[cid], None)
-            continue
-        try:
-            read, state, fired, after = _advance(record, cid, until_ms, processor)
-        except Exception as exc:  # noqa: BLE001 - one customer must not fail the partition
-            log.warning(
-                "decay sweep: customer %r left untouched, tried again in an hour: %s",
-                cid,
-                describe(exc),
-            )
-            schedule[cid] = (read_at[cid], now_ms + UNREADABLE_RETRY_MS)
-            stats.skipped += 1
-            continue
-        schedule[cid] = (read_at[cid], after)
-        if fired:
-            changes.extend(fired)
-            # the explanation is part of the record: a crossing leaves it as it was
-            writes.append(
-                Write(
+class DecaySweep:
+    """Fires the crossings due on one partition at a time."""
+
+    def __init__(
+        self,
+        *,
+        model: Model,
+        output_topic: str,
+        store: RecordStore,
+        due_index: DueIndex,
+        effects: Effects,
+        readside: ReadSide,
+        limit: int = 500,
+    ) -> None:
+        self.model = model
+        self.output_topic = output_topic
+        self.store = store
+        self.due_index = due_index
+        self.effects = effects
+        self.readside = readside
+        self.limit = limit
+
+    async def partition(self, partition: int, until_ms: float, *, now_ms: float) -> SweepStats:
+        """Fire the crossings due on ``partition`` strictly before ``until_ms`` (one round
+        trip each way)."""
+        model = self.model
+        stats = SweepStats()
+        until_ms = math.nextafter(until_ms, -math.inf)  # see the module docstring
+        due = await self.due_index.due(partition, until_ms, self.limit)
+        if not due:
+            return stats
+        stats.due = len(due)
+        ids = [cid for cid, _ in due]
+        stored = await self.store.load(ids)
+        changes: list[SegmentChange] = []
+        writes: list[Write] = []
+        members = {}
+        entries: dict[str, tuple[float, float | None]] = {}
+        versions = {cid: record.fence for cid, record in stored.items()}
+        for cid, read_at in due:
+            record = stored[cid]
+            if record.state is None and record.fault is None:
+                entries[cid] = (read_at, None)
+                continue
+            try:
+                read, state, fired, after = _advance(record, cid, until_ms, model)
+            except Exception as exc:  # noqa: BLE001 - one customer must not fail the partition
+                log.warning(
+                    "decay sweep: customer %r left untouched, looked at again in an hour: %s",
                     cid,
-                    record.version,
-                    record.marks,
-                    encode_state(state),
-                    explain=record.explain,
-                    tier_move=processor.tier_move(read, state),
-                    read_token=record.fence,
+                    describe(exc),
                 )
-            )
-            new_states.append(state)
-    if changes:
-        await processor.publisher.publish([processor.change_message(c) for c in changes])
-    index: list[Command] = []
-    if processor.readstore is not None:
-        members = {
-            w.customer_id: processor.membership(st)
-            for w, st in zip(writes, new_states, strict=True)
-        }
-        index = processor.readstore.commands(members, changes, now_ms)
-    lost = await store.commit(writes, index=index)
-    for cid in lost:  # someone else wrote this customer: leave its entry for the next tick
-        schedule.pop(cid, None)
-        processor.due_hints.forget(cid)
-    await store.reschedule(partition, schedule)
-    written = {w.customer_id: w.token for w in writes}
-    for cid, (_, at) in schedule.items():  # exact, for the record as it now stands
-        processor.due_hints.set(cid, at, written.get(cid, stored[cid].fence))
-    stats.fired = len(writes) - len(lost)
-    stats.changes = len(changes)
-    stats.by_type.update(c.cloudevent_type for c in changes)
-    stats.conflicts = len(lost)
-    stats.max_lag_ms = max((now_ms - c.occurred_at_ms for c in changes), default=0.0)
-    return stats
+                entries[cid] = (read_at, now_ms + UNREADABLE_RETRY_MS)
+                stats.skipped += 1
+                continue
+            entries[cid] = (read_at, after)
+            if fired:
+                changes.extend(fired)
+                # the explanation is part of the record: a crossing leaves it as it was
+                writes.append(
+                    Write(
+                        cid,
+                        record.version,
+                        record.marks,
+                        encode_state(state),
+                        explain=record.explain,
+                        tier_move=self.readside.tier_move(read, state),
+                        read_token=record.fence,
+                    )
+                )
+                versions[cid] = writes[-1].token
+                if self.readside.enabled:
+                    members[cid] = self.readside.membership(state)
+        outcome = Outcome(
+            change_messages(self.output_topic, changes),
+            writes,
+            index=self.readside.commands(members, changes, now_ms),
+            reschedule=Reschedule(partition, entries, versions),
+        )
+        lost = await self.effects.apply(outcome)
+        stats.fired = len(writes) - len(lost)
+        stats.changes = len(changes)
+        stats.by_type.update(c.cloudevent_type for c in changes)
+        stats.conflicts = len(lost)
+        stats.max_lag_ms = max((now_ms - c.occurred_at_ms for c in changes), default=0.0)
+        return stats
 
 
 def _advance(
-    record: CustomerRecord, customer_id: str, until_ms: float, processor: BatchProcessor
+    record: CustomerRecord, customer_id: str, until_ms: float, model: Model
 ) -> tuple[CustomerState, CustomerState, Sequence[SegmentChange], float | None]:
     """(state read, state advanced, changes fired, next crossing) of one due customer;
     raises if its record cannot be read, or anything else fails for it (encoding too)."""
-    model = processor.model
     if record.fault is not None:
         raise CorruptState(record.fault[1])
     read = decode_state(record.state or b"", model)
     state, fired = advance(read, customer_id, until_ms, model)
     if fired:
-        encode_state(state)  # (fails here, not in the middle of the batch's writes)
+        encode_state(state)  # (fails here, not in the middle of the sweep's writes)
     return read, state, fired, next_crossing(state, model)
