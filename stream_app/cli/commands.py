@@ -30,10 +30,14 @@ log = logging.getLogger("stream_app.cli.main")
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
     settings = Settings.from_env()
+    settings.check_exposure()  # before anything else: no open API beyond loopback
+    logging.getLogger("stream_app").setLevel(settings.log_level.upper())
     model = load_model(settings.model_path)  # a bad model file fails here, with its key named
     from stream_app.kafka.topics import prepare
+    from stream_app.worker.preflight import preflight
 
     partitions = asyncio.run(prepare(settings))
+    idempotent = asyncio.run(preflight(settings))
     if args.loop == "uvloop":
         import mode.loop
 
@@ -49,7 +53,7 @@ def worker(args: argparse.Namespace) -> int:
     from stream_app.worker.runtime import Runtime
     from stream_app.worker.services import build_services
 
-    app = create_app(settings)
+    app = create_app(settings, idempotent=idempotent)
     services = build_services(
         settings,
         model=model,
@@ -57,7 +61,8 @@ def worker(args: argparse.Namespace) -> int:
         publisher=FaustPublisher(app),
         consumer=FaustConsumer(app),
     )
-    agents.register(app, Runtime(services), settings, services.topics)
+    runtime = Runtime(services)
+    agents.register(app, runtime, settings, services.topics)
     health = Health(
         store=services.store,
         consumer=services.consumer,
@@ -65,6 +70,8 @@ def worker(args: argparse.Namespace) -> int:
         topics=services.topics,
         metrics=services.metrics,
         ready_max_lag=settings.ready_max_lag,
+        liveness=runtime.liveness,
+        stall_seconds=settings.stall_seconds,
     )
     views.register(
         app,

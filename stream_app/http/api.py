@@ -9,6 +9,7 @@ windows); keys are built by :mod:`stream_app.store.keys`, which escapes ids.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from collections import Counter
@@ -37,6 +38,12 @@ from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
 
 Answer = tuple[int, dict[str, Any]]
+log = logging.getLogger("stream_app.http")
+#: What a client learns of a record that no longer decodes (details go to the log only).
+UNREADABLE = (
+    "the customer's stored record cannot be read by this model; its events are "
+    "dead-lettered (corrupt_state) until an operator repairs or deletes it"
+)
 MAX_LIMIT = 1000
 MAX_NPS_DAYS = 366
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -151,12 +158,17 @@ class ReadApi:
         except InvalidEvent as exc:
             raise ApiError(400, "bad_customer_id", exc.detail) from None
         record = (await self.store.load([customer_id]))[customer_id]
-        if record.state is None:
+        if record.fault is None and record.state is None:
             raise ApiError(404, "unknown_customer", f"no state for customer {customer_id!r}")
         try:
+            if record.fault is not None or record.state is None:
+                raise InvalidState(record.fault[1] if record.fault else "no state")
             state = decode_state(record.state, self.model)
-        except InvalidState as exc:
-            raise ApiError(409, "state_unreadable", f"stored state does not fit: {exc}") from None
+            if record.explain is not None:
+                decode_explanation(record.explain, self.model)  # (unreadable: the same 409)
+        except Exception:
+            log.warning("customer %r: stored record unreadable", customer_id, exc_info=True)
+            raise ApiError(409, "state_unreadable", UNREADABLE) from None
         return state, record.version, record.explain
 
     async def tiers(self, now_ms: float | None = None) -> Answer:
