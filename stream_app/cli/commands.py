@@ -21,6 +21,7 @@ from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters
 from stream_app.store.records import decode_record
 from stream_app.store.state import StoreUnavailable, connect
 
@@ -75,7 +76,9 @@ def worker(args: argparse.Namespace) -> int:
     )
     views.register(
         app,
-        api=ReadApi(model, services.store, services.readstore),
+        api=ReadApi(
+            model, services.store, services.readstore, NpsCounters(services.redis, services.keys)
+        ),
         health=health,
         metrics=services.metrics,
         api_tokens=settings.api_token_list,

@@ -34,6 +34,7 @@ from scoring import (
 from stream_app.contracts import rfc3339
 from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters, days
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
 
@@ -94,10 +95,13 @@ def authorized(header: str | None, tokens: Sequence[str]) -> bool:
 class ReadApi:
     """Answers for the /v1/ endpoints, over the worker's Redis state."""
 
-    def __init__(self, model: Model, store: StateStore, readstore: ReadStore) -> None:
+    def __init__(
+        self, model: Model, store: StateStore, readstore: ReadStore, nps: NpsCounters
+    ) -> None:
         self.model = model
         self.store = store
         self.readstore = readstore
+        self.counters = nps
         self.keys: Keys = store.keys
 
     async def customer(self, customer_id: str, now_ms: float | None = None) -> Answer:
@@ -224,13 +228,13 @@ class ReadApi:
         by = query.get("by")
         if by not in (None, "", "tier"):
             return error(400, "bad_by", "by: only 'tier' is supported")
-        counts = await self.store.nps_counts()
+        tiers = [t.name for t in self.model.tiers] if by == "tier" else []
+        counts = await self.counters.window(days(start, end), tiers)  # the window's fields only
         lo, hi = start.isoformat(), end.isoformat()
         groups: dict[str, Counter[str]] = {}
         for fld, n in counts.items():
-            day, tier, cat = fld.split("|")
-            if lo <= day <= hi:
-                groups.setdefault(tier, Counter())[cat] += n
+            _, tier, cat = fld.split("|")
+            groups.setdefault(tier, Counter())[cat] += n
         body: dict[str, Any] = {"from": lo, "to": hi, "overall": _nps_body(groups.get("*"))}
         if by == "tier":
             body["by_tier"] = {t.name: _nps_body(groups.get(t.name)) for t in self.model.tiers}

@@ -7,8 +7,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from stream_app.messages import Record
+from stream_app.store.nps import NpsCounters
 from stream_app.worker.batch import BatchStats
 from stream_app.worker.errors import describe, transient_cause
 from stream_app.worker.report import Report
@@ -16,6 +18,9 @@ from stream_app.worker.retry import Liveness, RetryPolicy, until_done
 from stream_app.worker.services import Services
 
 log = logging.getLogger("stream_app.worker")
+
+#: How often the owner of a partition deletes its NPS counters past the retention.
+NPS_PRUNE_EVERY_S = 3600.0
 
 
 class Runtime:
@@ -30,6 +35,8 @@ class Runtime:
         self._opened = False
         #: What the health checks read: progress, retries, the oldest message in hand.
         self.liveness = Liveness(last_progress=time.monotonic())
+        self.nps = NpsCounters(services.redis, services.keys)
+        self._pruned: dict[int, float] = {}  # partition -> when its NPS counters were pruned
 
     async def _open(self) -> None:
         if not self._opened:
@@ -81,6 +88,7 @@ class Runtime:
         progress = self.scorer.progress
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
         for partition in owned:
+            await self._prune_nps(partition)
             now_ms = time.time() * 1000.0
             until = progress.sweep_until(partition, now_ms, consumer)
             if until is None:
@@ -99,6 +107,31 @@ class Runtime:
                 )
                 continue
             self.report.sweep(partition, stats)
+
+    async def _prune_nps(self, partition: int) -> None:
+        """About once an hour per owned partition: delete the NPS day counters older than
+        ``ENGAGEMENT_NPS_RETENTION_DAYS`` (of both source topics' partition)."""
+        now = time.monotonic()
+        if now - self._pruned.get(partition, -NPS_PRUNE_EVERY_S) < NPS_PRUNE_EVERY_S:
+            return
+        days = self.services.settings.nps_retention_days
+        first = (datetime.now(tz=UTC).date() - timedelta(days=days)).isoformat()
+        try:
+            for topic in self.services.topics.sources:
+                removed = await self.nps.prune(topic, partition, first)
+                if removed:
+                    log.info(
+                        "NPS counters before %s deleted: %d (%s:%d)",
+                        first,
+                        removed,
+                        topic,
+                        partition,
+                    )
+        except Exception as exc:
+            if transient_cause(exc) is None:
+                raise
+            return  # (tried again next tick)
+        self._pruned[partition] = now
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop event-time progress, offsets and due hints of revoked partitions."""

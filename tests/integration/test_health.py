@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 import redis
 
 from stream_app.devkit.stack import LocalService, free_port, start_redis
+from stream_app.store.keys import Keys
 from tests.integration.test_api import OPENAPI, Reply, Spec, http_get
 from tests.integration.workers import (
     Worker,
@@ -39,6 +41,9 @@ PASSWORD = "s3cret-redis-pw"
 API_TOKEN = "api-token-1"
 OPS_TOKEN = "ops-token-1"
 STALL_S = 2.0
+OLD_FIELD = "2020-01-01|*|promoter"
+RECENT_DAY = (datetime.now(tz=UTC).date() - timedelta(days=3)).isoformat()
+RECENT_FIELD = f"{RECENT_DAY}|*|promoter"
 
 
 @dataclasses.dataclass
@@ -60,6 +65,11 @@ def live(tansu: LocalService, tmp_path_factory: pytest.TempPathFactory) -> Itera
     admin = redis.Redis.from_url(f"{svc.url}?password={PASSWORD}")
     guarded = dataclasses.replace(svc, url=f"{svc.url}?password={PASSWORD}")
     port = free_port()
+    prefix, topic = unique("hk"), unique("health-in")
+    keys = Keys(prefix, "default")
+    for p in range(4):  # NPS counters of a day long past the retention, and of a recent one
+        admin.hset(keys.nps_counts(topic, p), mapping={OLD_FIELD: 5, RECENT_FIELD: 1, "_wm": 9})
+    admin.sadd(keys.nps_sources(), *(f"{topic}:{p}" for p in range(4)))
     worker = start_worker(
         tansu,
         guarded,
@@ -71,6 +81,8 @@ def live(tansu: LocalService, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ENGAGEMENT_OPS_TOKENS=OPS_TOKEN,
         ENGAGEMENT_STALL_SECONDS=str(STALL_S),
         ENGAGEMENT_RETRY_MAX_BACKOFF_S="0.2",
+        ENGAGEMENT_KEY_PREFIX=prefix,
+        ENGAGEMENT_INPUT_TOPIC=topic,
     )
     try:
         worker.wait_ready()
@@ -140,6 +152,28 @@ def test_settings_are_logged_once_with_secrets_masked(live: Live) -> None:
     assert "password=***" in lines[0] and '"api_tokens":"***"' in lines[0]
     # Tansu refuses aiokafka's InitProducerId: with "auto" the worker says so and goes on
     assert "refuses the idempotent producer" in text
+
+
+def test_nps_counters_past_the_retention_go_and_nps_reads_only_its_window(
+    live: Live, spec: Spec
+) -> None:
+    keys, topic = live.worker.keys, live.worker.settings.input_topic
+
+    def fields() -> set[bytes]:
+        return {f for p in range(4) for f in live.redis.hkeys(keys.nps_counts(topic, p))}
+
+    live.worker.wait(lambda: OLD_FIELD.encode() not in fields(), timeout=30, what="pruned")
+    assert fields() == {RECENT_FIELD.encode(), b"_wm"}  # the watermark stays
+
+    def calls(name: str) -> int:
+        stats = live.redis.info("commandstats")
+        return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    before = (calls("hgetall"), calls("hmget"))
+    reply = live.get(f"/v1/nps?from={RECENT_DAY}&to={RECENT_DAY}", token=API_TOKEN)
+    body = spec.check("/v1/nps", reply)
+    assert body["overall"]["promoters"] == 4  # one per source partition
+    assert (calls("hgetall"), calls("hmget")) == (before[0], before[1] + 4)
 
 
 def test_api_errors_are_json_without_internals(live: Live, spec: Spec) -> None:
