@@ -118,7 +118,11 @@ def read_api() -> Iterator[ReadApi]:
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
     keys = Keys("unit", model.name)
     yield ReadApi(
-        model, StateStore(client, keys), ReadStore(client, keys, model), NpsCounters(client, keys)
+        model,
+        keys,
+        StateStore(client, keys),
+        ReadStore(client, keys, model),
+        NpsCounters(client, keys),
     )
     asyncio.run(client.aclose())
 

@@ -21,7 +21,6 @@ from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.nps import NpsCounters
 from stream_app.store.records import decode_record
 from stream_app.store.state import StoreUnavailable, connect
 
@@ -30,62 +29,9 @@ log = logging.getLogger("stream_app.cli.main")
 
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
-    settings = Settings.from_env()
-    settings.check_exposure()  # before anything else: no open API beyond loopback
-    logging.getLogger("stream_app").setLevel(settings.log_level.upper())
-    model = load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from stream_app.kafka.topics import prepare
-    from stream_app.worker.preflight import preflight
+    from stream_app.cli.start import run_worker
 
-    partitions = asyncio.run(prepare(settings))
-    idempotent = asyncio.run(preflight(settings))
-    if args.loop == "uvloop":
-        import mode.loop
-
-        mode.loop.use("uvloop")
-    from faust import Worker
-
-    from stream_app.app import create_app
-    from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
-    from stream_app.http import views
-    from stream_app.http.api import ReadApi
-    from stream_app.http.health import Health
-    from stream_app.worker import agents
-    from stream_app.worker.runtime import Runtime
-    from stream_app.worker.services import build_services
-
-    app = create_app(settings, idempotent=idempotent)
-    services = build_services(
-        settings,
-        model=model,
-        input_partitions=partitions,
-        publisher=FaustPublisher(app),
-        consumer=FaustConsumer(app),
-    )
-    runtime = Runtime(services)
-    agents.register(app, runtime, settings, services.topics)
-    health = Health(
-        store=services.store,
-        consumer=services.consumer,
-        progress=services.scorer.progress,
-        topics=services.topics,
-        metrics=services.metrics,
-        ready_max_lag=settings.ready_max_lag,
-        liveness=runtime.liveness,
-        stall_seconds=settings.stall_seconds,
-    )
-    views.register(
-        app,
-        api=ReadApi(
-            model, services.store, services.readstore, NpsCounters(services.redis, services.keys)
-        ),
-        health=health,
-        metrics=services.metrics,
-        api_tokens=settings.api_token_list,
-        ops_tokens=settings.ops_token_list,
-    )
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
-    return 0
+    return run_worker(Settings.from_env(), loop=args.loop)
 
 
 def dev(args: argparse.Namespace) -> int:

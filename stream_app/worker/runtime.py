@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from stream_app.messages import Record
 from stream_app.store.nps import NpsCounters
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.errors import describe, transient_cause
 from stream_app.worker.report import Report
 from stream_app.worker.retry import Liveness, RetryPolicy, until_done
 from stream_app.worker.services import Services
+from stream_app.worker.stats import BatchStats
 
 log = logging.getLogger("stream_app.worker")
 
@@ -65,7 +65,7 @@ class Runtime:
         await self._open()
         async with self.busy:
             began = time.perf_counter()
-            stats = await self.scorer.batch.process(records)
+            stats = await self.scorer.process(records)
             metrics.batch_seconds.observe(time.perf_counter() - began)
             metrics.batch_size.observe(len(records))
         self.report.batch(stats)
@@ -73,12 +73,9 @@ class Runtime:
 
     async def _dead_letter(self, failed: Sequence[tuple[Record, str]]) -> None:
         """Dead-letter records that failed on their own (``internal_error``)."""
-        batch = self.scorer.batch
-        now_ms = time.time() * 1000.0
-        out = [batch.dead(rec, "internal_error", detail, now_ms) for rec, detail in failed]
-        await batch.effects.publisher.publish(out)
+        await self.scorer.dead_letter(failed, "internal_error")
         stats = BatchStats()
-        stats.dead["internal_error"] += len(out)
+        stats.dead["internal_error"] += len(failed)
         self.report.batch(stats)
 
     async def sweep(self) -> None:
@@ -95,7 +92,7 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
-                    stats = await self.scorer.sweep.partition(partition, until, now_ms=now_ms)
+                    stats = await self.scorer.sweep_partition(partition, until, now_ms=now_ms)
             except Exception as exc:
                 cause = transient_cause(exc)
                 if cause is None:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from scoring import (
     CustomerState,
@@ -42,24 +40,12 @@ from stream_app.worker.effects import Effects, Outcome, Reschedule, change_messa
 from stream_app.worker.errors import CorruptState, describe
 from stream_app.worker.ports import DueIndex, RecordStore
 from stream_app.worker.readside import ReadSide
+from stream_app.worker.stats import SweepStats
 
 log = logging.getLogger("stream_app.worker.sweep")
 
 #: A customer whose record cannot be read is left alone and looked at again this much later.
 UNREADABLE_RETRY_MS = 3_600_000.0
-
-
-@dataclass
-class SweepStats:
-    """What one partition's sweep did."""
-
-    due: int = 0
-    fired: int = 0
-    changes: int = 0
-    conflicts: int = 0
-    skipped: int = 0  # customers whose record cannot be read (left as they are)
-    max_lag_ms: float = 0.0
-    by_type: Counter[str] = field(default_factory=Counter)
 
 
 class DecaySweep:
