@@ -31,7 +31,7 @@ CAUSES = (
     "failover",  # a replica (READONLY), a primary down, a cluster slot moving
     "oom",  # Redis out of memory under maxmemory-policy noeviction
     "auth",  # credentials or ACL permissions refused: an operator must fix them
-    "kafka",  # a broker error the client marks as retriable
+    "kafka",  # a broker error that is not about the message itself
     "conflict",  # fenced writes kept losing to another writer (a rebalance)
 )
 
@@ -49,6 +49,16 @@ _REDIS_CODES = {
     "NOPERM": "auth",
     "WRONGPASS": "auth",
 }
+
+#: Broker errors about the message itself: retrying the same message cannot cure them.
+_KAFKA_MESSAGE = (
+    kx.MessageSizeTooLargeError,
+    kx.RecordTooLargeError,
+    kx.RecordListTooLargeError,
+    kx.CorruptRecordException,
+    kx.InvalidTimestampError,
+    kx.UnsupportedCodecError,
+)
 
 _KAFKA_AUTH = (
     kx.TopicAuthorizationFailedError,
@@ -105,8 +115,8 @@ def transient_cause(exc: BaseException) -> str | None:
         return _REDIS_CODES.get(redis_code(exc))
     if isinstance(exc, _KAFKA_AUTH):
         return "auth"
-    if isinstance(exc, kx.KafkaError):
-        return "kafka" if exc.retriable else None
+    if isinstance(exc, kx.KafkaError):  # the broker's state, unless the message is at fault
+        return None if isinstance(exc, _KAFKA_MESSAGE) else "kafka"
     return None
 
 
