@@ -80,6 +80,7 @@ def test_redrive_after_the_cause_is_fixed_scores_each_event_once(worker: Worker)
     again = redrive(w, "--reason", "corrupt_state")  # idempotent: marked by event id
     assert "re-drove 0 (none)" in again and "3 re-driven before" in again
     assert "re-drove 0" in redrive(w, "--since", "2099-01-01")  # nothing that recent
+
     def of_cid(messages: list[Message]) -> list[Message]:
         return [m for m in messages if m.key == cid.encode()]
 

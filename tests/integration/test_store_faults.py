@@ -14,7 +14,9 @@ import redis
 import redis.asyncio as aioredis
 
 from stream_app.devkit.stack import LocalService, start_redis
+from stream_app.store.guard import require_noeviction
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters
 from stream_app.store.records import Write, decode_record, encode_record
 from stream_app.store.state import StateStore
 from stream_app.worker.errors import transient_cause
@@ -138,3 +140,40 @@ def test_a_record_lost_in_a_failover_cannot_be_matched_by_its_successor(
     assert decode_record(redis_client.get(key)).state == b"[v2 again]"  # type: ignore[arg-type]
     # (a writer that knows the version only, as before write ids, would have won)
     assert run(lambda s: s.commit([write("c", 2, b"[blind]")]), redis_server.url, keys) == []
+
+
+def test_the_documented_acl_allows_every_command_of_the_store_and_the_guard(
+    tmp_path: Path,
+) -> None:
+    """docs/deployment.md's ACL rule (with ``+info`` for the eviction check) against loads
+    that meet a key of another type, fenced writes, NPS counting, pruning and reading."""
+    own = start_redis(data_dir=tmp_path)
+    admin = redis.Redis.from_url(own.url)
+    keys = Keys("es", "default")
+    try:
+        admin.execute_command(
+            "ACL", "SETUSER", "scorer", "on", ">pw", "~es:*", "+@read", "+@write",
+            "+@scripting", "+@connection", "-@dangerous", "+info",
+        )  # fmt: skip
+        admin.hset(keys.state("hashed"), "a", "1")
+        url = own.url.replace("redis://", "redis://scorer:pw@")
+
+        async def main() -> None:
+            client = aioredis.from_url(url)
+            try:
+                store = StateStore(client, keys)
+                nps = {("in", 0): [(5, "2020-01-01|*|promoter"), (6, "2026-11-30|*|promoter")]}
+                assert await store.commit([write("a", 0, b"[1]")], nps=nps) == []
+                got = await store.load(["a", "hashed", "new"])
+                assert got["hashed"].fault is not None and got["a"].state == b"[1]"
+                counters = NpsCounters(client, keys)
+                assert await counters.prune("in", 0, "2021-01-01") == 1
+                assert await counters.window(["2026-11-30"], []) == {"2026-11-30|*|promoter": 1}
+                await require_noeviction(client)
+            finally:
+                await client.aclose()
+
+        asyncio.run(main())
+    finally:
+        admin.close()
+        own.stop()
