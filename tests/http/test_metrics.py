@@ -29,6 +29,7 @@ COUNTERS = {
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
+    "engagement_retries": ("cause",),
 }
 HISTOGRAMS = (
     "engagement_batch_size",
@@ -42,6 +43,7 @@ GAUGES = {
     "engagement_event_time_lag_seconds": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
+    "engagement_oldest_unprocessed_age_seconds": (),
 }
 
 
