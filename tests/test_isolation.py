@@ -1,5 +1,5 @@
 """One message's or one customer's failure stays with it: dead-lettered with a reason code,
-the record untouched, the rest of the batch scored (in-memory store and publisher; the
+the record untouched, the rest of the batch scored (``tests/support/fakes.py``; the
 same cases against real Tansu and Redis are in ``tests/faults/poison_state.py``)."""
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,12 @@ import pytest
 
 import scoring
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
-from stream_app.store.records import CustomerRecord, Write, encode_record
+from stream_app.store.records import CustomerRecord, encode_record
 from stream_app.store.state import wrong_type
 from stream_app.worker import batch as pipeline
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.deadletter import KEPT_KEY_BYTES, MAX_KEY_BYTES
+from tests.support.fakes import Collect, MemoryStore
 
 MODEL = scoring.load_default_model()
 NOW_S = 1_800_000_000.0
@@ -33,46 +32,17 @@ SCHEMA = json.loads(
 )
 
 
-@dataclass
-class Store:
-    """Records as Redis would keep them; a raw value that does not decode is kept raw."""
-
-    records: dict[str, CustomerRecord] = field(default_factory=dict)
-    writes: list[Write] = field(default_factory=list)
-
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        for w in writes:
-            self.records[w.customer_id] = CustomerRecord(
-                w.read_version + 1, dict(w.marks), w.state, w.explain, token=w.token
-            )
-        self.writes.extend(writes)
-        return []
-
-
-@dataclass
-class Broker:
+class Broker(Collect):
     """Acknowledges messages up to ``limit`` bytes (key + value), refuses the batch else."""
 
-    limit: int = 1_000_000
-    sent: list[OutMessage] = field(default_factory=list)
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        for m in messages:
-            if len(m.value) + len(m.key or b"") > self.limit:
-                raise RuntimeError(f"MessageSizeTooLargeError: {len(m.value)} bytes")
-        self.sent += messages
-
     def dead(self) -> list[dict[str, Any]]:
-        return [orjson.loads(m.value) for m in self.sent if m.topic == "dlq"]
+        return [orjson.loads(m.value) for m in self.on("dlq")]
 
     def changes_of(self, cid: str) -> list[OutMessage]:
-        return [m for m in self.sent if m.topic == "out" and m.key == cid.encode()]
+        return [m for m in self.on("out") if m.key == cid.encode()]
 
 
-def processor(store: Store, broker: Broker, **kw: Any) -> BatchProcessor:
+def processor(store: MemoryStore, broker: Broker, **kw: Any) -> BatchProcessor:
     return BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by", "out", "dlq", 4),
@@ -98,7 +68,7 @@ def run(p: BatchProcessor, records: list[Record]) -> pipeline.BatchStats:
 
 def test_a_corrupt_record_is_left_untouched_and_its_events_dead_lettered() -> None:
     raw = encode_record(7, {"i0": 3}, b"\x07garbage", token="7.abc")
-    store = Store({"bad": CustomerRecord(7, {"i0": 3}, b"\x07garbage", token="7.abc")})
+    store = MemoryStore({"bad": CustomerRecord(7, {"i0": 3}, b"\x07garbage", token="7.abc")})
     broker = Broker()
     p = processor(store, broker)
     stats = run(p, [rec(event("bad", "b1"), 10, "bad"), rec(event("ok", "o1"), 11, "ok"),
@@ -125,7 +95,7 @@ def test_a_corrupt_record_is_left_untouched_and_its_events_dead_lettered() -> No
 
 
 def test_a_record_the_store_flags_is_dead_lettered_with_its_reason() -> None:
-    store = Store({"hash": CustomerRecord(fault=wrong_type("hash"))})
+    store = MemoryStore({"hash": CustomerRecord(fault=wrong_type("hash"))})
     broker = Broker()
     stats = run(processor(store, broker), [rec(event("hash", "h1"), 3, "hash")])
     assert stats.dead == {"store_rejected": 1} and not store.writes
@@ -134,7 +104,7 @@ def test_a_record_the_store_flags_is_dead_lettered_with_its_reason() -> None:
 
 def test_redelivered_events_of_a_corrupt_customer_are_not_dead_lettered_again() -> None:
     src = f"i{expected_partition('bad', 4)}"
-    store = Store({"bad": CustomerRecord(2, {src: 20}, b"\x00", token="2.x")})
+    store = MemoryStore({"bad": CustomerRecord(2, {src: 20}, b"\x00", token="2.x")})
     broker = Broker()
     stats = run(processor(store, broker), [rec(event("bad", "b0"), 20, "bad"),
                                            rec(event("bad", "b1"), 21, "bad")])  # fmt: skip
@@ -152,7 +122,7 @@ def test_a_failure_while_folding_a_customer_stays_with_that_customer(
         return real(state)
 
     monkeypatch.setattr(pipeline, "encode_state", encode)
-    store = Store()
+    store = MemoryStore()
     broker = Broker()
     stats = run(processor(store, broker), [rec(event("two", "t1"), 1, "two"),
                                            rec(event("one", "u1"), 2, "one"),
@@ -168,7 +138,9 @@ def test_a_huge_key_is_dead_lettered_within_the_broker_limit() -> None:
     producer refused it on every retry and the worker stalled."""
     key, value = b"k" * 400_000, b'{"pad": "' + b"v" * 599_980 + b'"}'
     broker = Broker()
-    stats = run(processor(Store(), broker), [rec(value, 5, key=key), rec(event("c-1", "e"), 6)])
+    stats = run(
+        processor(MemoryStore(), broker), [rec(value, 5, key=key), rec(event("c-1", "e"), 6)]
+    )
     assert stats.dead == {"key_too_large": 1} and stats.applied == 1
     (msg,) = [m for m in broker.sent if m.topic == "dlq"]
     assert msg.key is None and len(msg.value) < 1_000_000 - 512
@@ -182,7 +154,7 @@ def test_a_huge_key_is_dead_lettered_within_the_broker_limit() -> None:
 @pytest.mark.parametrize("limit", [16_384, 100_000, 1_000_000])
 def test_every_dead_letter_fits_the_configured_limit(limit: int) -> None:
     broker = Broker(limit=limit)
-    p = processor(Store(), broker, max_message_bytes=limit)
+    p = processor(MemoryStore(), broker, max_message_bytes=limit)
     records = [
         rec(b"x" * 2_000_000, 1, key=b"k" * MAX_KEY_BYTES),
         rec(b"\x00" * 900_000, 2, key=b"q" * (MAX_KEY_BYTES + 1)),
@@ -197,7 +169,7 @@ def test_every_dead_letter_fits_the_configured_limit(limit: int) -> None:
 
 def test_events_older_than_the_limit_are_dead_lettered() -> None:
     broker = Broker()
-    p = processor(Store(), broker, max_age_ms=400 * 86_400_000)
+    p = processor(MemoryStore(), broker, max_age_ms=400 * 86_400_000)
     stats = run(p, [rec(event("c-1", "old", ts=0), 1), rec(event("c-1", "new"), 2)])
     assert stats.dead == {"timestamp_too_old": 1} and stats.applied == 1
     assert broker.dead()[0]["reason"] == "timestamp_too_old"
