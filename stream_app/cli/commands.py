@@ -196,6 +196,37 @@ async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int
     return 0
 
 
+def redrive(args: argparse.Namespace) -> int:
+    """Re-produce dead letters to the input topic (``stream_app/cli/redrive.py``)."""
+    from datetime import UTC, datetime
+
+    from stream_app.cli.redrive import parse_since
+    from stream_app.cli.redrive import redrive as run
+
+    settings = Settings.from_env()
+    model = load_model(settings.model_path)
+    reasons = [r.strip() for given in args.reason for r in given.split(",") if r.strip()]
+    since = parse_since(args.since, datetime.now(tz=UTC)) if args.since else None
+
+    async def main() -> str:
+        client = connect(settings.redis_url)
+        try:
+            report = await run(
+                settings, client, Keys(settings.key_prefix, model.name), reasons=reasons,
+                since=since, dry_run=args.dry_run, force=args.force,
+                idle_timeout_s=args.idle_timeout,
+            )  # fmt: skip
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable.from_redis(exc) from None
+        finally:
+            await client.aclose()
+        return report.line()
+
+    line = asyncio.run(main())
+    print(("dry run: " if args.dry_run else "") + line, file=sys.stderr)
+    return 0
+
+
 def check_model(args: argparse.Namespace) -> int:
     """Validate a model file; print a summary of what it defines."""
     model = load_model(args.file)

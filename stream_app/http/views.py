@@ -8,6 +8,7 @@ and renders JSON (the dashboard's files: :mod:`stream_app.http.dashboard`). faus
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -17,7 +18,10 @@ from stream_app.http import dashboard
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
 from stream_app.http.changefeed import ChangeFeed
 from stream_app.http.health import Health
+from stream_app.worker.errors import transient_cause
 from stream_app.worker.metrics import WorkerMetrics
+
+log = logging.getLogger("stream_app.http")
 
 
 class _JsonView(web.View):
@@ -34,13 +38,20 @@ class _JsonView(web.View):
                          status=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     async def answered(self, request: Any, ask: Callable[[], Awaitable[Answer]]) -> Any:
-        """The answer of ``ask`` when the request's token is good."""
+        """The answer of ``ask`` when the request's token is good. Any failure is answered
+        in JSON without internals (they go to the worker's log): 503 when Redis or the
+        broker cannot answer now, 500 otherwise."""
         if (refused := self.denied(request)) is not None:
             return refused
         try:
             return self.answer(await ask())
         except ApiError as exc:
             return self.answer(exc.answer)
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, request.path)
+            if transient_cause(exc) is not None:
+                return self.answer(error(503, "unavailable", "the state store cannot answer now"))
+            return self.answer(error(500, "internal_error", "the request failed"))
 
     def static(self, name: str) -> Any:
         """One of the dashboard's files, with the page's headers (404 for any other name)."""
@@ -157,8 +168,9 @@ def _ops_routes(
 
     @app.page("/healthz")
     class HealthView(_JsonView):
-        async def get(self, request: Any) -> Any:
-            return self.json({"status": "ok"})
+        async def get(self, request: Any) -> Any:  # open: liveness probes carry no token
+            alive, body = health.liveness()
+            return self.json(body, status=200 if alive else 503)
 
     @app.page("/readyz")
     class ReadyView(OpsView):
@@ -173,7 +185,15 @@ def _ops_routes(
         async def get(self, request: Any) -> Any:
             if (refused := self.denied(request)) is not None:
                 return refused
-            await health.refresh_gauges()
+            await _refreshed(health)
             body, content_type = metrics.registry.exposition(request.headers.get("Accept"))
             # (a header: aiohttp refuses a charset in ``content_type``)
             return self.bytes(body, headers={"Content-Type": content_type})
+
+
+async def _refreshed(health: Health) -> None:
+    """Refresh the gauges for a scrape; should that fail, the counters still render."""
+    try:
+        await health.refresh_gauges()
+    except Exception as exc:  # noqa: BLE001 - a scrape never fails for a gauge
+        log.warning("gauges not refreshed for /metrics: %s", exc)

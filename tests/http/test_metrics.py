@@ -57,6 +57,7 @@ COUNTERS = {
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
+    "engagement_retries": ("cause",),
 }
 HISTOGRAMS = (
     "engagement_batch_size_messages",
@@ -73,6 +74,7 @@ GAUGES = {
     "engagement_tier_customers": ("tier",),
     "engagement_segment_customers": ("segment",),
     "engagement_build_info": (),
+    "engagement_oldest_unprocessed_age_seconds": (),
 }
 #: prometheus_client's process, platform and GC collectors: families every exporter has.
 RUNTIME_FAMILIES = {
