@@ -125,6 +125,9 @@ def test_worker_metrics_samples_after_use() -> None:
     m.segment_customers.set(3, segment="advocate")
     m.consumer_lag.set(12, topic="in", partition="1")
     m.decay_lag.set(0.25)
+    m.retries.inc(cause="oom")
+    m.retries.inc(2, cause="connection")
+    m.oldest_unprocessed.set(4.5)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in parse(m.registry).values()
@@ -145,6 +148,9 @@ def test_worker_metrics_samples_after_use() -> None:
     lag = ("engagement_consumer_lag_messages", (("partition", "1"), ("topic", "in")))
     assert samples[lag] == 12
     assert samples[("engagement_decay_firing_lag_seconds", ())] == 0.25
+    assert samples[("engagement_retries_total", (("cause", "oom"),))] == 1
+    assert samples[("engagement_retries_total", (("cause", "connection"),))] == 2
+    assert samples[("engagement_oldest_unprocessed_age_seconds", ())] == 4.5
     # histogram: cumulative buckets, ``le`` inclusive, +Inf is the count
     buckets = {
         float(labels[0][1]): v for (name, labels), v in samples.items()
