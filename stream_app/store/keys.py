@@ -55,17 +55,11 @@ class Keys:
 
     # tier-counts -- hash: tier name -> customers in that tier now. Only cas_write.lua
     # writes it, together with the records it counts. On Redis Cluster there is one such
-    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot
-    # (plus "folded:<tier>" fields: that slot's share of a 0.1 tier set was added).
+    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot.
     def tier_counts(self, slot: int | None = None) -> str:
         if slot is None:
             return f"{self.base}:tier-counts"
         return f"{self.base}:tier-counts:{{{slot_tag(slot)}}}"
-
-    # tier:<name> -- sorted set, all scores 0: the customers in that tier (until 0.1;
-    # counted once and deleted by tiercounts.migrate_tier_sets)
-    def legacy_tier_members(self, tier: str) -> str:
-        return f"{self.base}:tier:{escape(tier)}"
 
     # segment:<name> -- sorted set, all scores 0: the customers in that rule segment now
     def segment_members(self, segment: str) -> str:

@@ -99,11 +99,12 @@ def decode_record(raw: bytes) -> CustomerRecord:
     >>> decode_record(b'3.ab1 i1=40,r1=2 3 [1][2]')
     CustomerRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]', token='3.ab1', fault=None)
 
-    Records of release 0.1 (``"<version> <marks> <state>"``, the explanation in a key
-    of its own) still read, without their explanation:
+    Anything else, such as ``"<version> <marks> <state>"`` with no state length, is refused:
 
-    >>> decode_record(b'3 - [1]').state
-    b'[1]'
+    >>> decode_record(b'3 - [1]')
+    Traceback (most recent call last):
+    ...
+    ValueError: record has no state length: not a record this release writes
     """  # noqa: E501
     head, mark_text, rest = raw.split(b" ", 2)
     token = head.decode("ascii")
@@ -113,8 +114,8 @@ def decode_record(raw: bytes) -> CustomerRecord:
         for item in mark_text.decode().split(","):
             name, offset = item.split("=")
             marks[name] = int(offset)
-    if not rest[:1].isdigit():  # a 0.1 record: the state is JSON, it starts with "["
-        return CustomerRecord(version, marks, rest, token=token)
+    if not rest[:1].isdigit():
+        raise ValueError("record has no state length: not a record this release writes")
     length, body = rest.split(b" ", 1)
     n = int(length)
     if len(body) < n:

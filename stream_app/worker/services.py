@@ -19,7 +19,6 @@ from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
-from stream_app.store.tiercounts import migrate_tier_sets
 from stream_app.worker import gc_tuning
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.ports import Consumer, Publisher
@@ -45,7 +44,6 @@ class Services:
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
-        await migrate_tier_sets(self.redis, self.keys, [t.name for t in self.model.tiers])
         log.info(
             "scoring with model %s v%d, input partitions %d",
             self.model.name,
