@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 DAY_MS = 86_400_000
+#: Default of ``[model] cap_window_days``: cap counters kept for the clock's UTC day and
+#: this many days before it.
+CAP_WINDOW_DAYS = 3
 OPS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", re.ASCII)
 ANY = "any"  # ``days_since.any``: the last event of any type
@@ -119,6 +122,9 @@ class Model:
     tiers: tuple[Tier, ...]
     hysteresis: float
     segments: tuple[SegmentRule, ...]
+    #: Cap counters are kept for the clock's UTC day and this many days before it; a
+    #: capped type's event on an older day (a late event) adds nothing.
+    cap_window_days: int = CAP_WINDOW_DAYS
     #: Half-life in ms of each dimension, in ``dimensions`` order.
     half_lives_ms: tuple[float, ...] = field(init=False, repr=False, compare=False)
     #: Event types whose last time a rule needs (``days_since.*``), sorted; may hold ``any``.
@@ -269,12 +275,15 @@ class _Parser:
             if top not in data:
                 self.fail(top, "missing required table")
         head = self.table(data["model"], "model")
-        self.keys(head, "model", ("name", "version", "half_life_days"), ())
+        self.keys(head, "model", ("name", "version", "half_life_days"), ("cap_window_days",))
         name = self.name(head["name"], "model.name", "a model name")
         version = head["version"]
         if type(version) is not int or version < 1:
             self.fail("model.version", "must be a positive integer")
         default_half_life = self.positive(head["half_life_days"], "model.half_life_days")
+        cap_window = head.get("cap_window_days", CAP_WINDOW_DAYS)
+        if type(cap_window) is not int or not 0 <= cap_window <= 366:
+            self.fail("model.cap_window_days", "must be an integer from 0 to 366")
         half_lives = self.dimensions(data.get("dimensions", {}), default_half_life)
         events = self.events(self.table(data["events"], "events"))
         for et in events.values():
@@ -292,6 +301,7 @@ class _Parser:
             tiers=tiers,
             hysteresis=hysteresis,
             segments=segments,
+            cap_window_days=cap_window,
         )
 
     def dimensions(self, value: object, default: float) -> dict[str, float]:

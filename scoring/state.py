@@ -31,7 +31,7 @@ import orjson
 from scoring.binstate import BINARY_FORMAT, Fields, decode_binary, encode_binary, sparse
 from scoring.decay import decay_factor
 from scoring.errors import InvalidState
-from scoring.model import DAY_MS, Model
+from scoring.model import CAP_WINDOW_DAYS, DAY_MS, Model
 from scoring.nps import Category, category
 from scoring.plan import plan
 
@@ -59,8 +59,6 @@ STATE_FORMAT = BINARY_FORMAT
 JSON_STATE_FORMAT = 2
 #: Bytes of blake2b digest kept per remembered event id.
 FINGERPRINT_BYTES = 6
-#: Cap counters are kept for the clock's UTC day and this many days before it.
-CAP_WINDOW_DAYS = 3
 _MAX_EXPONENT = 1023.0  # as in :func:`scoring.decay.decay_factor`
 
 

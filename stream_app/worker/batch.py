@@ -53,11 +53,16 @@ from stream_app.contracts import cloudevent, dead_letter
 from stream_app.store.readstore import Membership, ReadStore
 from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.watermarks import BatchProgress, Watermarks, is_control
 
 log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
+
+
+#: Kafka headers of a message: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +75,8 @@ class Record:
     key: bytes | None
     value: bytes | None  # None: a tombstone (dead-lettered as not_json)
     timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
+    headers: Headers = ()
 
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
 
 #: The CloudEvents Kafka protocol binding's header for structured content mode.
 CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
@@ -87,6 +90,7 @@ class OutMessage:
     key: bytes | None
     value: bytes
     headers: Headers = ()
+    partition: int | None = None  # None: by the key
 
 
 class Publisher(Protocol):
@@ -119,6 +123,7 @@ class BatchStats:
     #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
     suspect_redelivered: int = 0
     forwarded: int = 0
+    control: int = 0  # watermark control records (not events: not in ``consumed``)
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
@@ -199,6 +204,7 @@ class BatchProcessor:
         self.offsets: dict[tuple[str, int], int] = {}
         self._source_ids: dict[tuple[str, int], str] = {}
         self.due_hints = DueHints()
+        self.watermarks = Watermarks(topics.input_partitions, topics.by_customer)
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
@@ -227,7 +233,8 @@ class BatchProcessor:
         timer = _StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
         out: list[OutMessage] = []
-        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
+        seen = BatchProgress()
+        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms, seen=seen)
         pending = dict(grouped)
         written: list[_Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
@@ -261,6 +268,7 @@ class BatchProcessor:
             written.extend(f for cid, f in folds.items() if cid not in gone)
             if not lost:
                 self._progress(offsets, written)
+                self.watermarks.commit(seen, offsets)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -277,7 +285,13 @@ class BatchProcessor:
         raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
 
     def _parse(
-        self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float
+        self,
+        records: Sequence[Record],
+        *,
+        stats: BatchStats,
+        out: list[OutMessage],
+        now_ms: float,
+        seen: BatchProgress,
     ) -> tuple[dict[str, list[tuple[Record, Event]]], dict[tuple[str, int], int]]:
         """Step 1: the batch's events by customer, and the last offset per partition.
 
@@ -288,6 +302,11 @@ class BatchProcessor:
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
+            if rec.headers and rec.topic == self.topics.by_customer and is_control(rec.headers):
+                seen.control(rec.partition, rec.offset, rec.value)  # a watermark, not an event
+                stats.control += 1
+                stats.consumed -= 1
+                continue
             try:
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
                     raise InvalidEvent("not_json", "message has no value (a tombstone)")
@@ -305,16 +324,29 @@ class BatchProcessor:
                 )
                 stats.dead["internal_error"] += 1
                 continue
-            if rec.topic == self.topics.input and rec.partition != expected_partition(
-                event.customer_id, self.topics.input_partitions
-            ):
-                out.append(
-                    OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
-                )
-                stats.forwarded += 1
-                continue
+            if rec.topic == self.topics.input:
+                forward = self.forwards(rec, event.customer_id)
+                seen.event(rec.partition, event.ts_ms, forwarded=forward)
+                if forward:
+                    out.append(
+                        OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
+                    )
+                    stats.forwarded += 1
+                    continue
             grouped[event.customer_id].append((rec, event))
         return grouped, offsets
+
+    def forwards(self, rec: Record, customer_id: str) -> bool:
+        """Whether an input message goes through the by-customer topic: when it is not on
+        its customer's owner partition, or not keyed by its customer id (then the same
+        customer's other events may be on other partitions: all of them take one path,
+        in one order). With a single partition nothing is forwarded."""
+        n = self.topics.input_partitions
+        if n == 1:
+            return False
+        if rec.key is None or rec.partition != expected_partition(customer_id, n):
+            return True
+        return rec.key != customer_id.encode()
 
     def _fold(
         self,
@@ -438,6 +470,8 @@ class BatchProcessor:
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop progress of partitions this worker no longer owns (after a rebalance)."""
         self.due_hints.clear()
+        partitions = list(partitions)
+        self.watermarks.forget(partitions)
         for p in partitions:
             self.event_time.pop(p, None)
             for topic in (self.topics.input, self.topics.by_customer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from scoring import Model, load_model
 from stream_app.http.metrics import WorkerMetrics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
 from stream_app.store.tiercounts import migrate_tier_sets
@@ -64,7 +66,7 @@ class FaustPublisher:
             return
         producer = self.app.producer
         futures = [
-            await producer.send(m.topic, m.key, m.value, None, None, list(m.headers) or None)
+            await producer.send(m.topic, m.key, m.value, m.partition, None, list(m.headers) or None)
             for m in messages
         ]
         await asyncio.gather(*futures)
@@ -80,6 +82,7 @@ class Runtime:
         self.busy = asyncio.Lock()
         self.input_partitions: int | None = None
         self.readstore: ReadStore | None = None
+        self.progress: ProgressStore | None = None
         self.metrics = WorkerMetrics()
         self.started_at = time.time()
         self.last_batch_at: float | None = None
@@ -105,6 +108,7 @@ class Runtime:
         keys = Keys(settings.key_prefix, model.name)
         store = StateStore(client, keys)
         self.readstore = ReadStore(client, keys, model)
+        self.progress = ProgressStore(client, keys)
         await migrate_tier_sets(client, keys, [t.name for t in model.tiers])
         log.info(
             "scoring with model %s v%d, input partitions %d", model.name, model.version, partitions
@@ -125,6 +129,7 @@ class Runtime:
                 e.message.key,
                 e.message.value,
                 e.message.timestamp,
+                headers_of(e.message.headers),
             )
             for e in events
         ]
@@ -199,11 +204,10 @@ class Runtime:
         owned = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == settings.input_topic
         )
+        limits = await self._watermarks(app, processor, owned)
         for partition in owned:
             now_ms = time.time() * 1000.0
-            until = processor.event_time.get(partition)
-            if await self._caught_up(app, processor, partition):
-                until = max(until or now_ms, now_ms)
+            until = limits[partition]
             if until is None:
                 continue
             try:
@@ -232,17 +236,35 @@ class Runtime:
                 )
                 self.max_decay_lag_ms = max(self.max_decay_lag_ms, stats.max_lag_ms)
 
-    async def _caught_up(self, app: Any, processor: BatchProcessor, partition: int) -> bool:
-        """True when both source partitions have nothing left to process."""
-        from faust.types import TP
-
+    async def _watermarks(
+        self, app: Any, processor: BatchProcessor, owned: Sequence[int]
+    ) -> dict[int, float | None]:
+        """Send and save progress (:func:`propagate.tick`); how far each sweep may go."""
         from stream_app.app import settings
+        from stream_app.worker import propagate
 
-        for topic in (settings.input_topic, settings.by_customer_topic):
-            high = app.consumer.highwater(TP(topic, partition))
-            if high is None or next_offset(app, processor, topic, partition) < high:
-                return False
-        return True
+        caught_up = {p: is_caught_up(app, processor, settings.input_topic, p) for p in owned}
+        if self.progress is None:
+            raise RuntimeError("the runtime is not built yet")
+        now_ms = time.time() * 1000.0
+        limits = await propagate.tick(
+            processor.watermarks,
+            publisher=processor.publisher,
+            store=self.progress,
+            by_customer_topic=settings.by_customer_topic,
+            owned=owned,
+            caught_up=caught_up,
+            now_ms=now_ms,
+        )
+        m, wm = self.metrics, processor.watermarks
+        for p, until in limits.items():
+            if until is not None and until != math.inf:
+                m.watermark.set(until / 1000.0, partition=str(p))
+                m.watermark_lag.set(max(0.0, (now_ms - until) / 1000.0), partition=str(p))
+            share = wm.forwarded_share(p)
+            if share is not None:
+                m.forwarded_share.set(share, partition=str(p))
+        return limits
 
     def log_stats(self) -> None:
         counts = self.metrics.counts()
@@ -257,6 +279,15 @@ class Runtime:
                 "since last report: %s", ", ".join(f"{k}={v}" for k, v in sorted(delta.items()))
             )
             self._reported = counts
+
+
+def is_caught_up(app: Any, processor: BatchProcessor, topic: str, partition: int) -> bool:
+    """True when a source partition has nothing left to process: its highwater is known
+    and the next offset to process (:func:`next_offset`) has reached it."""
+    from faust.types import TP
+
+    high = app.consumer.highwater(TP(topic, partition))
+    return high is not None and next_offset(app, processor, topic, partition) >= high
 
 
 def next_offset(app: Any, processor: BatchProcessor, topic: str, partition: int) -> int:
@@ -277,6 +308,14 @@ def next_offset(app: Any, processor: BatchProcessor, topic: str, partition: int)
     if committed is None:
         raise RuntimeError("faust's Consumer no longer keeps _committed_offset; update next_offset")
     return int(committed.get(TP(topic, partition)) or 0)
+
+
+def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """A faust message's headers as (name, value) pairs (faust may give a list or a dict)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((str(k), bytes(v or b"")) for k, v in items)
 
 
 def client_name() -> str:

@@ -1,0 +1,58 @@
+"""One decay tick's watermark work: load, send and save progress; how far each sweep goes.
+
+Called by the runtime before it sweeps the partitions it owns. Its dependencies are
+handed in: the worker's :class:`~stream_app.worker.watermarks.Watermarks`, a publisher
+(the broker), a :class:`~stream_app.store.progress.ProgressStore` (Redis), and which of
+the owned input partitions are caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from stream_app.store.progress import ProgressStore
+from stream_app.worker.batch import OutMessage, Publisher
+from stream_app.worker.watermarks import CONTROL_HEADERS, Watermarks, encode_watermark
+
+
+async def tick(
+    watermarks: Watermarks,
+    *,
+    publisher: Publisher,
+    store: ProgressStore,
+    by_customer_topic: str,
+    owned: Sequence[int],
+    caught_up: Mapping[int, bool],
+    now_ms: float,
+) -> dict[int, float | None]:
+    """Per owned partition, the time up to which its decay sweep may fire (None: not yet).
+
+    1. Merge the durable progress of partitions newly owned (a restart, a rebalance).
+    2. Send the watermark of every owned input partition whose progress moved, as a
+       control record to every by-customer partition. Progress only counts batches whose
+       forwards were acknowledged, so each watermark comes after the forwards it covers.
+    3. Save the progress that changed (already justified by durable batches).
+    """
+    new = [q for q in owned if q not in watermarks.loaded]
+    if new:
+        for q, stored in (await store.load(new)).items():
+            watermarks.merge(q, stored)
+    progress = {
+        p: watermarks.input_progress(p, now_ms, caught_up=caught_up.get(p, False)) for p in owned
+    }
+    marks = watermarks.to_emit({p: at for p, at in progress.items() if at is not None})
+    if marks:
+        await publisher.publish(
+            [
+                OutMessage(by_customer_topic, None, encode_watermark(m), CONTROL_HEADERS, q)
+                for m in marks
+                for q in range(watermarks.partitions)
+            ]
+        )
+        watermarks.sent(marks)
+    snapshots = {q: watermarks.snapshot(q, progress[q]) for q in owned}
+    changed = {q: s for q, s in snapshots.items() if watermarks.saved.get(q) != s}
+    if changed:
+        await store.save(changed)
+        watermarks.saved.update(changed)
+    return {q: watermarks.until(q, progress[q]) for q in owned}
