@@ -160,11 +160,11 @@ class Watermarks:
             if ts > self.input_time.get(p, -math.inf):
                 self.input_time[p] = ts
         for (topic, p), offset in offsets.items():
-            if topic != self.by_customer_topic and offset > self.input_offset.get(p, -1):
-                self.input_offset[p] = offset
-        for q, offset, mark in seen.marks:
+            table = self.upstream_offset if topic == self.by_customer_topic else self.input_offset
+            if offset > table.get(p, -1):
+                table[p] = offset
+        for q, _, mark in seen.marks:
             self._upstream(q, mark.source, mark.progress_ms)
-            self.upstream_offset[q] = max(offset, self.upstream_offset.get(q, -1))
         self.read.update(seen.read)
         self.forwarded.update(seen.forwarded)
         for p in seen.read:
