@@ -816,7 +816,7 @@ async def memory_report(
     """Bytes per customer: the INFO delta over customers, and MEMORY USAGE of sampled keys."""
     from scoring import load_default_model
     from stream_app.store.keys import Keys
-    from stream_app.store.state import decode_record
+    from stream_app.store.records import decode_record
 
     keys = Keys(prefix, load_default_model().name)
     client = await redis_client(bench)

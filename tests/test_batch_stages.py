@@ -9,15 +9,9 @@ from collections.abc import Sequence
 import orjson
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import (
-    BatchProcessor,
-    BatchStats,
-    OutMessage,
-    Record,
-    Topics,
-    expected_partition,
-)
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.batch import BatchProcessor, BatchStats
 from stream_app.worker.runtime import Runtime
 
 MODEL = scoring.load_default_model()
@@ -29,8 +23,8 @@ class NewCustomers:
     def __init__(self) -> None:
         self.writes: list[Write] = []
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: StoredRecord() for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: CustomerRecord() for cid in ids}
 
     async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
         self.writes.extend(writes)
@@ -60,7 +54,7 @@ def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> No
     processor = BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 4),
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=Published(),
         clock=lambda: 1_700_000_100.0,
     )

@@ -16,9 +16,10 @@ import orjson
 import pytest
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
+from stream_app.messages import OutMessage, Record, Topics
+from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker import batch as pipeline
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
 
 MODEL = scoring.load_default_model()
@@ -30,16 +31,16 @@ class Records:
     """Keeps records and every write, like Redis would (every write wins)."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
+        self.records: dict[str, CustomerRecord] = {}
         self.writes: list[Write] = []
         self.offset = 0  # of the next input message
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
 
     async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
         for w in writes:
-            self.records[w.customer_id] = StoredRecord(
+            self.records[w.customer_id] = CustomerRecord(
                 w.read_version + 1, dict(w.marks), w.state, w.explain
             )
         self.writes.extend(writes)
@@ -57,7 +58,7 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
         due_horizon_ms=horizon_ms,
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 1),
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=Drop(),
         explain_events=0,
         clock=lambda: (T0 + 400 * DAY) / 1000,
@@ -219,7 +220,7 @@ def test_the_record_this_worker_wrote_skips_the_pre_event_search(
     _feed(processor, [("email_open", T0 + 2 * HOUR)])
     assert calls == [expected]
     # a record written by someone else (another version): no claim about its state
-    store.records["c-1"] = StoredRecord(
+    store.records["c-1"] = CustomerRecord(
         store.records["c-1"].version + 1, store.records["c-1"].marks, store.records["c-1"].state
     )
     _feed(processor, [("email_open", T0 + 3 * HOUR)])

@@ -13,10 +13,11 @@ import pytest
 
 from scoring import InvalidEvent, load_default_model, parse_event
 from stream_app import jsonutil
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.progress import StoredProgress
-from stream_app.store.state import StoredRecord, Write
+from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker import propagate
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.watermarks import (
     CONTROL_HEADER,
     CONTROL_HEADERS,
@@ -36,14 +37,14 @@ class Store:
     """Customer records in memory; every write wins."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
+        self.records: dict[str, CustomerRecord] = {}
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
 
     async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
         for w in writes:
-            self.records[w.customer_id] = StoredRecord(w.read_version + 1, w.marks, w.state)
+            self.records[w.customer_id] = CustomerRecord(w.read_version + 1, w.marks, w.state)
         return []
 
 
@@ -237,7 +238,7 @@ def test_a_tick_loads_new_partitions_sends_moved_watermarks_and_saves_what_chang
             propagate.tick(
                 wm,
                 publisher=out,
-                store=cast(Any, store),
+                store=store,
                 by_customer_topic=TOPICS.by_customer,
                 owned=[0, 1],
                 caught_up=caught_up,

@@ -17,7 +17,8 @@ from stream_app.http.readmodel import describe
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import connect, decode_record
+from stream_app.store.records import decode_record
+from stream_app.store.state import connect
 
 log = logging.getLogger("stream_app.cli.main")
 
@@ -81,7 +82,7 @@ def simulate(args: argparse.Namespace) -> int:
 async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) -> int:
     from stream_app.devkit.simulator import paced
     from stream_app.kafka.io import AiokafkaPublisher
-    from stream_app.worker.batch import OutMessage
+    from stream_app.messages import OutMessage
 
     n = 0
     async with AiokafkaPublisher(settings.broker_list) as pub:

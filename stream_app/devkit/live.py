@@ -26,14 +26,14 @@ from rich.table import Table
 
 from scoring import load_model, nps
 from stream_app import jsonutil
+from stream_app.aioutil import raise_if_cancelled
 from stream_app.devkit import simulator
 from stream_app.devkit.stack import LocalService, free_port, start_redis, start_tansu
 from stream_app.kafka.io import AiokafkaPublisher, consume, prepare
+from stream_app.messages import OutMessage
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.state import StateStore, connect
-from stream_app.worker.batch import OutMessage
-from stream_app.worker.runtime import raise_if_cancelled
 
 #: A few messages that cannot be scored, sent during the demo to show the dead-letter topic.
 BAD_EVENTS = (

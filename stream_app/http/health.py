@@ -30,9 +30,10 @@ async def readiness(app: Any, runtime: Runtime, settings: Settings) -> tuple[boo
     checks: dict[str, Any] = {}
     ready = True
     try:
-        processor = await runtime.processor()
+        await runtime.processor()
+        assert runtime.store is not None  # (built with the processor)
         began = time.perf_counter()
-        await processor.store.client.ping()
+        await runtime.store.client.ping()
         rtt = time.perf_counter() - began
         runtime.metrics.redis_seconds.observe(rtt)
         checks["redis"] = {"ok": True, "rtt_ms": round(rtt * 1000, 3)}
@@ -63,8 +64,9 @@ async def refresh_gauges(app: Any, runtime: Runtime, settings: Settings) -> None
         m.event_time.set(ts / 1000.0, partition=str(partition))
         m.event_time_lag.set(max(0.0, now - ts / 1000.0), partition=str(partition))
     owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.input_topic}
+    assert runtime.store is not None  # (built with the processor)
     for partition in sorted(owned):
-        m.due_size.set(await processor.store.due_size(partition), partition=str(partition))
+        m.due_size.set(await runtime.store.due_size(partition), partition=str(partition))
     for name, lag in (await consumer_lag(app, runtime, settings)).items():
         topic, part = name.rsplit(":", 1)
         m.consumer_lag.set(lag, topic=topic, partition=part)

@@ -23,8 +23,8 @@ async def _read_api() -> ReadApi:
     """The read API over the runtime's Redis state (built on first use)."""
     if "api" not in _built:
         processor = await runtime.processor()
-        assert runtime.readstore is not None
-        _built["api"] = ReadApi(processor.model, processor.store, runtime.readstore)
+        assert runtime.readstore is not None and runtime.store is not None
+        _built["api"] = ReadApi(processor.model, runtime.store, runtime.readstore)
     return _built["api"]
 
 

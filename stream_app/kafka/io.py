@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_app import jsonutil
 from stream_app.kafka.auth import aiokafka_config, client_config
-from stream_app.worker.batch import OutMessage
+from stream_app.messages import OutMessage
 
 
 class BrokerUnavailable(RuntimeError):

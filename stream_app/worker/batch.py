@@ -19,16 +19,12 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from aiokafka.partitioner import murmur2
 
 from scoring import (
     CustomerState,
@@ -50,64 +46,16 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent, dead_letter
-from stream_app.store.readstore import Membership, ReadStore
-from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
+from stream_app.messages import CLOUDEVENT_HEADERS, OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.ports import Indexes, Publisher, RecordStore
 from stream_app.worker.watermarks import BatchProgress, Watermarks, is_control
 
 log = logging.getLogger(__name__)
 
 #: How often a batch retries customers whose fenced write lost a race.
 MAX_CONFLICT_ROUNDS = 5
-
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message, free of any Kafka client type."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None  # None: a tombstone (dead-lettered as not_json)
-    timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
-    headers: Headers = ()
-
-
-#: The CloudEvents Kafka protocol binding's header for structured content mode.
-CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
-
-
-@dataclass(frozen=True, slots=True)
-class OutMessage:
-    """One message to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
-    partition: int | None = None  # None: by the key
-
-
-class Publisher(Protocol):
-    """Sends messages and returns once the broker acknowledged all of them."""
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Topic names and the input's partition count."""
-
-    input: str
-    by_customer: str
-    output: str
-    dlq: str
-    input_partitions: int
 
 
 @dataclass
@@ -158,18 +106,6 @@ class _StageTimer:
         self._last = now
 
 
-@functools.lru_cache(maxsize=65_536)
-def expected_partition(customer_id: str, partitions: int) -> int:
-    """The partition the default (murmur2) partitioner gives a customer key.
-
-    Cached: murmur2 is pure Python in aiokafka, and busy customers come back often.
-
-    >>> expected_partition("cust-1", 8) == expected_partition("cust-1", 8)
-    True
-    """
-    return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
-
-
 class BatchProcessor:
     """Scores batches; every effect goes through ``store`` and ``publisher``."""
 
@@ -178,9 +114,9 @@ class BatchProcessor:
         *,
         model: Model,
         topics: Topics,
-        store: StateStore,
+        store: RecordStore,
         publisher: Publisher,
-        readstore: ReadStore | None = None,
+        readstore: Indexes | None = None,
         explain_events: int = 10,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
@@ -352,7 +288,7 @@ class BatchProcessor:
         self,
         customer_id: str,
         *,
-        stored: StoredRecord,
+        stored: CustomerRecord,
         events: list[tuple[Record, Event]],
         stats: BatchStats,
         out: list[OutMessage],

@@ -2,17 +2,27 @@
 
 Called by the runtime before it sweeps the partitions it owns. Its dependencies are
 handed in: the worker's :class:`~stream_app.worker.watermarks.Watermarks`, a publisher
-(the broker), a :class:`~stream_app.store.progress.ProgressStore` (Redis), and which of
+(the broker), a :class:`ProgressStore` (Redis), and which of
 the owned input partitions are caught up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from stream_app.store.progress import ProgressStore
-from stream_app.worker.batch import OutMessage, Publisher
+from stream_app.messages import OutMessage
+from stream_app.store.progress import StoredProgress
+from stream_app.worker.ports import Publisher
 from stream_app.worker.watermarks import CONTROL_HEADERS, Watermarks, encode_watermark
+
+
+class ProgressStore(Protocol):
+    """Durable progress per partition number (:class:`stream_app.store.progress.ProgressStore`)."""
+
+    async def load(self, partitions: Sequence[int], /) -> dict[int, StoredProgress]: ...
+
+    async def save(self, progress: Mapping[int, StoredProgress], /) -> None: ...
 
 
 async def tick(

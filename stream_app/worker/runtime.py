@@ -16,7 +16,9 @@ import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from scoring import Model, load_model
+from stream_app.aioutil import raise_if_cancelled
 from stream_app.http.metrics import WorkerMetrics
+from stream_app.messages import OutMessage, Record, Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.progress import ProgressStore
@@ -24,7 +26,7 @@ from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
 from stream_app.store.tiercounts import migrate_tier_sets
 from stream_app.worker import gc_tuning
-from stream_app.worker.batch import BatchProcessor, BatchStats, OutMessage, Record, Topics
+from stream_app.worker.batch import BatchProcessor, BatchStats
 
 log = logging.getLogger("stream_app.worker")
 
@@ -39,20 +41,6 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
-
-
-def raise_if_cancelled() -> None:
-    """Raise the cancellation of the current task if a library swallowed it.
-
-    Python 3.11's ``asyncio.wait_for`` (redis-py wraps its socket I/O in it) returns the
-    inner result when the inner operation completes as the task is cancelled: the
-    ``CancelledError`` is lost, only ``Task.cancelling()`` remembers the request. Without
-    this the agent goes on to wait for the next batch and a worker told to stop (SIGTERM)
-    hangs until it is killed.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class FaustPublisher:
@@ -83,6 +71,7 @@ class Runtime:
         self.input_partitions: int | None = None
         self.readstore: ReadStore | None = None
         self.progress: ProgressStore | None = None
+        self.store: StateStore | None = None
         self.metrics = WorkerMetrics()
         self.started_at = time.time()
         self.last_batch_at: float | None = None
@@ -106,7 +95,7 @@ class Runtime:
         )
         client = connect(settings.redis_url, name=client_name())
         keys = Keys(settings.key_prefix, model.name)
-        store = StateStore(client, keys)
+        store = self.store = StateStore(client, keys)
         self.readstore = ReadStore(client, keys, model)
         self.progress = ProgressStore(client, keys)
         await migrate_tier_sets(client, keys, [t.name for t in model.tiers])
@@ -212,10 +201,12 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
+                    assert self.store is not None  # (built with the processor)
                     stats = await sweep_partition(
                         processor,
                         partition,
                         until,
+                        store=self.store,
                         now_ms=now_ms,
                         limit=settings.decay_sweep_limit,
                     )

@@ -33,8 +33,9 @@ from scoring import (
     encode_state,
     next_crossing,
 )
-from stream_app.store.state import Command, Write
+from stream_app.store.records import Command, Write
 from stream_app.worker.batch import BatchProcessor
+from stream_app.worker.ports import Store
 
 log = logging.getLogger("stream_app.worker.sweep")
 
@@ -52,11 +53,17 @@ class SweepStats:
 
 
 async def sweep_partition(
-    processor: BatchProcessor, partition: int, until_ms: float, *, now_ms: float, limit: int = 500
+    processor: BatchProcessor,
+    partition: int,
+    until_ms: float,
+    *,
+    store: Store,
+    now_ms: float,
+    limit: int = 500,
 ) -> SweepStats:
     """Fire the crossings due on ``partition`` strictly before ``until_ms`` (one round
     trip each way)."""
-    store, model = processor.store, processor.model
+    model = processor.model
     stats = SweepStats()
     until_ms = math.nextafter(until_ms, -math.inf)  # see the module docstring
     due = await store.due(partition, until_ms, limit)

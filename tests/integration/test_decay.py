@@ -30,8 +30,8 @@ from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from stream_app.devkit.stack import LocalService
 from stream_app.kafka.io import prepare
+from stream_app.messages import expected_partition
 from stream_app.settings import Settings
-from stream_app.worker.batch import expected_partition
 from tests.integration.workers import (
     Message,
     Out,

@@ -46,8 +46,9 @@ from scoring import (
 from scoring.crossing import find_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.sweep import sweep_partition
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
@@ -331,11 +332,11 @@ class MemoryStore:
     before the write, due entries by (time, member), compare-and-set reschedule."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
+        self.records: dict[str, CustomerRecord] = {}
         self.due_index: dict[int, dict[str, float]] = defaultdict(dict)
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
 
     async def commit(
         self, writes: Sequence[Write], *, nps: object = None, index: object = ()
@@ -346,10 +347,10 @@ class MemoryStore:
                 index[w.customer_id] = w.due_at_ms
         lost = []
         for w in writes:
-            if self.records.get(w.customer_id, StoredRecord()).version != w.read_version:
+            if self.records.get(w.customer_id, CustomerRecord()).version != w.read_version:
                 lost.append(w.customer_id)
                 continue
-            self.records[w.customer_id] = StoredRecord(
+            self.records[w.customer_id] = CustomerRecord(
                 w.read_version + 1, dict(w.marks), w.state, w.explain
             )
         return lost
@@ -398,7 +399,7 @@ class Worker:
         self.processor = BatchProcessor(
             model=MODEL,
             topics=Topics("in", "in.by-customer", "out", "dlq", PARTITIONS),
-            store=cast(Any, self.store),
+            store=self.store,
             publisher=self.publisher,
             explain_events=explain_events,
             clock=lambda: end / 1000.0 + 86_400,
@@ -418,7 +419,9 @@ class Worker:
         await self.processor.process(self.last)
 
     async def sweep(self, p: int, until: float) -> None:
-        await sweep_partition(self.processor, p, until, now_ms=until, limit=self.limit)
+        await sweep_partition(
+            self.processor, p, until, store=self.store, now_ms=until, limit=self.limit
+        )
 
     def waiting(self, p: int) -> list[int]:
         return [ts for _, ts in self.queues[p]]
@@ -542,7 +545,7 @@ def test_progress_counts_the_customers_written_before_a_conflict() -> None:
     class OtherWriterFirst(MemoryStore):
         async def commit(self, writes: Sequence[Write], **kw: Any) -> list[str]:
             if "c1" not in self.records:  # another worker wrote c1 just before us
-                self.records["c1"] = StoredRecord(version=1)
+                self.records["c1"] = CustomerRecord(version=1)
             return await super().commit(writes, **kw)
 
     events = [Event("e1", "c1", "pa", T0, None), Event("e2", "c2", "pb", T0 + HOUR, None)]
