@@ -50,7 +50,13 @@ from stream_app.messages import CLOUDEVENT_HEADERS, OutMessage, Record, Topics, 
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.ports import Indexes, Publisher, RecordStore
-from stream_app.worker.watermarks import BatchProgress, Watermarks, is_control
+from stream_app.worker.watermarks import (
+    BatchProgress,
+    Watermarks,
+    forwarded_from,
+    is_control,
+    source_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +160,16 @@ class BatchProcessor:
             jsonutil.dumps(cloudevent(change)),
             CLOUDEVENT_HEADERS,
         )
+
+    def mark_of(self, rec: Record) -> tuple[str, int]:
+        """The source mark a message is checked against, and its offset there: for a
+        forwarded message, its input partition and offset (``f<p>``), so that the copies
+        a crash makes the forwarder send again are skipped like any redelivery."""
+        if rec.headers and rec.topic == self.topics.by_customer:
+            origin = forwarded_from(rec.headers)
+            if origin is not None:
+                return f"f{origin[0]}", origin[1]
+        return self.source_id(rec.topic, rec.partition), rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -264,9 +280,11 @@ class BatchProcessor:
                 forward = self.forwards(rec, event.customer_id)
                 seen.event(rec.partition, event.ts_ms, forwarded=forward)
                 if forward:
-                    out.append(
-                        OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
+                    key, origin = (
+                        event.customer_id.encode(),
+                        source_headers(rec.partition, rec.offset),
                     )
+                    out.append(OutMessage(self.topics.by_customer, key, rec.value, origin))
                     stats.forwarded += 1
                     continue
             grouped[event.customer_id].append((rec, event))
@@ -308,13 +326,13 @@ class BatchProcessor:
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
         for rec, event in events:
-            src = self.source_id(rec.topic, rec.partition)
-            if rec.offset <= marks.get(src, -1):
+            src, offset = self.mark_of(rec)
+            if offset <= marks.get(src, -1):
                 stats.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
                     stats.suspect_redelivered += 1
                 continue
-            marks[src] = rec.offset
+            marks[src] = offset
             touched = True
             try:
                 result = apply(

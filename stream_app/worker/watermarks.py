@@ -44,6 +44,9 @@ CONTROL_HEADER = "engagement-control"
 WATERMARK = b"watermark"
 CONTROL_HEADERS: tuple[tuple[str, bytes], ...] = ((CONTROL_HEADER, WATERMARK),)
 
+#: The header of a forwarded message: ``<input partition>:<input offset>`` it came from.
+SOURCE_HEADER = "engagement-source"
+
 #: Valid input events read on a partition before its forwarded share may be warned about.
 WARN_AFTER = 100
 #: The forwarded share above which a partition's producers get a warning (once).
@@ -105,6 +108,25 @@ def is_control(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
         return False
     items = headers.items() if isinstance(headers, Mapping) else headers
     return any(k == CONTROL_HEADER and v == WATERMARK for k, v in items)
+
+
+def source_headers(partition: int, offset: int) -> tuple[tuple[str, bytes], ...]:
+    """The headers of a message forwarded from input ``partition`` at ``offset``."""
+    return ((SOURCE_HEADER, f"{partition}:{offset}".encode()),)
+
+
+def forwarded_from(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
+    """The input (partition, offset) a forwarded message came from (None: not said).
+
+    >>> forwarded_from(source_headers(2, 41)), forwarded_from([("x", b"1")])
+    ((2, 41), None)
+    """
+    for k, v in headers:
+        if k == SOURCE_HEADER:
+            partition, _, offset = v.partition(b":")
+            if partition.isdigit() and offset.isdigit():
+                return int(partition), int(offset)
+    return None
 
 
 @dataclass

@@ -352,14 +352,20 @@ def start_worker(
 
 
 def launch(
-    name: str, env: dict[str, str], settings: Settings, log_path: Path, redis_url: str
+    name: str,
+    env: dict[str, str],
+    settings: Settings,
+    log_path: Path,
+    redis_url: str,
+    *,
+    module: str = "stream_app.cli",
 ) -> Worker:
     """Start a worker process with ``env`` (its topics must exist), logging to ``log_path``;
     the tests read its Redis through a plain client of ``redis_url`` (a node's URL even when
-    the worker itself talks to a Redis Cluster)."""
+    the worker itself talks to a Redis Cluster). ``module`` is run with ``worker``."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"],
+            [sys.executable, "-m", module, "worker"],
             env=env,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
