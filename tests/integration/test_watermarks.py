@@ -29,11 +29,23 @@ import pytest
 from scoring import advance, next_crossing
 from stream_app.devkit.stack import LocalService
 from stream_app.kafka.io import prepare
+from stream_app.messages import expected_partition
 from stream_app.settings import Settings
+from stream_app.store.progress import parse_progress
 from stream_app.worker.watermarks import forwarded_from, is_control
 from tests.integration import streams
 from tests.integration.streams import DAY_MS, KINDS, Produced
-from tests.integration.workers import Worker, launch, stop_all, worker_env
+from tests.integration.test_decay import Tail, assigned
+from tests.integration.workers import (
+    Worker,
+    event,
+    launch,
+    now_ms,
+    relaunch,
+    start_worker,
+    stop_all,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -237,4 +249,82 @@ def test_a_kill_9_while_forwarding_gives_the_same(
         check(d, "kill -9 during the default partitioner's stream")
     finally:
         problems = stop_all(d.workers)
+    assert not problems, problems
+
+
+MINUTE_MODEL = """
+[model]
+name = "minute"
+version = 1
+half_life_days = 0.0006944444444444445   # 60 s
+
+[tiers]
+cold = 0
+warm = 20
+hot = 60
+hysteresis = 0.1
+
+[events.webinar_attended]
+points = 10
+dimension = "content"
+"""
+
+
+def test_a_restart_on_an_idle_deployment_fires_a_due_crossing_on_time(
+    tansu: LocalService, redis_server: LocalService, workdir: Path
+) -> None:
+    """Seven webinars (70 points, hot) reach a caught-up worker, which then stops. A new
+    process starts with no new event: it goes on from the progress kept in Redis and
+    publishes hot -> warm (at +22.4 s) within 2 s of its time."""
+    model_file = workdir / "minute.toml"
+    model_file.write_text(MINUTE_MODEL, "utf-8")
+    w = start_worker(tansu, redis_server, workdir, name="idle", model_file=model_file)
+    again: Worker | None = None
+    try:
+        w.wait_ready()
+        cid, t0 = "idle-customer", int(streams.now_ms())
+        docs = [event(f"w{i}", cid, "webinar_attended", t0) for i in range(7)]
+        sent = w.produce_events(docs)
+        w.wait_processed({cid: sent[-1]})
+        state = w.state(cid)
+        assert state is not None and state.tier_name(w.model) == "hot"
+        crossing = next_crossing(state, w.model)
+        assert crossing is not None and crossing - t0 > 20_000
+        owner = expected_partition(cid, w.settings.partitions)
+
+        def saved() -> bool:
+            stored = parse_progress(w.redis.hgetall(w.keys.progress(owner)))  # type: ignore[arg-type]
+            return len(stored.upstream) == PARTITIONS and (stored.input_ms or 0) >= t0
+
+        w.wait(saved, timeout=10.0, what="progress saved")
+        assert w.stop(), "the first process did not stop cleanly"
+        stored = parse_progress(w.redis.hgetall(w.keys.progress(owner)))
+        assert stored.input_offset == sent[-1].offset and stored.input_ms is not None
+        assert stored.input_ms >= t0 and set(stored.upstream) == set(range(PARTITIONS))
+        again = relaunch(w, "idle-again")
+        with Tail(again.brokers, again.settings.output_topic) as tail:
+            ready = again.wait(
+                lambda: assigned(again) and time.time() * 1000,
+                timeout=crossing / 1000 - time.time(),
+                what="the new process owns the partitions before the crossing",
+            )
+            want = advance(state, cid, crossing, w.model)[1]
+            assert [(c.from_tier, c.to_tier) for c in want] == [("hot", "warm")]
+            doc = streams.change_doc(want[0])
+
+            def received() -> float | None:
+                for at, m in tail.items():
+                    if streams.published_docs([m])[0] == {doc}:
+                        return at
+                return None
+
+            at = again.wait(received, timeout=(crossing - now_ms()) / 1000 + 10, what="hot->warm")
+        lag = at - crossing
+        print(
+            f"restart: owned the partitions {crossing - ready:.0f} ms before the crossing, "
+            f"published it {lag:.0f} ms after"
+        )
+        assert 0 <= lag < 2_000
+    finally:
+        problems = stop_all([x for x in (w, again) if x is not None and x.process.poll() is None])
     assert not problems, problems
