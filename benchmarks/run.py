@@ -53,14 +53,8 @@ from typing import Any
 import orjson
 
 from stream_app.devkit import simulator
-from stream_app.devkit.stack import (
-    LocalService,
-    TopicSpec,
-    ensure_topics,
-    free_port,
-    start_redis,
-    start_tansu,
-)
+from stream_app.devkit.stack import LocalService, free_port, start_redis, start_tansu
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 CEILINGS = Path(__file__).resolve().parent / "ceilings.py"

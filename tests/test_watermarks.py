@@ -18,6 +18,7 @@ from stream_app.store.progress import StoredProgress
 from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker import propagate
 from stream_app.worker.batch import BatchProcessor
+from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.watermarks import (
     CONTROL_HEADER,
     CONTROL_HEADERS,
@@ -88,50 +89,75 @@ def control(q: int, offset: int, mark: Watermark) -> Record:
 # --------------------------------------------------------------------------- the rule
 
 
+def watermarks(partitions: int = N) -> tuple[Watermarks, PartitionProgress]:
+    topics = Topics("in", "in.by-customer", "out", "dlq", partitions)
+    progress = PartitionProgress(topics)
+    return Watermarks(topics, progress), progress
+
+
+class Consumer:
+    """What the worker reads of its consumer: highwaters and committed offsets."""
+
+    def __init__(self, high: dict[tuple[str, int], int]) -> None:
+        self.high = high
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return list(self.high)
+
+    def highwater(self, topic: str, partition: int, /) -> int | None:
+        return self.high.get((topic, partition))
+
+    def committed(self, topic: str, partition: int, /) -> int | None:
+        return None
+
+
 def test_upstream_progress_is_the_minimum_over_every_input_partitions_latest_watermark() -> None:
-    wm = Watermarks(N, TOPICS.by_customer)
+    wm, _ = watermarks()
     seen = BatchProgress()
     for p, at in ((0, 500.0), (1, 300.0)):
         seen.marks.append((2, p, Watermark(p, at, 10)))
-    wm.commit(seen, {})
+    wm.commit(seen)
     assert wm.upstream_progress(2) is None  # input 2's watermark is not known yet
     assert wm.until(2, 1000.0) is None
     seen = BatchProgress(marks=[(2, 5, Watermark(2, 900.0)), (2, 6, Watermark(1, 200.0))])
-    wm.commit(seen, {("in.by-customer", 2): 6})
+    wm.commit(seen)
     assert wm.upstream_progress(2) == 300.0  # (an older watermark never moves it back)
     assert wm.until(2, 1000.0) == 300.0 and wm.until(2, 250.0) == 250.0
-    assert wm.upstream_offset[2] == 6
-    assert Watermarks(1).until(0, 42.0) == 42.0  # one partition: nothing is forwarded
+    assert watermarks(1)[0].until(0, 42.0) == 42.0  # one partition: nothing is forwarded
 
 
 def test_input_progress_is_the_wall_clock_only_while_caught_up() -> None:
-    wm = Watermarks(N, TOPICS.by_customer)
+    wm, progress = watermarks()
     assert wm.input_progress(0, 5000.0, caught_up=False) is None
     assert wm.input_progress(0, 5000.0, caught_up=True) == 5000.0
-    wm.commit(BatchProgress(input_time={0: 7000.0}), {("in", 0): 12, ("in.by-customer", 0): 99})
+    wm.commit(BatchProgress(input_time={0: 7000.0}))
     assert wm.input_progress(0, 5000.0, caught_up=True) == 7000.0
     assert wm.input_progress(0, 9000.0, caught_up=False) == 7000.0
-    assert wm.input_offset == {0: 12}
+    consumer = Consumer({("in", 0): 13, ("in.by-customer", 0): 100})
+    assert not wm.input_caught_up(0, consumer)
+    progress.advance({("in", 0): 12}, {})
+    assert wm.input_caught_up(0, consumer)  # (the by-customer partition is not asked)
 
 
 def test_durable_progress_merges_upward_and_a_revoked_partition_is_forgotten() -> None:
-    wm = Watermarks(N, TOPICS.by_customer)
-    wm.commit(BatchProgress(input_time={1: 800.0}), {("in", 1): 3})
+    wm, progress = watermarks()
+    wm.commit(BatchProgress(input_time={1: 800.0}))
+    progress.advance({("in", 1): 3}, {})
     wm.merge(1, StoredProgress(700.0, 9, {0: 100.0, 1: 50.0, 2: 75.0}, 4))
-    assert wm.input_time[1] == 800.0 and wm.input_offset[1] == 9
+    assert wm.input_time[1] == 800.0 and progress.last_offset("in", 1) == 3  # (not moved)
     assert wm.upstream_progress(1) == 50.0 and 1 in wm.loaded
-    assert wm.snapshot(1, 850.0) == StoredProgress(850.0, 9, {0: 100.0, 1: 50.0, 2: 75.0}, 4)
+    assert wm.snapshot(1, 850.0) == StoredProgress(850.0, 3, {0: 100.0, 1: 50.0, 2: 75.0})
     wm.forget([1])
     assert wm.upstream_progress(1) is None and 1 not in wm.loaded and 1 not in wm.input_time
 
 
 def test_watermarks_are_sent_when_progress_moved() -> None:
-    wm = Watermarks(N, TOPICS.by_customer)
+    wm, _ = watermarks()
     marks = wm.to_emit({0: 100.0, 2: 50.0})
     assert marks == [Watermark(0, 100.0), Watermark(2, 50.0)]
     wm.sent(marks)
     assert wm.to_emit({0: 100.0, 2: 60.0}) == [Watermark(2, 60.0)]
-    assert Watermarks(1).to_emit({0: 1.0}) == []
+    assert watermarks(1)[0].to_emit({0: 1.0}) == []
 
 
 def test_a_control_record_round_trips_and_an_old_worker_cannot_score_it() -> None:
@@ -160,8 +186,7 @@ def test_control_records_never_reach_scoring_the_output_or_the_dead_letters() ->
     assert list(store.records) == [cid]
     assert all(m.topic == "out" for m in out.sent)  # the customer's changes only
     assert proc.watermarks.upstream[1] == {0: float(T0), 2: float(T0 + 5)}
-    assert proc.watermarks.upstream_offset[1] == 3
-    assert proc.offsets[(TOPICS.by_customer, 1)] == 3  # (processed, so acked and committed)
+    assert proc.progress.last_offset(TOPICS.by_customer, 1) == 3  # (acked, then committed)
 
 
 def test_the_control_header_on_the_input_topic_marks_nothing() -> None:
@@ -230,23 +255,19 @@ class Progress:
 
 
 def test_a_tick_loads_new_partitions_sends_moved_watermarks_and_saves_what_changed() -> None:
-    wm, out = Watermarks(N, TOPICS.by_customer), Collect()
+    (wm, progress), out = watermarks(), Collect()
     store = Progress({1: StoredProgress(900.0, 4, {0: 800.0, 1: 850.0, 2: 700.0}, 11)})
+    progress.advance({("in", 1): 4, ("in.by-customer", 1): 11}, {})
+    consumer = Consumer({("in", 0): 3, ("in", 1): 9})
 
-    def tick(now: float, caught_up: dict[int, bool]) -> dict[int, float | None]:
+    def tick(now: float) -> dict[int, float | None]:
         return asyncio.run(
             propagate.tick(
-                wm,
-                publisher=out,
-                store=store,
-                by_customer_topic=TOPICS.by_customer,
-                owned=[0, 1],
-                caught_up=caught_up,
-                now_ms=now,
+                wm, publisher=out, store=store, consumer=consumer, owned=[0, 1], now_ms=now
             )
         )
 
-    limits = tick(1000.0, {0: False, 1: False})
+    limits = tick(1000.0)
     assert store.loads == [[0, 1]]
     assert limits == {0: None, 1: 700.0}  # a restart goes on from the stored progress
     assert [(m.partition, decode_watermark(m.value)) for m in out.sent] == [
@@ -256,9 +277,10 @@ def test_a_tick_loads_new_partitions_sends_moved_watermarks_and_saves_what_chang
     assert store.saves == [{0: StoredProgress(), 1: StoredProgress(900.0, 4, wm.upstream[1], 11)}]
 
     out.sent.clear()
-    limits = tick(2000.0, {0: True, 1: False})
+    progress.advance({("in", 0): 2}, {})  # input 0 processed to its end: caught up
+    limits = tick(2000.0)
     assert store.loads == [[0, 1]]  # loaded once
-    assert [decode_watermark(m.value) for m in out.sent] == [Watermark(0, 2000.0)] * N
-    assert store.saves[-1] == {0: StoredProgress(2000.0)}
+    assert [decode_watermark(m.value) for m in out.sent] == [Watermark(0, 2000.0, 2)] * N
+    assert store.saves[-1] == {0: StoredProgress(2000.0, 2)}
     assert limits == {0: None, 1: 700.0}
-    assert math.isinf(Watermarks(1).until(0, math.inf) or 0)
+    assert math.isinf(watermarks(1)[0].until(0, math.inf) or 0)

@@ -9,41 +9,29 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
+
+import redis.exceptions
 
 from scoring import Model, load_model
 from stream_app import jsonutil
+from stream_app.errors import StreamAppError
 from stream_app.http.readmodel import describe
+from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
-from stream_app.store.state import connect
+from stream_app.store.state import StoreUnavailable, connect
 
 log = logging.getLogger("stream_app.cli.main")
 
 
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
-    settings = Settings.from_env()
-    load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from stream_app.kafka.io import prepare
+    from stream_app.cli.start import run_worker
 
-    partitions = asyncio.run(prepare(settings))
-    if args.loop == "uvloop":
-        import mode.loop
-
-        mode.loop.use("uvloop")
-    from faust import Worker
-
-    from stream_app.app import app
-    from stream_app.http import views  # noqa: F401 - registers the agent and routes with the app
-    from stream_app.worker import agents  # noqa: F401 - registers the agent and routes with the app
-    from stream_app.worker.runtime import runtime
-
-    runtime.input_partitions = partitions
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
-    return 0
+    return run_worker(Settings.from_env(), loop=args.loop)
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -74,7 +62,14 @@ def simulate(args: argparse.Namespace) -> int:
     if args.rate is not None:
         return asyncio.run(_produce_live(settings, events, args.rate))
     lines = (jsonutil.dumps(e) for e in events)
-    n = asyncio.run(produce_lines(settings.broker_list, settings.input_topic, lines))
+    n = asyncio.run(
+        produce_lines(
+            settings.broker_list,
+            settings.input_topic,
+            lines,
+            client_config=aiokafka_config(settings),
+        )
+    )
     print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
     return 0
 
@@ -85,7 +80,7 @@ async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) 
     from stream_app.messages import OutMessage
 
     n = 0
-    async with AiokafkaPublisher(settings.broker_list) as pub:
+    async with AiokafkaPublisher(settings.broker_list, **aiokafka_config(settings)) as pub:
         async for event in paced(events, rate):
             key = event["customer_id"].encode()
             await pub.publish([OutMessage(settings.input_topic, key, jsonutil.dumps(event))])
@@ -93,12 +88,23 @@ async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) 
     return 0
 
 
+class FileUnusable(StreamAppError):
+    """A file named on the command line cannot be opened."""
+
+
+def _open(path: str, mode: str) -> IO[bytes]:
+    try:
+        return cast(IO[bytes], open(path, mode))
+    except OSError as exc:
+        raise FileUnusable(str(exc)) from None
+
+
 @contextlib.contextmanager
 def _open_out(path: str) -> Iterator[IO[bytes]]:
     if path == "-":
         yield sys.stdout.buffer
     else:
-        with open(path, "wb") as fp:
+        with _open(path, "wb") as fp:
             yield fp
 
 
@@ -114,16 +120,18 @@ def produce(args: argparse.Namespace) -> int:
                 settings.input_topic,
                 read_jsonl(sys.stdin.buffer),
                 keyed=not args.unkeyed,
+                client_config=aiokafka_config(settings),
             )
         )
     else:
-        with open(args.file, "rb") as fp:
+        with _open(args.file, "rb") as fp:
             n = asyncio.run(
                 produce_lines(
                     settings.broker_list,
                     settings.input_topic,
                     read_jsonl(fp),
                     keyed=not args.unkeyed,
+                    client_config=aiokafka_config(settings),
                 )
             )
     print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
@@ -149,6 +157,8 @@ async def _read_state(settings: Settings, model: Model, customer_id: str) -> byt
     try:
         raw = await client.get(Keys(settings.key_prefix, model.name).state(customer_id))
         return raw.encode() if isinstance(raw, str) else raw
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
     finally:
         await client.aclose()
 
@@ -167,6 +177,7 @@ async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int
         topic,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout,
+        client_config=aiokafka_config(settings),
     ):
         sys.stdout.buffer.write(value + b"\n")
         sys.stdout.buffer.flush()

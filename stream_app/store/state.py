@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys, slot_of
 from stream_app.store.records import (
     Command,
@@ -43,6 +44,14 @@ from stream_app.store.records import (
 )
 
 RedisClient = aioredis.Redis | RedisCluster
+
+
+class StoreUnavailable(StreamAppError):
+    """Redis could not be reached, or refused a request."""
+
+    @classmethod
+    def from_redis(cls, exc: redis.exceptions.RedisError) -> StoreUnavailable:
+        return cls(f"Redis unreachable or refused the request ({exc or type(exc).__name__})")
 
 
 def lua_source(name: str) -> str:
@@ -246,6 +255,10 @@ class StateStore:
         for cid, (old, new) in entries.items():
             args += [cid, repr(old), "" if new is None else repr(new)]
         await self._run(self._reschedule, [self.keys.due(partition)], args)
+
+    async def ping(self) -> None:
+        """One round trip to Redis (raises when it is unreachable)."""
+        await self.client.ping()
 
     async def due_size(self, partition: int) -> int:
         """How many customers wait in ``partition``'s due index."""

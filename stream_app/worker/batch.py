@@ -3,7 +3,9 @@
 The order of effects is what makes the delivery guarantees hold:
 
 1. parse every message; what cannot be scored becomes a dead letter, a message
-   on the wrong input partition is forwarded to the by-customer topic;
+   on the wrong input partition (or not keyed by its customer) is forwarded to the
+   by-customer topic; watermark control records are taken out
+   (:mod:`stream_app.worker.watermarks`);
 2. read the batch's customers from Redis (one ``MGET``) and fold their events
    through :func:`scoring.apply` (pure);
 3. publish dead letters, forwards and segment changes, and wait for the
@@ -42,14 +44,18 @@ from scoring import (
     next_crossing,
     parse_event,
     quiet_until,
-    segment_names,
 )
 from stream_app import jsonutil
-from stream_app.contracts import cloudevent, dead_letter
-from stream_app.messages import CLOUDEVENT_HEADERS, OutMessage, Record, Topics, expected_partition
+from stream_app.contracts import dead_letter
+from stream_app.errors import StreamAppError
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
-from stream_app.worker.ports import Indexes, Publisher, RecordStore
+from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.readside import ReadSide
+from stream_app.worker.stats import BatchStats, StageTimer
 from stream_app.worker.watermarks import (
     BatchProgress,
     Watermarks,
@@ -64,30 +70,27 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_ROUNDS = 5
 
 
-@dataclass
-class BatchStats:
-    """What one batch did, for logs and metrics."""
-
-    consumed: int = 0
-    applied: int = 0
-    duplicate: int = 0
-    capped: int = 0
-    redelivered: int = 0
-    #: Redelivered by offset, yet the event id is not among the customer's recent ones:
-    #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
-    suspect_redelivered: int = 0
-    forwarded: int = 0
-    control: int = 0  # watermark control records (not events: not in ``consumed``)
-    changes: Counter[str] = field(default_factory=Counter)
-    dead: Counter[str] = field(default_factory=Counter)
-    conflicts: int = 0
-    #: Seconds spent per stage: ``score`` (parse, fold, encode: CPU), ``read`` (the
-    #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
-    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+class WriteConflicts(StreamAppError):
+    """Fenced writes kept losing races (another worker writes the same customers)."""
 
 
-@dataclass
-class _Fold:
+@dataclass(slots=True)
+class Parsed:
+    """Step 1's result: the batch's events by customer, what goes elsewhere at once."""
+
+    events: dict[str, list[tuple[Record, Event]]]
+    #: The last offset of the batch per source (topic, partition).
+    offsets: dict[tuple[str, int], int]
+    #: Dead letters and forwards, in input order.
+    messages: list[OutMessage]
+    dead: Counter[str]
+    forwarded: int
+    #: Input event times, forwarded shares and watermarks read (applied once durable).
+    seen: BatchProgress = field(default_factory=BatchProgress)
+
+
+@dataclass(slots=True)
+class Fold:
     """One customer's outcome within a batch."""
 
     write: Write | None
@@ -95,25 +98,21 @@ class _Fold:
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
-
-
-class _StageTimer:
-    """Adds the time since the previous lap to a stage's total."""
-
-    __slots__ = ("_last", "_totals")
-
-    def __init__(self, totals: defaultdict[str, float]) -> None:
-        self._totals = totals
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self._totals[stage] += now - self._last
-        self._last = now
+    dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
+    applied: int = 0
+    duplicate: int = 0
+    capped: int = 0
+    redelivered: int = 0
+    suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
 
 
 class BatchProcessor:
-    """Scores batches; every effect goes through ``store`` and ``publisher``."""
+    """Scores batches; every effect goes through ``store`` and ``publisher``.
+
+    ``hints`` and ``progress`` are shared with the decay sweep when the worker hands
+    them in (:class:`stream_app.worker.scorer.Scorer`); by default the processor has
+    its own.
+    """
 
     def __init__(
         self,
@@ -128,38 +127,41 @@ class BatchProcessor:
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
         clock: Callable[[], float] = time.time,
+        hints: DueHints | None = None,
+        progress: PartitionProgress | None = None,
+        watermarks: Watermarks | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
         self.store = store
-        self.publisher = publisher
-        self.readstore = readstore
         self.explain_events = explain_events
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
         self.due_horizon_ms = due_horizon_ms
         self.clock = clock
-        #: Largest event time applied, per owner partition (event-time progress).
-        self.event_time: dict[int, float] = {}
-        #: Last offset processed, per (topic, partition).
-        self.offsets: dict[tuple[str, int], int] = {}
+        self.due_hints = DueHints() if hints is None else hints
+        self.progress = PartitionProgress(topics) if progress is None else progress
+        self.watermarks = Watermarks(topics, self.progress) if watermarks is None else watermarks
+        self.readside = ReadSide(model, readstore)
+        self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
-        self.due_hints = DueHints()
-        self.watermarks = Watermarks(topics.input_partitions, topics.by_customer)
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
 
-    def change_message(self, change: SegmentChange) -> OutMessage:
-        """A segment change as its CloudEvent on the output topic, keyed by customer."""
-        return OutMessage(
-            self.topics.output,
-            change.customer_id.encode(),
-            jsonutil.dumps(cloudevent(change)),
-            CLOUDEVENT_HEADERS,
-        )
+    def forwards(self, rec: Record, customer_id: str) -> bool:
+        """Whether an input message goes through the by-customer topic: when it is not on
+        its customer's owner partition, or not keyed by its customer id (then the same
+        customer's other events may be on other partitions: all of them take one path,
+        in one order). With a single partition nothing is forwarded."""
+        n = self.topics.input_partitions
+        if n == 1:
+            return False
+        if rec.key is None or rec.partition != expected_partition(customer_id, n):
+            return True
+        return rec.key != customer_id.encode()
 
     def mark_of(self, rec: Record) -> tuple[str, int]:
         """The source mark a message is checked against, and its offset there: for a
@@ -182,45 +184,42 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Score one batch end to end (steps 1-4 of the module docstring)."""
         stats = BatchStats(consumed=len(records))
-        timer = _StageTimer(stats.seconds)
+        timer = StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
-        out: list[OutMessage] = []
-        seen = BatchProgress()
-        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms, seen=seen)
-        pending = dict(grouped)
-        written: list[_Fold] = []  # the folds whose writes won, over all rounds
+        parsed = self._parse(records, now_ms=now_ms)
+        stats.dead.update(parsed.dead)
+        stats.forwarded = parsed.forwarded
+        stats.control = parsed.seen.controls
+        stats.consumed -= stats.control
+        messages = parsed.messages
+        pending = parsed.events
+        written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: self._fold(
-                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
-                )
+                cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
+            changes: list[SegmentChange] = []
             for fold in folds.values():
-                for change in fold.changes:
-                    out.append(self.change_message(change))
-                    stats.changes[change.cloudevent_type] += 1
+                _count(stats, fold)
+                messages.extend(fold.dead)
+                changes.extend(fold.changes)
+            messages.extend(change_messages(self.topics.output, changes))
+            outcome = Outcome(
+                messages,
+                [f.write for f in folds.values() if f.write is not None],
+                nps=self._nps(folds.values()),
+                index=self._index(folds, force=round_ > 0, now_ms=now_ms),
+            )
             timer.lap("score")
-            await self.publisher.publish(out)
-            timer.lap("publish")
-            out = []
-            writes = [f.write for f in folds.values() if f.write is not None]
-            nps = self._nps(folds.values())
-            index = self._index(folds, force=round_ > 0, now_ms=now_ms)
-            timer.lap("score")
-            lost = await self.store.commit(writes, nps=nps, index=index)
-            gone = set(lost)
-            for w in writes:  # (written with ZADD LT, lost or not)
-                version = None if w.customer_id in gone else w.read_version + 1
-                self.due_hints.set(w.customer_id, w.due_at_ms, version)
-            timer.lap("write")
-            written.extend(f for cid, f in folds.items() if cid not in gone)
+            lost = await self.effects.apply(outcome, timer.lap)
+            written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
-                self._progress(offsets, written)
-                self.watermarks.commit(seen, offsets)
+                self.progress.advance(parsed.offsets, self._event_times(written))
+                self.watermarks.commit(parsed.seen)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -233,31 +232,19 @@ class BatchProcessor:
                 return stats
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
-            pending = {cid: grouped[cid] for cid in lost}
-        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
+            pending = {cid: parsed.events[cid] for cid in lost}
+            messages = []
+        raise WriteConflicts(f"fenced writes kept losing for {len(pending)} customers")
 
-    def _parse(
-        self,
-        records: Sequence[Record],
-        *,
-        stats: BatchStats,
-        out: list[OutMessage],
-        now_ms: float,
-        seen: BatchProgress,
-    ) -> tuple[dict[str, list[tuple[Record, Event]]], dict[tuple[str, int], int]]:
-        """Step 1: the batch's events by customer, and the last offset per partition.
-
-        Dead letters and forwards go to ``out``.
-        """
-        grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
-        offsets: dict[tuple[str, int], int] = {}
+    def _parse(self, records: Sequence[Record], *, now_ms: float) -> Parsed:
+        """Step 1: the batch's events by customer, dead letters and forwards."""
+        parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
+        offsets, out = parsed.offsets, parsed.messages
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
             if rec.headers and rec.topic == self.topics.by_customer and is_control(rec.headers):
-                seen.control(rec.partition, rec.offset, rec.value)  # a watermark, not an event
-                stats.control += 1
-                stats.consumed -= 1
+                parsed.seen.control(rec.partition, rec.offset, rec.value)  # not an event
                 continue
             try:
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
@@ -267,40 +254,26 @@ class BatchProcessor:
                 )
             except InvalidEvent as exc:
                 out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
-                stats.dead[exc.reason] += 1
+                parsed.dead[exc.reason] += 1
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
                 out.append(
                     self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
                 )
-                stats.dead["internal_error"] += 1
+                parsed.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input:
                 forward = self.forwards(rec, event.customer_id)
-                seen.event(rec.partition, event.ts_ms, forwarded=forward)
+                parsed.seen.event(rec.partition, event.ts_ms, forwarded=forward)
                 if forward:
-                    key, origin = (
-                        event.customer_id.encode(),
-                        source_headers(rec.partition, rec.offset),
-                    )
+                    origin = source_headers(rec.partition, rec.offset)
+                    key = event.customer_id.encode()
                     out.append(OutMessage(self.topics.by_customer, key, rec.value, origin))
-                    stats.forwarded += 1
+                    parsed.forwarded += 1
                     continue
-            grouped[event.customer_id].append((rec, event))
-        return grouped, offsets
-
-    def forwards(self, rec: Record, customer_id: str) -> bool:
-        """Whether an input message goes through the by-customer topic: when it is not on
-        its customer's owner partition, or not keyed by its customer id (then the same
-        customer's other events may be on other partitions: all of them take one path,
-        in one order). With a single partition nothing is forwarded."""
-        n = self.topics.input_partitions
-        if n == 1:
-            return False
-        if rec.key is None or rec.partition != expected_partition(customer_id, n):
-            return True
-        return rec.key != customer_id.encode()
+            parsed.events[event.customer_id].append((rec, event))
+        return parsed
 
     def _fold(
         self,
@@ -308,29 +281,26 @@ class BatchProcessor:
         *,
         stored: CustomerRecord,
         events: list[tuple[Record, Event]],
-        stats: BatchStats,
-        out: list[OutMessage],
         now_ms: float,
-    ) -> _Fold:
+    ) -> Fold:
+        """Step 2, for one customer: its events through :func:`scoring.apply`."""
         state: CustomerState | None = (
             decode_state(stored.state, self.model) if stored.state is not None else None
         )
-        stored_state = state
+        fold = Fold(None, [], [], stored=state)
         marks = dict(stored.marks)
         expl = (
             decode_explanation(stored.explain, self.model) if stored.explain is not None else None
         )
-        changes: list[SegmentChange] = []
-        nps: list[tuple[str, int, int, str]] = []
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
         for rec, event in events:
             src, offset = self.mark_of(rec)
             if offset <= marks.get(src, -1):
-                stats.redelivered += 1
+                fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
-                    stats.suspect_redelivered += 1
+                    fold.suspect += 1
                 continue
             marks[src] = offset
             touched = True
@@ -345,30 +315,29 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                out.append(
+                fold.dead.append(
                     self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
                 )
-                stats.dead["internal_error"] += 1
                 continue
             state = result.state
-            changes.extend(result.changes)
+            fold.changes.extend(result.changes)
             if result.status == "duplicate":
-                stats.duplicate += 1
+                fold.duplicate += 1
                 continue
             if result.status == "applied":
-                stats.applied += 1
+                fold.applied += 1
             else:
-                stats.capped += 1
+                fold.capped += 1
             if self.explain_events:
                 points = self.model.event_types[event.type].points
                 points = points if result.status == "applied" else 0.0
                 expl = explain_add(expl, event, points, self.model, keep=self.explain_events)
             if result.nps is not None:
                 for fld in nps_fields(result.nps.day, result.nps.tier, result.nps.category):
-                    nps.append((rec.topic, rec.partition, rec.offset, fld))
-        write = None
+                    fold.nps.append((rec.topic, rec.partition, rec.offset, fld))
+        fold.state = state
         if touched and state is not None:
-            write = Write(
+            fold.write = Write(
                 customer_id,
                 stored.version,
                 marks,
@@ -376,16 +345,9 @@ class BatchProcessor:
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
-                tier_move=self.tier_move(stored_state, state),
+                tier_move=self.readside.tier_move(fold.stored, state),
             )
-        return _Fold(write, changes, nps, state, stored_state)
-
-    def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
-        """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
-        if self.readstore is None:
-            return "", ""
-        tiers = self.model.tiers
-        return "" if read is None else tiers[read.tier].name, tiers[new.tier].name
+        return fold
 
     def due_at(self, customer_id: str, state: CustomerState) -> float | None:
         """A lower bound of the state's next crossing for the due index (None: never).
@@ -410,34 +372,22 @@ class BatchProcessor:
             return horizon
         return next_crossing(state, model)
 
-    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
-        """Advance offsets and event-time progress, once the batch's effects are durable."""
-        for tp, offset in offsets.items():
-            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+    @staticmethod
+    def _event_times(folds: Iterable[Fold]) -> dict[int, float]:
+        """The largest event time written per owner partition (event-time progress)."""
+        times: dict[int, float] = {}
         for fold in folds:
             if fold.state is not None and fold.write is not None:
                 owner = fold.write.due_partition
                 last = fold.state.last_event_ms
-                if last is not None and last > self.event_time.get(owner, -math.inf):
-                    self.event_time[owner] = last
+                if last is not None and last > times.get(owner, -math.inf):
+                    times[owner] = last
+        return times
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop progress of partitions this worker no longer owns (after a rebalance)."""
-        self.due_hints.clear()
-        partitions = list(partitions)
-        self.watermarks.forget(partitions)
-        for p in partitions:
-            self.event_time.pop(p, None)
-            for topic in (self.topics.input, self.topics.by_customer):
-                self.offsets.pop((topic, p), None)
-
-    def membership(self, state: CustomerState) -> Membership:
-        """The rule segments ``state`` is in (what the member sets hold of it)."""
-        return frozenset(segment_names(state, self.model))
-
-    def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
+    def _index(self, folds: Mapping[str, Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""
-        if self.readstore is None:
+        readside = self.readside
+        if not readside.enabled:
             return []
         members: dict[str, Membership] = {}
         previous: dict[str, Membership | None] = {}
@@ -445,14 +395,14 @@ class BatchProcessor:
             is_new = f.write is not None and f.write.read_version == 0
             if f.state is None or not (f.changes or force or is_new):
                 continue
-            members[cid] = self.membership(f.state)
+            members[cid] = readside.membership(f.state)
             if not force:  # the diff is deterministic, so a replay writes it again
-                previous[cid] = None if f.stored is None else self.membership(f.stored)
+                previous[cid] = None if f.stored is None else readside.membership(f.stored)
         changes = [c for f in folds.values() for c in f.changes]
-        return self.readstore.commands(members, changes, now_ms, previous=previous)
+        return readside.commands(members, changes, now_ms, previous=previous)
 
     @staticmethod
-    def _nps(folds: Iterable[_Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
+    def _nps(folds: Iterable[Fold]) -> NpsCounts:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         for fold in folds:
             for topic, partition, offset, fld in fold.nps:
@@ -470,3 +420,16 @@ class BatchProcessor:
             received_ms=now_ms,
         )
         return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))
+
+
+def _count(stats: BatchStats, fold: Fold) -> None:
+    """Add one customer's fold to the batch's counts."""
+    stats.applied += fold.applied
+    stats.duplicate += fold.duplicate
+    stats.capped += fold.capped
+    stats.redelivered += fold.redelivered
+    stats.suspect_redelivered += fold.suspect
+    if fold.dead:
+        stats.dead["internal_error"] += len(fold.dead)
+    for change in fold.changes:
+        stats.changes[change.cloudevent_type] += 1

@@ -39,8 +39,8 @@ class RecordStore(Protocol):
         ...
 
 
-class Store(RecordStore, Protocol):
-    """A :class:`RecordStore` with the due index: what the decay sweep needs as well."""
+class DueIndex(Protocol):
+    """Each owner partition's due index: customer -> time of its next crossing."""
 
     async def due(self, partition: int, until_ms: float, limit: int, /) -> list[tuple[str, float]]:
         """Customers of ``partition`` due at or before ``until_ms``, with their due times."""
@@ -51,6 +51,10 @@ class Store(RecordStore, Protocol):
     ) -> None:
         """Move each customer from the time read to its next crossing (None: drop)."""
         ...
+
+
+class Store(RecordStore, DueIndex, Protocol):
+    """Records and the due index: what the decay sweep needs."""
 
 
 class Indexes(Protocol):
@@ -73,4 +77,20 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[OutMessage]) -> None:
         """Send ``messages``; return when every one is acknowledged."""
+        ...
+
+
+class Consumer(Protocol):
+    """What the worker reads of its Kafka consumer (faust's, in production)."""
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs assigned to this worker now."""
+        ...
+
+    def highwater(self, topic: str, partition: int, /) -> int | None:
+        """The offset after the last message of a partition (None: not known yet)."""
+        ...
+
+    def committed(self, topic: str, partition: int, /) -> int | None:
+        """The group's committed offset of a partition, as read on assignment."""
         ...

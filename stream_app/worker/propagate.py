@@ -8,13 +8,14 @@ the owned input partitions are caught up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from stream_app.messages import OutMessage
 from stream_app.store.progress import StoredProgress
-from stream_app.worker.ports import Publisher
-from stream_app.worker.watermarks import CONTROL_HEADERS, Watermarks, encode_watermark
+from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.ports import Consumer, Publisher
+from stream_app.worker.watermarks import Watermarks
 
 
 class ProgressStore(Protocol):
@@ -30,9 +31,8 @@ async def tick(
     *,
     publisher: Publisher,
     store: ProgressStore,
-    by_customer_topic: str,
+    consumer: Consumer,
     owned: Sequence[int],
-    caught_up: Mapping[int, bool],
     now_ms: float,
 ) -> dict[int, float | None]:
     """Per owned partition, the time up to which its decay sweep may fire (None: not yet).
@@ -48,17 +48,12 @@ async def tick(
         for q, stored in (await store.load(new)).items():
             watermarks.merge(q, stored)
     progress = {
-        p: watermarks.input_progress(p, now_ms, caught_up=caught_up.get(p, False)) for p in owned
+        p: watermarks.input_progress(p, now_ms, caught_up=watermarks.input_caught_up(p, consumer))
+        for p in owned
     }
     marks = watermarks.to_emit({p: at for p, at in progress.items() if at is not None})
     if marks:
-        await publisher.publish(
-            [
-                OutMessage(by_customer_topic, None, encode_watermark(m), CONTROL_HEADERS, q)
-                for m in marks
-                for q in range(watermarks.partitions)
-            ]
-        )
+        await publisher.publish(watermarks.messages(marks))
         watermarks.sent(marks)
     snapshots = {q: watermarks.snapshot(q, progress[q]) for q in owned}
     changed = {q: s for q, s in snapshots.items() if watermarks.saved.get(q) != s}
@@ -66,3 +61,19 @@ async def tick(
         await store.save(changed)
         watermarks.saved.update(changed)
     return {q: watermarks.until(q, progress[q]) for q in owned}
+
+
+def gauges(
+    metrics: WorkerMetrics,
+    watermarks: Watermarks,
+    limits: Mapping[int, float | None],
+    now_ms: float,
+) -> None:
+    """The per-partition watermark, its lag behind the wall clock, and the forwarded share."""
+    for p, until in limits.items():
+        if until is not None and until != math.inf:
+            metrics.watermark.set(until / 1000.0, partition=str(p))
+            metrics.watermark_lag.set(max(0.0, (now_ms - until) / 1000.0), partition=str(p))
+        share = watermarks.forwarded_share(p)
+        if share is not None:
+            metrics.forwarded_share.set(share, partition=str(p))

@@ -35,7 +35,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stream_app import jsonutil
+from stream_app.errors import StreamAppError
+from stream_app.messages import OutMessage, Topics
 from stream_app.store.progress import StoredProgress
+from stream_app.worker.ports import Consumer
+from stream_app.worker.progress import PartitionProgress
 
 log = logging.getLogger("stream_app.worker.watermarks")
 
@@ -53,7 +57,7 @@ WARN_AFTER = 100
 WARN_SHARE = 0.5
 
 
-class ControlRecordError(ValueError):
+class ControlRecordError(StreamAppError, ValueError):
     """A record marked as a control record whose value cannot be read."""
 
 
@@ -139,6 +143,7 @@ class BatchProgress:
     forwarded: Counter[int] = field(default_factory=Counter)
     #: (by-customer partition, offset, watermark) of each control record, in order.
     marks: list[tuple[int, int, Watermark]] = field(default_factory=list)
+    controls: int = 0  # control records read, broken ones included
 
     def event(self, partition: int, ts_ms: float, *, forwarded: bool) -> None:
         """A valid event read from input ``partition``."""
@@ -150,6 +155,7 @@ class BatchProgress:
 
     def control(self, partition: int, offset: int, value: bytes | None) -> None:
         """A control record read from by-customer ``partition``; a broken one is logged."""
+        self.controls += 1
         try:
             self.marks.append((partition, offset, decode_watermark(value)))
         except ControlRecordError as exc:
@@ -157,16 +163,16 @@ class BatchProgress:
 
 
 class Watermarks:
-    """A worker's knowledge of event-time progress, per partition number."""
+    """A worker's knowledge of event-time progress, per partition number, on top of its
+    :class:`~stream_app.worker.progress.PartitionProgress` (offsets processed, lag)."""
 
-    def __init__(self, partitions: int, by_customer_topic: str = "the by-customer topic") -> None:
-        self.partitions = partitions
-        self.by_customer_topic = by_customer_topic
+    def __init__(self, topics: Topics, progress: PartitionProgress) -> None:
+        self.topics = topics
+        self.partitions = topics.input_partitions
+        self._progress = progress
         self.input_time: dict[int, float] = {}
-        self.input_offset: dict[int, int] = {}
         #: by-customer q -> input p -> latest watermark of p read from q.
         self.upstream: dict[int, dict[int, float]] = {}
-        self.upstream_offset: dict[int, int] = {}
         self.read: Counter[int] = Counter()
         self.forwarded: Counter[int] = Counter()
         self.warned: set[int] = set()
@@ -176,15 +182,11 @@ class Watermarks:
         self.emitted: dict[int, float] = {}
         self.saved: dict[int, StoredProgress] = {}
 
-    def commit(self, seen: BatchProgress, offsets: Mapping[tuple[str, int], int]) -> None:
+    def commit(self, seen: BatchProgress) -> None:
         """Take in a batch's progress, once its effects are durable."""
         for p, ts in seen.input_time.items():
             if ts > self.input_time.get(p, -math.inf):
                 self.input_time[p] = ts
-        for (topic, p), offset in offsets.items():
-            table = self.upstream_offset if topic == self.by_customer_topic else self.input_offset
-            if offset > table.get(p, -1):
-                table[p] = offset
         for q, _, mark in seen.marks:
             self._upstream(q, mark.source, mark.progress_ms)
         self.read.update(seen.read)
@@ -211,13 +213,17 @@ class Watermarks:
             p,
             100.0 * share,
             self.read[p],
-            self.by_customer_topic,
+            self.topics.by_customer,
         )
 
     def forwarded_share(self, p: int) -> float | None:
         """Share of the valid events read from input ``p`` that were forwarded."""
         n = self.read[p]
         return self.forwarded[p] / n if n else None
+
+    def input_caught_up(self, p: int, consumer: Consumer) -> bool:
+        """True when input ``p`` has nothing left to process."""
+        return self._progress.lag(self.topics.input, p, consumer) == 0
 
     def input_progress(self, p: int, now_ms: float, *, caught_up: bool) -> float | None:
         """Event-time progress of input ``p``: the wall clock while it is caught up."""
@@ -248,10 +254,20 @@ class Watermarks:
         (none with a single partition: nothing is forwarded)."""
         if self.partitions == 1:
             return []
+        last = self._progress.last_offset
         return [
-            Watermark(p, at, self.input_offset.get(p, -1))
+            Watermark(p, at, _offset(last(self.topics.input, p)))
             for p, at in sorted(progress.items())
             if at > self.emitted.get(p, -math.inf)
+        ]
+
+    def messages(self, marks: Iterable[Watermark]) -> list[OutMessage]:
+        """Each watermark as a control record to every by-customer partition."""
+        topic = self.topics.by_customer
+        return [
+            OutMessage(topic, None, encode_watermark(m), CONTROL_HEADERS, q)
+            for m in marks
+            for q in range(self.partitions)
         ]
 
     def sent(self, marks: Iterable[Watermark]) -> None:
@@ -259,31 +275,34 @@ class Watermarks:
             self.emitted[mark.source] = mark.progress_ms
 
     def snapshot(self, q: int, input_progress: float | None) -> StoredProgress:
-        """What to keep durably for partition ``q``: only progress already justified."""
+        """What to keep durably for partition ``q``: only progress already justified,
+        with the offsets processed that justify it."""
+        last = self._progress.last_offset
         return StoredProgress(
             input_progress,
-            self.input_offset.get(q, -1),
+            _offset(last(self.topics.input, q)),
             dict(self.upstream.get(q, {})),
-            self.upstream_offset.get(q, -1),
+            _offset(last(self.topics.by_customer, q)),
         )
 
     def merge(self, q: int, stored: StoredProgress) -> None:
-        """Take in durable progress of partition ``q`` (a new owner, a restart)."""
+        """Take in durable progress of partition ``q`` (a new owner, a restart). Its
+        offsets stay in Redis: this worker goes on from the group's committed offsets."""
         if stored.input_ms is not None and stored.input_ms > self.input_time.get(q, -math.inf):
             self.input_time[q] = stored.input_ms
-        if stored.input_offset > self.input_offset.get(q, -1):
-            self.input_offset[q] = stored.input_offset
         for p, at in stored.upstream.items():
             self._upstream(q, p, at)
-        if stored.upstream_offset > self.upstream_offset.get(q, -1):
-            self.upstream_offset[q] = stored.upstream_offset
         self.loaded.add(q)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what is known of partitions this worker no longer owns."""
         for p in partitions:
-            for table in (self.input_time, self.input_offset, self.upstream, self.upstream_offset):
-                table.pop(p, None)
+            self.input_time.pop(p, None)
+            self.upstream.pop(p, None)
             self.emitted.pop(p, None)
             self.saved.pop(p, None)
             self.loaded.discard(p)
+
+
+def _offset(offset: int | None) -> int:
+    return -1 if offset is None else offset

@@ -77,7 +77,7 @@ from stream_app.devkit.stack import (
     start_redis,
     start_tansu,
 )
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys

@@ -18,11 +18,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from stream_app.faustx import adapters
 from stream_app.messages import OutMessage
-from stream_app.worker import runtime
+from stream_app.settings import Settings
 
 DELAY_S = float(os.environ.get("SLOWPATH_DELAY_S", "2.0"))
-_send = runtime.FaustPublisher.publish
+BY_CUSTOMER = Settings.from_env().by_customer_topic
+_send = adapters.FaustPublisher.publish
 _queue: asyncio.Queue[tuple[float, list[OutMessage]]] = asyncio.Queue()
 _tasks: list[asyncio.Task[None]] = []  # (a reference, so the task is not collected)
 
@@ -35,17 +37,15 @@ async def _drain(publisher: Any) -> None:
 
 
 async def publish(self: Any, messages: Sequence[OutMessage]) -> None:
-    from stream_app.app import settings
-
-    slow = [m for m in messages if m.topic == settings.by_customer_topic]
-    await _send(self, [m for m in messages if m.topic != settings.by_customer_topic])
+    slow = [m for m in messages if m.topic == BY_CUSTOMER]
+    await _send(self, [m for m in messages if m.topic != BY_CUSTOMER])
     if slow:
         if not _tasks:
             _tasks.append(asyncio.get_running_loop().create_task(_drain(self)))
         _queue.put_nowait((time.monotonic() + DELAY_S, slow))
 
 
-runtime.FaustPublisher.publish = publish  # type: ignore[method-assign]
+adapters.FaustPublisher.publish = publish  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     from stream_app.cli.main import main

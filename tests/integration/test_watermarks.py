@@ -28,7 +28,7 @@ import pytest
 
 from scoring import advance, next_crossing
 from stream_app.devkit.stack import LocalService
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.progress import parse_progress

@@ -43,7 +43,7 @@ from scoring import (
 )
 from scoring.model import default_model_path
 from stream_app.devkit.stack import LocalService
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.records import CustomerRecord, decode_record
