@@ -52,7 +52,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     )
     views.register(
         app,
-        api=ReadApi(model, services.store, services.readstore),
+        api=ReadApi(model, services.keys, services.store, services.readstore),
         health=health,
         metrics=services.metrics,
         api_tokens=settings.api_token_list,

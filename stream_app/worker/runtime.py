@@ -61,7 +61,7 @@ class Runtime:
                 await self._open()
                 async with self.busy:
                     began = time.perf_counter()
-                    stats = await self.scorer.batch.process(records)
+                    stats = await self.scorer.process(records)
                     metrics.batch_seconds.observe(time.perf_counter() - began)
                     metrics.batch_size.observe(len(records))
             except RETRYABLE as exc:
@@ -104,7 +104,7 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
-                    stats = await self.scorer.sweep.partition(partition, until, now_ms=now_ms)
+                    stats = await self.scorer.sweep_partition(partition, until, now_ms=now_ms)
             except RETRYABLE as exc:
                 log.warning("decay sweep of partition %d will retry: %s", partition, exc)
                 continue
