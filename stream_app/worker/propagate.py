@@ -26,6 +26,16 @@ class ProgressStore(Protocol):
     async def save(self, progress: Mapping[int, StoredProgress], /) -> None: ...
 
 
+class NoProgressStore:
+    """Keeps nothing: for a scorer without Redis (tests, benchmarks)."""
+
+    async def load(self, partitions: Sequence[int], /) -> dict[int, StoredProgress]:
+        return {p: StoredProgress() for p in partitions}
+
+    async def save(self, progress: Mapping[int, StoredProgress], /) -> None:
+        return None
+
+
 async def tick(
     watermarks: Watermarks,
     *,

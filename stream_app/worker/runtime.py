@@ -13,7 +13,6 @@ from aiokafka.errors import KafkaError
 
 from stream_app.aioutil import raise_if_cancelled
 from stream_app.messages import Record
-from stream_app.worker import propagate
 from stream_app.worker.report import Report
 from stream_app.worker.services import Services
 from stream_app.worker.stats import BatchStats
@@ -87,16 +86,9 @@ class Runtime:
         await self._open()
         consumer, topics = self.services.consumer, self.services.topics
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
-        watermarks, now_ms = self.scorer.watermarks, time.time() * 1000.0
-        limits = await propagate.tick(
-            watermarks,
-            publisher=self.services.publisher,
-            store=self.services.progress,
-            consumer=consumer,
-            owned=owned,
-            now_ms=now_ms,
-        )
-        propagate.gauges(self.services.metrics, watermarks, limits, now_ms)
+        now_ms = time.time() * 1000.0
+        limits = await self.scorer.sweep_limits(consumer, owned, now_ms=now_ms)
+        self.scorer.watermark_gauges(self.services.metrics, limits, now_ms=now_ms)
         for partition in owned:
             now_ms = time.time() * 1000.0
             until = limits[partition]

@@ -43,8 +43,6 @@ class Services:
     scorer: Scorer
     metrics: WorkerMetrics
     consumer: Consumer
-    publisher: Publisher
-    progress: ProgressStore
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
@@ -91,6 +89,7 @@ def build_services(
         publisher=publisher,
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
+        progress_store=ProgressStore(client, keys),
     )
     return Services(
         settings,
@@ -103,8 +102,6 @@ def build_services(
         scorer,
         WorkerMetrics(),
         consumer,
-        publisher,
-        ProgressStore(client, keys),
     )
 
 
