@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
+#: Kafka headers of a message: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -24,10 +27,8 @@ class Record:
     key: bytes | None
     value: bytes | None  # None: a tombstone (dead-lettered as not_json)
     timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
+    headers: Headers = ()
 
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
 
 #: The CloudEvents Kafka protocol binding's header for structured content mode.
 CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
@@ -41,6 +42,7 @@ class OutMessage:
     key: bytes | None
     value: bytes
     headers: Headers = ()
+    partition: int | None = None  # None: by the key
 
 
 @dataclass(frozen=True, slots=True)

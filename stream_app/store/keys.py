@@ -53,6 +53,14 @@ class Keys:
     def due(self, partition: int) -> str:
         return f"{self.base}:due:{{p{partition}}}"
 
+    # progress:{p<partition>} -- hash: durable event-time progress of one partition number,
+    # each field only moving up (lua/progress_max.lua): "in" (input progress, ms) and
+    # "in_offset" (last input offset processed there), "from:<p>" (latest watermark of
+    # input p read from this by-customer partition) and "bc_offset" (last by-customer
+    # offset processed). Same hash tag as the partition's due index.
+    def progress(self, partition: int) -> str:
+        return f"{self.base}:progress:{{p{partition}}}"
+
     # tier-counts -- hash: tier name -> customers in that tier now. Only cas_write.lua
     # writes it, together with the records it counts. On Redis Cluster there is one such
     # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot

@@ -3,7 +3,9 @@
 The order of effects is what makes the delivery guarantees hold:
 
 1. parse every message; what cannot be scored becomes a dead letter, a message
-   on the wrong input partition is forwarded to the by-customer topic;
+   on the wrong input partition (or not keyed by its customer) is forwarded to the
+   by-customer topic; watermark control records are taken out
+   (:mod:`stream_app.worker.watermarks`);
 2. read the batch's customers from Redis (one ``MGET``) and fold their events
    through :func:`scoring.apply` (pure);
 3. publish dead letters, forwards and segment changes, and wait for the
@@ -54,6 +56,13 @@ from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import BatchStats, StageTimer
+from stream_app.worker.watermarks import (
+    BatchProgress,
+    Watermarks,
+    forwarded_from,
+    is_control,
+    source_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +85,8 @@ class Parsed:
     messages: list[OutMessage]
     dead: Counter[str]
     forwarded: int
+    #: Input event times, forwarded shares and watermarks read (applied once durable).
+    seen: BatchProgress = field(default_factory=BatchProgress)
 
 
 @dataclass(slots=True)
@@ -118,6 +129,7 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         hints: DueHints | None = None,
         progress: PartitionProgress | None = None,
+        watermarks: Watermarks | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
@@ -130,6 +142,7 @@ class BatchProcessor:
         self.clock = clock
         self.due_hints = DueHints() if hints is None else hints
         self.progress = PartitionProgress(topics) if progress is None else progress
+        self.watermarks = Watermarks(topics, self.progress) if watermarks is None else watermarks
         self.readside = ReadSide(model, readstore)
         self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
@@ -137,6 +150,28 @@ class BatchProcessor:
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
+
+    def forwards(self, rec: Record, customer_id: str) -> bool:
+        """Whether an input message goes through the by-customer topic: when it is not on
+        its customer's owner partition, or not keyed by its customer id (then the same
+        customer's other events may be on other partitions: all of them take one path,
+        in one order). With a single partition nothing is forwarded."""
+        n = self.topics.input_partitions
+        if n == 1:
+            return False
+        if rec.key is None or rec.partition != expected_partition(customer_id, n):
+            return True
+        return rec.key != customer_id.encode()
+
+    def mark_of(self, rec: Record) -> tuple[str, int]:
+        """The source mark a message is checked against, and its offset there: for a
+        forwarded message, its input partition and offset (``f<p>``), so that the copies
+        a crash makes the forwarder send again are skipped like any redelivery."""
+        if rec.headers and rec.topic == self.topics.by_customer:
+            origin = forwarded_from(rec.headers)
+            if origin is not None:
+                return f"f{origin[0]}", origin[1]
+        return self.source_id(rec.topic, rec.partition), rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -154,6 +189,8 @@ class BatchProcessor:
         parsed = self._parse(records, now_ms=now_ms)
         stats.dead.update(parsed.dead)
         stats.forwarded = parsed.forwarded
+        stats.control = parsed.seen.controls
+        stats.consumed -= stats.control
         messages = parsed.messages
         pending = parsed.events
         written: list[Fold] = []  # the folds whose writes won, over all rounds
@@ -182,6 +219,7 @@ class BatchProcessor:
             written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
                 self.progress.advance(parsed.offsets, self._event_times(written))
+                self.watermarks.commit(parsed.seen)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -205,6 +243,9 @@ class BatchProcessor:
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
+            if rec.headers and rec.topic == self.topics.by_customer and is_control(rec.headers):
+                parsed.seen.control(rec.partition, rec.offset, rec.value)  # not an event
+                continue
             try:
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
                     raise InvalidEvent("not_json", "message has no value (a tombstone)")
@@ -222,14 +263,15 @@ class BatchProcessor:
                 )
                 parsed.dead["internal_error"] += 1
                 continue
-            if rec.topic == self.topics.input and rec.partition != expected_partition(
-                event.customer_id, self.topics.input_partitions
-            ):
-                out.append(
-                    OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
-                )
-                parsed.forwarded += 1
-                continue
+            if rec.topic == self.topics.input:
+                forward = self.forwards(rec, event.customer_id)
+                parsed.seen.event(rec.partition, event.ts_ms, forwarded=forward)
+                if forward:
+                    origin = source_headers(rec.partition, rec.offset)
+                    key = event.customer_id.encode()
+                    out.append(OutMessage(self.topics.by_customer, key, rec.value, origin))
+                    parsed.forwarded += 1
+                    continue
             parsed.events[event.customer_id].append((rec, event))
         return parsed
 
@@ -254,13 +296,13 @@ class BatchProcessor:
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
         for rec, event in events:
-            src = self.source_id(rec.topic, rec.partition)
-            if rec.offset <= marks.get(src, -1):
+            src, offset = self.mark_of(rec)
+            if offset <= marks.get(src, -1):
                 fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
                     fold.suspect += 1
                 continue
-            marks[src] = rec.offset
+            marks[src] = offset
             touched = True
             try:
                 result = apply(

@@ -187,6 +187,19 @@ class WorkerMetrics:
         self.event_time_lag = r.gauge(
             p + "event_time_lag_seconds", "Wall clock minus event-time progress.", ("partition",)
         )
+        self.watermark = r.gauge(
+            p + "watermark_seconds",
+            "Event-time progress the decay sweep fires up to, per partition.",
+            ("partition",),
+        )
+        self.watermark_lag = r.gauge(
+            p + "watermark_lag_seconds", "Wall clock minus the watermark.", ("partition",)
+        )
+        self.forwarded_share = r.gauge(
+            p + "input_forwarded_ratio",
+            "Share of valid input events forwarded to the by-customer topic, per partition.",
+            ("partition",),
+        )
         self.due_size = r.gauge(
             p + "due_index_size", "Customers waiting in the due index.", ("partition",)
         )

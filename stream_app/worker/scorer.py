@@ -9,20 +9,23 @@ Kafka or Redis clients: the store, the publisher and the indexes are handed in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scoring import Model
 from stream_app.messages import Record, Topics
 from stream_app.settings import Settings
+from stream_app.worker import propagate
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects
-from stream_app.worker.ports import Indexes, Publisher, Store
+from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.ports import Consumer, Indexes, Publisher, Store
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import BatchStats, SweepStats
 from stream_app.worker.sweep import DecaySweep
+from stream_app.worker.watermarks import Watermarks
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +62,13 @@ class Scorer:
         indexes: Indexes | None = None,
         options: ScoringOptions = ScoringOptions(),
         clock: Callable[[], float] = time.time,
+        progress_store: propagate.ProgressStore | None = None,
     ) -> None:
         self.hints = DueHints()
         self.progress = PartitionProgress(topics)
+        self.watermarks = Watermarks(topics, self.progress)
+        self._publisher = publisher
+        self._progress_store = progress_store or propagate.NoProgressStore()
         self.batch = BatchProcessor(
             model=model,
             topics=topics,
@@ -75,6 +82,7 @@ class Scorer:
             clock=clock,
             hints=self.hints,
             progress=self.progress,
+            watermarks=self.watermarks,
         )
         self.sweep = DecaySweep(
             model=model,
@@ -96,8 +104,30 @@ class Scorer:
         """Fire the crossings due on one partition (:meth:`DecaySweep.partition`)."""
         return await self.sweep.partition(partition, until_ms, now_ms=now_ms)
 
+    async def sweep_limits(
+        self, consumer: Consumer, owned: Sequence[int], *, now_ms: float
+    ) -> dict[int, float | None]:
+        """Send and save the owned partitions' progress; how far each one's sweep may fire
+        (:func:`stream_app.worker.propagate.tick`)."""
+        return await propagate.tick(
+            self.watermarks,
+            publisher=self._publisher,
+            store=self._progress_store,
+            consumer=consumer,
+            owned=owned,
+            now_ms=now_ms,
+        )
+
+    def watermark_gauges(
+        self, metrics: WorkerMetrics, limits: Mapping[int, float | None], *, now_ms: float
+    ) -> None:
+        """Set the per-partition watermark gauges (:func:`stream_app.worker.propagate.gauges`)."""
+        propagate.gauges(metrics, self.watermarks, limits, now_ms)
+
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop what is known of partitions moved away in a rebalance (and every due hint:
         the records this worker wrote may be written by another one now)."""
+        partitions = list(partitions)
         self.progress.revoke(partitions)
+        self.watermarks.forget(partitions)
         self.hints.clear()

@@ -17,6 +17,7 @@ from scoring import Model
 from stream_app.messages import Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
 from stream_app.store.tiercounts import migrate_tier_sets
@@ -88,9 +89,19 @@ def build_services(
         publisher=publisher,
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
+        progress_store=ProgressStore(client, keys),
     )
     return Services(
-        settings, model, topics, client, keys, store, readstore, scorer, WorkerMetrics(), consumer
+        settings,
+        model,
+        topics,
+        client,
+        keys,
+        store,
+        readstore,
+        scorer,
+        WorkerMetrics(),
+        consumer,
     )
 
 

@@ -20,6 +20,7 @@ class BatchStats:
     #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
     suspect_redelivered: int = 0
     forwarded: int = 0
+    control: int = 0  # watermark control records (not events: not in ``consumed``)
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0

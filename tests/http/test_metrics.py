@@ -40,6 +40,9 @@ GAUGES = {
     "engagement_decay_firing_lag_seconds": (),
     "engagement_event_time_seconds": ("partition",),
     "engagement_event_time_lag_seconds": ("partition",),
+    "engagement_watermark_seconds": ("partition",),
+    "engagement_watermark_lag_seconds": ("partition",),
+    "engagement_input_forwarded_ratio": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
 }
