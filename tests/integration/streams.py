@@ -6,10 +6,10 @@
 - :func:`produce_ck`: produced with confluent-kafka (librdkafka), the client most
   non-JVM producers run: keyed with Java's murmur2 (``partitioner=murmur2_random``),
   keyed with its default partitioner (``consistent_random``, CRC32), or unkeyed.
-- :func:`reference`: one offline pass through the pure core over each customer's events
-  in the order the scorer meets them: its direct messages in input offset order, or its
-  forwarded ones in by-customer offset order (read back from that topic, control records
-  left out), then every decay crossing up to a horizon.
+- :func:`fold_in_order`: one offline pass (the shared offline fold) over each customer's
+  events in the order the scorer meets them (:func:`scorer_order`): its direct messages in
+  input offset order, or its forwarded ones in by-customer offset order (read back from
+  that topic, control records left out), then every decay crossing up to a horizon.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from scoring import Change, CustomerState, InvalidEvent, Model, advance, apply, parse_event
+from scoring import Change, CustomerState, Event, Model
+from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from stream_app.messages import expected_partition
 from stream_app.worker.watermarks import decode_watermark, forwarded_from, is_control
+from tests.support.fold import OfflineFold, canonical
 from tests.support.kafka import Message as Read
 from tests.support.kafka import read_until
 
@@ -176,26 +178,23 @@ class Reference:
 def fold_in_order(
     per_customer: Mapping[str, Sequence[bytes]], model: Model, horizon_ms: float
 ) -> Reference:
-    ref = Reference()
-    for cid, raws in per_customer.items():
-        state: CustomerState | None = None
-        changes: list[Change] = []
-        order = []
+    """Each customer's messages folded in the given order (validated at ``horizon_ms``,
+    invalid ones skipped), then every decay crossing up to ``horizon_ms``."""
+    offline = OfflineFold(model, at_ms=int(horizon_ms))
+    order: dict[str, list[str]] = defaultdict(list)
+    for raws in per_customer.values():
         for raw in raws:
-            try:
-                ev = parse_event(raw, model, now_ms=int(horizon_ms))
-            except InvalidEvent:
-                continue
-            result = apply(state, ev, model)
-            state = result.state
-            changes.extend(result.changes)
-            if result.status != "duplicate":
-                order.append(ev.event_id)
-        if state is None:
-            continue
-        state, fired = advance(state, cid, horizon_ms, model)
-        ref.states[cid], ref.changes[cid], ref.order[cid] = state, [*changes, *fired], order
-        ref.applied[cid] = state.events_applied
+            event = offline.add(raw)
+            if not isinstance(event, Event):
+                continue  # dead-lettered by the worker
+            if offline.customers[event.customer_id].statuses[-1] != "duplicate":
+                order[event.customer_id].append(event.event_id)
+    offline.advance(horizon_ms)
+    ref = Reference()
+    for cid, folded in offline.customers.items():
+        assert folded.state is not None
+        ref.states[cid], ref.changes[cid], ref.order[cid] = folded.state, folded.changes, order[cid]
+        ref.applied[cid] = folded.state.events_applied
     return ref
 
 
@@ -238,7 +237,7 @@ def scorer_order(
 
 def change_doc(change: Change) -> bytes:
     """A change's CloudEvent as comparable bytes."""
-    return orjson.dumps(orjson.loads(orjson.dumps(cloudevent(change))), option=orjson.OPT_SORT_KEYS)
+    return canonical(jsonutil.loads(jsonutil.dumps(cloudevent(change))))
 
 
 def published_docs(messages: Iterable[Read]) -> tuple[set[bytes], set[str]]:
@@ -246,7 +245,7 @@ def published_docs(messages: Iterable[Read]) -> tuple[set[bytes], set[str]]:
     docs: dict[str, set[bytes]] = defaultdict(set)
     for m in messages:
         doc = m.json()
-        docs[doc["id"]].add(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+        docs[doc["id"]].add(canonical(doc))
     return {d for v in docs.values() for d in v}, {k for k, v in docs.items() if len(v) > 1}
 
 
