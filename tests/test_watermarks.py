@@ -7,15 +7,13 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
 
 import pytest
 
 from scoring import InvalidEvent, load_default_model, parse_event
 from stream_app import jsonutil
-from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.messages import Record, Topics, expected_partition
 from stream_app.store.progress import StoredProgress
-from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker import propagate
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.progress import PartitionProgress
@@ -28,42 +26,20 @@ from stream_app.worker.watermarks import (
     decode_watermark,
     encode_watermark,
 )
+from tests.support.fakes import Collect, MemoryStore
 
 T0 = 1_700_000_000_000
 N = 3
 TOPICS = Topics("in", "in.by-customer", "out", "dlq", N)
 
 
-class Store:
-    """Customer records in memory; every write wins."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, CustomerRecord] = {}
-
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
-
-    async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
-        for w in writes:
-            self.records[w.customer_id] = CustomerRecord(w.read_version + 1, w.marks, w.state)
-        return []
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.sent: list[OutMessage] = []
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        self.sent.extend(messages)
-
-
-def processor(partitions: int = N) -> tuple[BatchProcessor, Store, Collect]:
-    store, out = Store(), Collect()
+def processor(partitions: int = N) -> tuple[BatchProcessor, MemoryStore, Collect]:
+    store, out = MemoryStore(), Collect()
     topics = Topics("in", "in.by-customer", "out", "dlq", partitions)
     p = BatchProcessor(
         model=load_default_model(),
         topics=topics,
-        store=cast(Any, store),
+        store=store,
         publisher=out,
         clock=lambda: T0 / 1000 + 60,
     )
