@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from scoring import CustomerState, InvalidEvent, Model, SegmentChange, advance, apply, parse_event
+from scoring import Change, CustomerState, InvalidEvent, Model, advance, apply, parse_event
 from stream_app.contracts import cloudevent
 from stream_app.messages import expected_partition
 from stream_app.worker.watermarks import decode_watermark, forwarded_from, is_control
@@ -164,7 +164,7 @@ class Reference:
     changes, and the order its event ids were applied in (duplicates left out)."""
 
     states: dict[str, CustomerState] = field(default_factory=dict)
-    changes: dict[str, list[SegmentChange]] = field(default_factory=dict)
+    changes: dict[str, list[Change]] = field(default_factory=dict)
     order: dict[str, list[str]] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
 
@@ -179,7 +179,7 @@ def fold_in_order(
     ref = Reference()
     for cid, raws in per_customer.items():
         state: CustomerState | None = None
-        changes: list[SegmentChange] = []
+        changes: list[Change] = []
         order = []
         for raw in raws:
             try:
@@ -236,7 +236,7 @@ def scorer_order(
     return out
 
 
-def change_doc(change: SegmentChange) -> bytes:
+def change_doc(change: Change) -> bytes:
     """A change's CloudEvent as comparable bytes."""
     return orjson.dumps(orjson.loads(orjson.dumps(cloudevent(change))), option=orjson.OPT_SORT_KEYS)
 
