@@ -17,6 +17,7 @@ from scoring import Model
 from stream_app.messages import Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.lifecycle import LifecycleStore
 from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
@@ -53,6 +54,11 @@ class Services:
             self.model.version,
             self.topics.input_partitions,
         )
+        if not self.settings.suppression_secret:
+            log.warning(
+                "ENGAGEMENT_SUPPRESSION_SECRET is not set: erased customers are remembered by "
+                "an unkeyed hash of their id, which a guess of the id can be checked against"
+            )
         if self.settings.gc_freeze:
             gc_tuning.freeze()
 
@@ -90,6 +96,12 @@ def build_services(
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
         progress_store=ProgressStore(client, keys),
+        lifecycle_store=LifecycleStore(
+            client,
+            keys,
+            secret=settings.suppression_secret.encode(),
+            segments=[r.name for r in model.segments],
+        ),
     )
     return Services(
         settings,
