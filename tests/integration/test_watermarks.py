@@ -210,6 +210,8 @@ def test_every_producer_gives_the_changes_and_states_of_one_offline_pass(
     d = deploy(tansu, redis_server, workdir, kinds=KINDS, workers=workers)
     try:
         check(d, f"{workers} worker(s)")
+        owned = [assigned(w) for w in d.workers]
+        assert all(owned), f"a worker never got partitions: {owned}"
     finally:
         problems = stop_all(d.workers)
     assert not problems, problems
