@@ -45,7 +45,9 @@ __all__ = [
     "MERGE",
     "LifecycleEvent",
     "Request",
+    "encode_request",
     "lifecycle_event",
+    "make_request",
     "parse_request",
 ]
 
@@ -100,6 +102,44 @@ def parse_request(
         raise InvalidEvent("timestamp_in_future", f"timestamp: {ts_ms - now_ms} ms ahead")
     into = _into(properties, customer) if kind == "merge" else None
     return Request(kind, request_id, customer, ts_ms, into)
+
+
+def make_request(
+    kind: Literal["erase", "merge"],
+    customer_id: str,
+    *,
+    request_id: str,
+    ts_ms: int,
+    into: str | None = None,
+) -> Request:
+    """A request, checked as :func:`parse_request` checks one read from the topic.
+
+    >>> make_request("merge", "c-1", request_id="r1", ts_ms=0, into="c-1")
+    Traceback (most recent call last):
+    ...
+    scoring.errors.InvalidEvent: bad_field: properties.into: must differ from customer_id
+    """
+    request = Request(kind, request_id, customer_id, ts_ms, into)
+    parsed = parse_request(encode_request(request), now_ms=ts_ms)
+    assert parsed == request
+    return parsed
+
+
+def encode_request(request: Request) -> bytes:
+    """The message value of a request, as a producer sends it.
+
+    >>> encode_request(Request("erase", "r1", "c-1", 0))
+    b'{"event_id":"r1","customer_id":"c-1","type":"engagement.customer.erase","timestamp":0}'
+    """
+    doc: dict[str, object] = {
+        "event_id": request.request_id,
+        "customer_id": request.customer_id,
+        "type": ERASE if request.kind == "erase" else MERGE,
+        "timestamp": request.ts_ms,
+    }
+    if request.kind == "merge":
+        doc["properties"] = {"into": request.into}
+    return orjson.dumps(doc)
 
 
 def _into(properties: dict[str, object] | None, customer: str) -> str:

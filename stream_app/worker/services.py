@@ -44,6 +44,7 @@ class Services:
     scorer: Scorer
     metrics: WorkerMetrics
     consumer: Consumer
+    lifecycle: LifecycleStore
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
@@ -88,6 +89,12 @@ def build_services(
     store = StateStore(client, keys)
     readstore = ReadStore(client, keys, model)
     topics = worker_topics(settings, input_partitions)
+    lifecycle = LifecycleStore(
+        client,
+        keys,
+        secret=settings.suppression_secret.encode(),
+        segments=[r.name for r in model.segments],
+    )
     scorer = Scorer(
         model=model,
         topics=topics,
@@ -96,12 +103,7 @@ def build_services(
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
         progress_store=ProgressStore(client, keys),
-        lifecycle_store=LifecycleStore(
-            client,
-            keys,
-            secret=settings.suppression_secret.encode(),
-            segments=[r.name for r in model.segments],
-        ),
+        lifecycle_store=lifecycle,
     )
     return Services(
         settings,
@@ -114,6 +116,7 @@ def build_services(
         scorer,
         WorkerMetrics(),
         consumer,
+        lifecycle,
     )
 
 
