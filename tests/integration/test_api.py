@@ -944,3 +944,20 @@ def test_metrics_move(served: dict[str, Served]) -> None:
     for p in owners:
         assert get(after, "engagement_event_time_seconds", partition=p) >= (t - 1000) / 1000
         assert get(after, "engagement_event_time_lag_seconds", partition=p) >= 0
+
+
+def test_erase_and_merge_are_off_without_admin_tokens(served: dict[str, Served]) -> None:
+    """The ``api`` and ``secured`` workers have no ENGAGEMENT_ADMIN_TOKENS: 403 even with a
+    read token; nothing is sent."""
+    for name, token in (("api", None), ("secured", API_TOKENS[0])):
+        for path in ("/v1/customers/c-1/erase", "/v1/customers/c-1/merge"):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{served[name].port}{path}", data=b'{"into": "c-2"}'
+            )
+            if token is not None:
+                request.add_header("Authorization", f"Bearer {token}")
+            with pytest.raises(urllib.error.HTTPError) as info:
+                _OPENER.open(request, timeout=15)
+            with info.value as refused:
+                assert refused.code == 403
+                assert orjson.loads(refused.read())["error"]["code"] == "admin_disabled"
