@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from scoring import InvalidEvent
+from scoring import InvalidEvent, validate_customer_id
 from stream_app.http.api import Answer, error
 from stream_app.lifecycle_requests import describe, new_request, request_message
 from stream_app.worker.ports import Publisher
@@ -38,8 +38,12 @@ class AdminApi:
         self, kind: Literal["erase", "merge"], customer_id: str, into: str | None
     ) -> Answer:
         try:
-            request = new_request(kind, customer_id, into)
+            validate_customer_id(customer_id)
         except InvalidEvent as exc:
-            return error(400, exc.reason, exc.detail)
+            return error(400, "bad_customer_id", exc.detail)
+        try:
+            request = new_request(kind, customer_id, into)
+        except InvalidEvent as exc:  # (only ``into`` is left to be wrong)
+            return error(400, "bad_body", exc.detail)
         await self.publisher.publish([request_message(self.input_topic, request)])
         return 202, describe(request, self.input_topic)
