@@ -186,7 +186,7 @@ class BatchProcessor:
         """Score one batch end to end (steps 1-4 of the module docstring); erase and
         merge requests cut it (:meth:`stream_app.worker.lifecycle.Lifecycle.process`)."""
         lifecycle = self.lifecycle
-        if lifecycle is not None and any(lifecycle.is_request(rec) for rec in records):
+        if lifecycle is not None and lifecycle.any_request(records):
             return await lifecycle.process(records, self._process)
         return await self._process(records)
 

@@ -2,8 +2,10 @@
 
 * **Hand-over** (header ``engagement-control: merge``): the record of a customer merged
   away, sent by the partition that retired it to the survivor's partition, keyed by the
-  survivor. A JSON object ``{"merge": {...}}`` with the request id, both ids, the
-  number of alias hops taken so far, the state and the explanation in base64.
+  survivor. A JSON object ``{"engagement.customer.handover": {...}}`` with the request
+  id, both ids, the number of alias hops taken so far, the state and the explanation in
+  base64 (its key holds :data:`scoring.lifecycle.MARKER`, so that one scan of a batch's
+  bytes finds requests and hand-overs alike).
 * **Alias forward** (header ``engagement-alias``): an event of a merged-away customer,
   copied byte for byte, keyed by the customer it now belongs to.
 
@@ -25,6 +27,8 @@ from stream_app.messages import Headers, Record, Topics
 from stream_app.worker.watermarks import CONTROL_HEADER
 
 MERGE = b"merge"
+#: The hand-over's one key.
+HANDOVER_KEY = "engagement.customer.handover"
 #: The header of an alias forward, and of a hand-over: ``<source>:<offset>`` it came from.
 ALIAS_HEADER = "engagement-alias"
 
@@ -59,13 +63,13 @@ def encode_handover(h: Handover) -> bytes:
         "state": base64.b64encode(h.state).decode("ascii"),
         "explain": None if h.explain is None else base64.b64encode(h.explain).decode("ascii"),
     }
-    return jsonutil.dumps({"merge": doc})
+    return jsonutil.dumps({HANDOVER_KEY: doc})
 
 
 def decode_handover(value: bytes | None) -> Handover:
     """Read :func:`encode_handover`'s bytes back (:class:`HandoverError` if they are not)."""
     try:
-        doc = jsonutil.loads(value or b"")["merge"]
+        doc = jsonutil.loads(value or b"")[HANDOVER_KEY]
         explain = doc["explain"]
         return Handover(
             str(doc["request_id"]),

@@ -131,10 +131,13 @@ class Lifecycle:
     # ----------------------------------------------------------------- the batch
 
     def is_request(self, rec: Record) -> bool:
-        """A cheap test: ``rec`` may be a request or is a hand-over (a batch boundary)."""
-        if rec.headers and rec.topic == self.topics.by_customer and is_handover(rec.headers):
-            return True
+        """A cheap test: ``rec`` may be a request or a hand-over (a batch boundary)."""
         return rec.value is not None and MARKER in rec.value
+
+    @staticmethod
+    def any_request(records: Sequence[Record]) -> bool:
+        """Whether a batch may hold a request or a hand-over: one scan of its bytes."""
+        return MARKER in b"\n".join([r.value for r in records if r.value is not None])
 
     async def process(
         self,
