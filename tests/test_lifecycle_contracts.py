@@ -131,3 +131,16 @@ def test_the_read_api_answers_for_erased_and_merged_customers(
         asyncio.run(ask(cid))
     assert info.value.answer[0] == status and info.value.answer[1]["error"]["code"] == code
     assert info.value.headers.get("Location") == location
+
+
+def test_lifecycle_settings_are_checked_and_the_secret_is_masked() -> None:
+    from stream_app.settings import Settings, SettingsError
+
+    env = {"ENGAGEMENT_SUPPRESSION_SECRET": "s3cret", "ENGAGEMENT_ADMIN_TOKENS": "a, b"}
+    settings = Settings.from_env(env)
+    assert settings.admin_token_list == ["a", "b"]
+    redacted = settings.redacted()
+    assert redacted["suppression_secret"] == "***" and redacted["admin_tokens"] == "***"
+    for name, value in (("SUPPRESSION_DAYS", "0"), ("ALIAS_DAYS", "-1"), ("ALIAS_DAYS", "1e9")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({f"ENGAGEMENT_{name}": value})
