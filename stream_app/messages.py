@@ -71,3 +71,16 @@ def expected_partition(customer_id: str, partitions: int) -> int:
     True
     """
     return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def forwards(rec: Record, customer_id: str, topics: Topics) -> bool:
+    """Whether an input message goes through the by-customer topic: when it is not on
+    its customer's owner partition, or not keyed by its customer id (then the same
+    customer's other events may be on other partitions: all of them take one path,
+    in one order). With a single partition nothing is forwarded."""
+    n = topics.input_partitions
+    if n == 1:
+        return False
+    if rec.key is None or rec.partition != expected_partition(customer_id, n):
+        return True
+    return rec.key != customer_id.encode()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from scoring import ScoringError
-from stream_app.cli import commands
+from stream_app.cli import commands, lifecycle
 from stream_app.errors import StreamAppError
 
 #: Errors the user can fix: reported in one line, exit status 2, no traceback.
@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("customer_id")
     p.add_argument("--now", action="store_true", help="also decay the values to the current time")
     p.set_defaults(func=commands.score)
+
+    p = sub.add_parser("erase", help="erase a customer everywhere (sends an erase request)")
+    p.add_argument("customer_id")
+    p.set_defaults(func=lifecycle.erase)
+
+    p = sub.add_parser("merge", help="merge one customer into another (sends a merge request)")
+    p.add_argument("from_id", metavar="FROM_ID", help="the customer merged away")
+    p.add_argument("into_id", metavar="INTO_ID", help="the customer that remains")
+    p.set_defaults(func=lifecycle.merge)
 
     p = sub.add_parser("tail", help="print segment-change events as they arrive")
     p.add_argument("--from-beginning", action="store_true")

@@ -27,6 +27,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.app import create_app
     from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
     from stream_app.http import views
+    from stream_app.http.admin import AdminApi
     from stream_app.http.api import ReadApi
     from stream_app.http.health import Health
     from stream_app.worker import agents
@@ -34,11 +35,12 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.worker.services import build_services
 
     app = create_app(settings)
+    publisher = FaustPublisher(app)
     services = build_services(
         settings,
         model=model,
         input_partitions=partitions,
-        publisher=FaustPublisher(app),
+        publisher=publisher,
         consumer=FaustConsumer(app),
     )
     agents.register(app, Runtime(services), settings, services.topics)
@@ -52,11 +54,13 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     )
     views.register(
         app,
-        api=ReadApi(model, services.keys, services.store, services.readstore),
+        api=ReadApi(model, services.keys, services.store, services.readstore, services.lifecycle),
+        admin=AdminApi(publisher, settings.input_topic),
         health=health,
         metrics=services.metrics,
         api_tokens=settings.api_token_list,
         ops_tokens=settings.ops_token_list,
+        admin_tokens=settings.admin_token_list,
     )
     Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
     return 0

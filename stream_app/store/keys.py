@@ -83,6 +83,23 @@ class Keys:
     def tier_moves(self, tier: str, direction: str) -> str:
         return f"{self.base}:tier-moves:{escape(tier)}:{direction}"
 
+    # alias:{customer} -- string: the customer this one was merged into, with a TTL
+    # (ENGAGEMENT_ALIAS_DAYS): its later events go there. Written with the delete of the
+    # customer's record (lua/merge_retire.lua), in the same slot.
+    def alias(self, customer_id: str) -> str:
+        return f"{self.base}:alias:{{{escape(customer_id)}}}"
+
+    # aliases:{customer} -- sorted set: the customers merged into this one -> when their
+    # alias expires (ms), so that erasing this customer also drops the aliases naming it
+    def aliases_of(self, customer_id: str) -> str:
+        return f"{self.base}:aliases:{{{escape(customer_id)}}}"
+
+    # suppressed:{<digest>} -- string "1" with a TTL (ENGAGEMENT_SUPPRESSION_DAYS): an erased
+    # customer, named by the hex HMAC-SHA256 of its id under ENGAGEMENT_SUPPRESSION_SECRET
+    # (never by the id): its later events are dropped while the key lives
+    def suppressed(self, digest: str) -> str:
+        return f"{self.base}:suppressed:{{{digest}}}"
+
 
 def slot_of(key: str) -> int:
     """The Redis Cluster slot of ``key`` (by its hash tag, if it has one)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 ScriptArg = bytes | str | int | float
 #: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
@@ -65,6 +66,15 @@ def decode_record(raw: bytes) -> CustomerRecord:
     length, body = rest.split(b" ", 1)
     n = int(length)
     return CustomerRecord(int(version), marks, body[:n], body[n:] or None)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleStatus:
+    """What Redis says of a customer with no record: erased (``suppressed``), or merged
+    into ``into`` (``alias``)."""
+
+    kind: Literal["suppressed", "alias"]
+    into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scoring import (
     Change,
@@ -48,10 +48,12 @@ from scoring import (
 from stream_app import jsonutil
 from stream_app.contracts import dead_letter
 from stream_app.errors import StreamAppError
-from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.messages import OutMessage, Record, Topics, expected_partition, forwards
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.handover import alias_mark, rerouted_to
+from stream_app.worker.lifecycle import Lifecycle
 from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
@@ -130,6 +132,7 @@ class BatchProcessor:
         hints: DueHints | None = None,
         progress: PartitionProgress | None = None,
         watermarks: Watermarks | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
@@ -146,22 +149,17 @@ class BatchProcessor:
         self.readside = ReadSide(model, readstore)
         self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
+        #: Erase and merge requests, and the events of erased or merged-away customers.
+        self.lifecycle = lifecycle
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
 
     def forwards(self, rec: Record, customer_id: str) -> bool:
-        """Whether an input message goes through the by-customer topic: when it is not on
-        its customer's owner partition, or not keyed by its customer id (then the same
-        customer's other events may be on other partitions: all of them take one path,
-        in one order). With a single partition nothing is forwarded."""
-        n = self.topics.input_partitions
-        if n == 1:
-            return False
-        if rec.key is None or rec.partition != expected_partition(customer_id, n):
-            return True
-        return rec.key != customer_id.encode()
+        """Whether an input message goes through the by-customer topic
+        (:func:`stream_app.messages.forwards`)."""
+        return forwards(rec, customer_id, self.topics)
 
     def mark_of(self, rec: Record) -> tuple[str, int]:
         """The source mark a message is checked against, and its offset there: for a
@@ -171,6 +169,9 @@ class BatchProcessor:
             origin = forwarded_from(rec.headers)
             if origin is not None:
                 return f"f{origin[0]}", origin[1]
+            aliased = alias_mark(rec.headers)  # an event of a customer merged into this one
+            if aliased is not None:
+                return aliased
         return self.source_id(rec.topic, rec.partition), rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
@@ -182,7 +183,14 @@ class BatchProcessor:
         return name
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
-        """Score one batch end to end (steps 1-4 of the module docstring)."""
+        """Score one batch end to end (steps 1-4 of the module docstring); erase and
+        merge requests cut it (:meth:`stream_app.worker.lifecycle.Lifecycle.process`)."""
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.any_request(records):
+            return await lifecycle.process(records, self._process)
+        return await self._process(records)
+
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
         stats = BatchStats(consumed=len(records))
         timer = StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
@@ -197,6 +205,8 @@ class BatchProcessor:
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
+            if self.lifecycle is not None:  # erased customers' events go, merged ones' move on
+                messages.extend(await self.lifecycle.divert(stored, pending, stats))
             timer.lap("read")
             folds = {
                 cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
@@ -272,6 +282,8 @@ class BatchProcessor:
                     out.append(OutMessage(self.topics.by_customer, key, rec.value, origin))
                     parsed.forwarded += 1
                     continue
+            elif rec.headers and (into := rerouted_to(rec)) is not None:
+                event = replace(event, customer_id=into)  # merged into ``into``
             parsed.events[event.customer_id].append((rec, event))
         return parsed
 

@@ -160,6 +160,18 @@ class WorkerMetrics:
             p + "segment_changes_published_total", "Segment-change events published.", ("type",)
         )
         self.conflicts = r.counter(p + "fenced_write_conflicts_total", "Fenced writes that lost.")
+        self.suppressed = r.counter(
+            p + "events_suppressed_total",
+            "Events of erased customers, dropped (never dead-lettered).",
+        )
+        self.aliased = r.counter(
+            p + "events_aliased_total", "Events of merged-away customers, sent to the survivor."
+        )
+        self.lifecycle = r.counter(
+            p + "lifecycle_requests_total",
+            "Erase and merge requests and hand-overs, by outcome.",
+            ("outcome",),
+        )
         self.decay_fired = r.counter(p + "decay_crossings_fired_total", "Decay crossings fired.")
         self.batch_size = r.histogram(p + "batch_size", "Messages per batch.", SIZE_BUCKETS)
         self.batch_seconds = r.histogram(
@@ -220,11 +232,17 @@ class WorkerMetrics:
             "consumed": self.consumed, "applied": self.applied, "duplicate": self.duplicate,
             "capped": self.capped, "redelivered": self.redelivered, "forwarded": self.forwarded,
             "conflicts": self.conflicts, "decay:fired": self.decay_fired,
+            "suppressed": self.suppressed, "aliased": self.aliased,
         }  # fmt: skip
         for name, counter in plain.items():
             for value in counter.values.values():
                 out[name] += int(value)
-        for prefix, counter in (("published", self.published), ("dead", self.dead)):
+        labelled = (
+            ("published", self.published),
+            ("dead", self.dead),
+            ("lifecycle", self.lifecycle),
+        )
+        for prefix, counter in labelled:
             for (label,), value in counter.values.items():
                 out[f"{prefix}:{label}"] += int(value)
         return +out  # (zero counts dropped)

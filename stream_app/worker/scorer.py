@@ -19,8 +19,9 @@ from stream_app.worker import propagate
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects
+from stream_app.worker.lifecycle import Lifecycle, LifecycleOptions
 from stream_app.worker.metrics import WorkerMetrics
-from stream_app.worker.ports import Consumer, Indexes, Publisher, Store
+from stream_app.worker.ports import Consumer, Indexes, LifecycleStore, Publisher, Store
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import BatchStats, SweepStats
@@ -37,6 +38,8 @@ class ScoringOptions:
     max_future_ms: int = 300_000
     due_horizon_ms: float = 86_400_000.0
     sweep_limit: int = 500
+    suppress_ms: int = 30 * 86_400_000
+    alias_ms: int = 30 * 86_400_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringOptions:
@@ -46,6 +49,8 @@ class ScoringOptions:
             max_future_ms=int(settings.max_future_seconds * 1000),
             due_horizon_ms=settings.due_horizon_seconds * 1000.0,
             sweep_limit=settings.decay_sweep_limit,
+            suppress_ms=int(settings.suppression_days * 86_400_000),
+            alias_ms=int(settings.alias_days * 86_400_000),
         )
 
 
@@ -63,12 +68,33 @@ class Scorer:
         options: ScoringOptions = ScoringOptions(),
         clock: Callable[[], float] = time.time,
         progress_store: propagate.ProgressStore | None = None,
+        lifecycle_store: LifecycleStore | None = None,
     ) -> None:
         self.hints = DueHints()
         self.progress = PartitionProgress(topics)
         self.watermarks = Watermarks(topics, self.progress)
         self._publisher = publisher
         self._progress_store = progress_store or propagate.NoProgressStore()
+        lifecycle = None
+        if lifecycle_store is not None:
+            lifecycle = Lifecycle(
+                model=model,
+                topics=topics,
+                records=store,
+                store=lifecycle_store,
+                publisher=publisher,
+                effects=Effects(store, publisher, self.hints),
+                readside=ReadSide(model, indexes),
+                hints=self.hints,
+                progress=self.progress,
+                options=LifecycleOptions(
+                    suppress_ms=options.suppress_ms,
+                    alias_ms=options.alias_ms,
+                    explain_events=options.explain_events,
+                    max_future_ms=options.max_future_ms,
+                ),
+                clock=clock,
+            )
         self.batch = BatchProcessor(
             model=model,
             topics=topics,
@@ -83,6 +109,7 @@ class Scorer:
             hints=self.hints,
             progress=self.progress,
             watermarks=self.watermarks,
+            lifecycle=lifecycle,
         )
         self.sweep = DecaySweep(
             model=model,

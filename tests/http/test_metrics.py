@@ -29,6 +29,9 @@ COUNTERS = {
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
+    "engagement_events_suppressed": (),
+    "engagement_events_aliased": (),
+    "engagement_lifecycle_requests": ("outcome",),
 }
 HISTOGRAMS = (
     "engagement_batch_size",

@@ -1,8 +1,8 @@
-"""The decay firing rule through the worker's own code: ``BatchProcessor`` and
-``DecaySweep``, the due index in an in-memory store, with the runtime's progress
-rule (the largest event time applied on the partition, or the end of time once the
-partition has nothing left): published changes and stored states equal one offline
-pass (``test_firing_rule.py`` checks the rule on the scoring core alone).
+"""The decay firing rule through the worker's own code: the worker's ``Scorer``
+(``BatchProcessor`` and ``DecaySweep``), the due index in an in-memory store, with the
+runtime's progress rule (the largest event time applied on the partition, or the end of
+time once the partition has nothing left): published changes and stored states equal one
+offline pass (``test_firing_rule.py`` checks the rule on the scoring core alone).
 """
 
 from __future__ import annotations
