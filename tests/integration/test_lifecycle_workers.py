@@ -19,8 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +36,7 @@ from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.lifecycle import digest
 from stream_app.store.records import decode_record
+from tests.integration.api.client import http_get, http_post
 from tests.integration.workers import (
     REPO,
     Worker,
@@ -83,22 +82,11 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def http(port: int, method: str, path: str, body: object = None, token: str = ADMIN) -> Any:
     """(status, JSON body or None, Location header) of one request."""
-    data = None if body is None else orjson.dumps(body)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
-    try:
-        with opener.open(req, timeout=15) as response:
-            return response.status, orjson.loads(response.read()), None
-    except urllib.error.HTTPError as exc:
-        with exc:
-            raw = exc.read()
-            return exc.code, orjson.loads(raw) if raw else None, exc.headers.get("Location")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    if method == "POST":
+        reply = http_post(port, path, b"" if body is None else orjson.dumps(body), token=token)
+    else:
+        reply = http_get(port, path, token=token)
+    return reply.status, reply.json() if reply.body else None, reply.headers.get("Location")
 
 
 @pytest.fixture

@@ -45,8 +45,15 @@ class Reply:
         return orjson.loads(self.body)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers to check (308 for a merged-away customer), not followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 # no proxies from the environment: the worker is on loopback
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def http_get(port: int, path: str, *, token: str | None = None, auth: str | None = None) -> Reply:
