@@ -19,10 +19,10 @@ from stream_app import jsonutil
 from stream_app.contracts import cloudevent, lifecycle_cloudevent
 from stream_app.http.admin import AdminApi
 from stream_app.http.api import ApiError, ReadApi
-from stream_app.messages import OutMessage
 from stream_app.store.keys import Keys
-from stream_app.store.records import CustomerRecord, LifecycleStatus
+from stream_app.store.records import LifecycleStatus
 from stream_app.worker.handover import Handover, decode_handover, encode_handover
+from tests.support.fakes import Collect, MemoryStore
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 MODEL = load_default_model()
@@ -76,34 +76,21 @@ def test_requests_fit_their_schema_and_hand_overs_theirs() -> None:
     assert decode_handover(encode_handover(h)) == h
 
 
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[OutMessage] = []
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        self.messages.extend(messages)
-
-
 def test_the_admin_api_sends_valid_requests_keyed_by_customer() -> None:
-    sent = Sent()
+    sent = Collect()
     admin = AdminApi(sent, "in")
     status, body = asyncio.run(admin.merge("c-1", {"into": "c-2"}))
     assert status == 202 and (body["customer_id"], body["into"]) == ("c-1", "c-2")
     status, body = asyncio.run(admin.erase("c-3"))
     assert status == 202 and body["type"] == "engagement.customer.erase"
-    assert [(m.topic, m.key) for m in sent.messages] == [("in", b"c-1"), ("in", b"c-3")]
+    assert [(m.topic, m.key) for m in sent.sent] == [("in", b"c-1"), ("in", b"c-3")]
     v = validator("lifecycle-request.schema.json")
-    for m in sent.messages:
+    for m in sent.sent:
         v.validate(json.loads(m.value))
     assert asyncio.run(admin.merge("c-1", {"into": "c-1"}))[0] == 400
     assert asyncio.run(admin.merge("c-1", ["c-2"]))[1]["error"]["code"] == "bad_body"
     assert asyncio.run(admin.erase("a b"))[1]["error"]["code"] == "bad_customer_id"
-    assert len(sent.messages) == 2
-
-
-class NoRecords:
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: CustomerRecord() for cid in ids}
+    assert len(sent.sent) == 2
 
 
 class Statuses:
@@ -124,7 +111,7 @@ class Statuses:
 def test_the_read_api_answers_for_erased_and_merged_customers(
     cid: str, path: str, status: int, code: str, location: str | None
 ) -> None:
-    api = ReadApi(MODEL, Keys("es", "default"), cast(Any, NoRecords()), cast(Any, None),
+    api = ReadApi(MODEL, Keys("es", "default"), cast(Any, MemoryStore()), cast(Any, None),
                   Statuses())  # fmt: skip
     ask = api.customer if path == "customer" else api.explain
     with pytest.raises(ApiError) as info:
