@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from scoring import Change
+from scoring.lifecycle import LifecycleEvent
 
 #: Dead-letter reasons of the worker itself, beside the scoring core's (``scoring.REASONS``).
 DLQ_EXTRA_REASONS = (
@@ -83,6 +84,38 @@ def cloudevent(change: Change) -> dict[str, Any]:
             "cause_event_id": change.cause_event_id,
             "occurred_at_ms": change.occurred_at_ms,
         },
+    }
+
+
+def lifecycle_cloudevent(event: LifecycleEvent) -> dict[str, Any]:
+    """A customer erased or merged away, as a CloudEvents 1.0 structured-mode JSON object:
+    no personal data beyond the ids.
+
+    >>> from scoring.lifecycle import Request, lifecycle_event
+    >>> from scoring import load_default_model
+    >>> ev = lifecycle_event(Request("erase", "r1", "c-1", 0), load_default_model())
+    >>> doc = lifecycle_cloudevent(ev)
+    >>> doc["type"], doc["subject"], sorted(doc["data"])
+    ('engagement.customer.erased', 'c-1', ['customer_id', 'model', 'model_version', 'occurred_at_ms', 'request_id'])
+    """  # noqa: E501
+    data: dict[str, Any] = {"customer_id": event.customer_id}
+    if event.into is not None:
+        data["into"] = event.into
+    data.update(
+        request_id=event.request_id,
+        model=event.model,
+        model_version=event.model_version,
+        occurred_at_ms=event.occurred_at_ms,
+    )
+    return {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": f"urn:engagement-scorer:{event.model}",
+        "type": event.cloudevent_type,
+        "subject": event.customer_id,
+        "time": rfc3339(event.occurred_at_ms),
+        "datacontenttype": "application/json",
+        "data": data,
     }
 
 

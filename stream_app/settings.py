@@ -81,6 +81,10 @@ class Settings:
     api_tokens: str = ""  # comma-separated bearer tokens for /v1/; empty: no auth
     ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
     api_auth: str = "token"  # token | none: "none" allows a non-loopback bind without tokens
+    admin_tokens: str = ""  # comma-separated tokens for the erase/merge endpoints; empty: off
+    suppression_secret: str = ""  # HMAC key naming erased customers in the suppression list
+    suppression_days: float = 30.0  # how long an erased customer's later events are dropped
+    alias_days: float = 30.0  # how long a merged-away customer's events go to the survivor
     ready_max_lag: int = 10_000
     data_dir: str = ""  # empty: a directory under the system temp dir
 
@@ -129,6 +133,7 @@ class Settings:
             raise SettingsError(f"{PREFIX}DUE_HORIZON_SECONDS: must be >= 0")
         if self.max_future_seconds < 0:
             raise SettingsError(f"{PREFIX}MAX_FUTURE_SECONDS: must be >= 0")
+        self._check_lifecycle()
         if not self.retry_max_backoff_s > 0:
             raise SettingsError(f"{PREFIX}RETRY_MAX_BACKOFF_S: must be > 0")
         self._check_limits()
@@ -178,6 +183,11 @@ class Settings:
         """``max_event_age_days`` in milliseconds (None: no limit)."""
         return int(self.max_event_age_days * 86_400_000) if self.max_event_age_days else None
 
+    def _check_lifecycle(self) -> None:
+        for name in ("suppression_days", "alias_days"):
+            if not 0 < getattr(self, name) <= 36_500:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be > 0 and at most 36500")
+
     def _check_kafka(self) -> None:
         if self.kafka_security_protocol not in KAFKA_PROTOCOLS:
             raise SettingsError(
@@ -199,6 +209,11 @@ class Settings:
     def ops_token_list(self) -> list[str]:
         """``ops_tokens`` split; empty means /readyz and /metrics are open."""
         return [t.strip() for t in self.ops_tokens.split(",") if t.strip()]
+
+    @property
+    def admin_token_list(self) -> list[str]:
+        """``admin_tokens`` split; empty means the erase and merge endpoints are off."""
+        return [t.strip() for t in self.admin_tokens.split(",") if t.strip()]
 
     @property
     def broker_list(self) -> list[str]:
@@ -232,7 +247,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if (f.name.endswith(("_tokens", "_password"))) and value:
+            if (f.name.endswith(("_tokens", "_password", "_secret"))) and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value:
                 value = mask_url(value)

@@ -148,12 +148,23 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    """Print one customer's state as JSON (exit 1 if the customer is unknown)."""
+    """Print one customer's state as JSON (exit 1 if the customer is unknown, erased or
+    merged into another)."""
+    from stream_app.cli.lifecycle import status
+
     settings = Settings.from_env()
     model = load_model(settings.model_path)
     raw = asyncio.run(_read_state(settings, model, args.customer_id))
     if raw is None:
-        print(f"engagement-scorer score: unknown customer {args.customer_id!r}", file=sys.stderr)
+        gone = asyncio.run(status(settings, model, args.customer_id))
+        cid = repr(args.customer_id)
+        if gone is None:
+            what = f"unknown customer {cid}"
+        elif gone.kind == "suppressed":
+            what = f"customer {cid} was erased"
+        else:
+            what = f"customer {cid} was merged into {gone.into!r}"
+        print(f"engagement-scorer score: {what}", file=sys.stderr)
         return 1
     now_ms = time.time() * 1000 if args.now else None
     out = describe(args.customer_id, decode_record(raw), model, now_ms=now_ms)

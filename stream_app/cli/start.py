@@ -36,6 +36,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.app import create_app
     from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
     from stream_app.http import views
+    from stream_app.http.admin import AdminApi
     from stream_app.http.api import ReadApi
     from stream_app.http.changefeed import ChangeFeed
     from stream_app.http.health import Health
@@ -46,11 +47,12 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.worker.services import build_services
 
     app = create_app(settings, idempotent=idempotent)
+    publisher = FaustPublisher(app)
     services = build_services(
         settings,
         model=model,
         input_partitions=partitions,
-        publisher=FaustPublisher(app),
+        publisher=publisher,
         consumer=FaustConsumer(app),
     )
     runtime = Runtime(services)
@@ -74,7 +76,9 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
             services.store,
             services.readstore,
             NpsCounters(services.redis, services.keys),
+            lifecycle=services.lifecycle,
         ),
+        admin=AdminApi(publisher, settings.input_topic),
         health=health,
         metrics=services.metrics,
         feed=ChangeFeed(
@@ -83,6 +87,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
         ),
         api_tokens=settings.api_token_list,
         ops_tokens=settings.ops_token_list,
+        admin_tokens=settings.admin_token_list,
     )
     Worker(
         app,

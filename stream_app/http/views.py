@@ -15,6 +15,7 @@ from typing import Any
 from faust import web
 
 from stream_app.http import dashboard
+from stream_app.http.admin import AdminApi
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
 from stream_app.http.changefeed import ChangeFeed
 from stream_app.http.health import Health
@@ -46,7 +47,8 @@ class _JsonView(web.View):
         try:
             return self.answer(await ask())
         except ApiError as exc:
-            return self.answer(exc.answer)
+            status, body = exc.answer
+            return self.json(body, status=status, headers=exc.headers or None)
         except Exception as exc:
             log.exception("%s %s failed", request.method, request.path)
             if transient_cause(exc) is not None:
@@ -63,20 +65,41 @@ class _JsonView(web.View):
         return self.bytes(body, headers=headers)
 
 
+class _AdminView(_JsonView):
+    """The erase and merge endpoints: off (403) while no admin token is configured."""
+
+    def denied(self, request: Any) -> Any | None:
+        if not self.tokens:
+            body = error(403, "admin_disabled", "set ENGAGEMENT_ADMIN_TOKENS to use this")[1]
+            return self.json(body, status=403)
+        return super().denied(request)
+
+    async def body(self, request: Any) -> object:
+        """The request's JSON body (None when it has none or it is not JSON)."""
+        try:
+            return await request.json()
+        except ValueError:
+            return None
+
+
 def register(
     app: Any,
     *,
     api: ReadApi,
+    admin: AdminApi,
     health: Health,
     metrics: WorkerMetrics,
     feed: ChangeFeed,
     api_tokens: Sequence[str],
     ops_tokens: Sequence[str],
+    admin_tokens: Sequence[str] = (),
 ) -> None:
     """Add the routes to ``app``: ``api_tokens`` guard /v1/, ``ops_tokens`` /readyz and
-    /metrics (empty: open); the dashboard's files are open (they hold no data). ``feed``
-    starts following the output topic on the first ``GET /v1/changes``."""
+    /metrics (empty: open), ``admin_tokens`` the erase and merge endpoints (empty: off);
+    the dashboard's files are open (they hold no data). ``feed`` starts following the
+    output topic on the first ``GET /v1/changes``."""
     _read_routes(app, api, api_tokens)
+    _admin_routes(app, admin, admin_tokens)
     _dashboard_routes(app, feed, api_tokens)
     _ops_routes(app, health, metrics, ops_tokens)
 
@@ -197,3 +220,21 @@ async def _refreshed(health: Health) -> None:
         await health.refresh_gauges()
     except Exception as exc:  # noqa: BLE001 - a scrape never fails for a gauge
         log.warning("gauges not refreshed for /metrics: %s", exc)
+
+
+def _admin_routes(app: Any, admin: AdminApi, admin_tokens: Sequence[str]) -> None:
+    """POST /v1/customers/{id}/erase and /merge, guarded by ``admin_tokens``."""
+
+    class AdminView(_AdminView):
+        tokens = tuple(admin_tokens)
+
+    @app.page("/v1/customers/{customer_id:[^/]+}/erase")
+    class EraseView(AdminView):
+        async def post(self, request: Any, customer_id: str) -> Any:
+            return await self.answered(request, lambda: admin.erase(customer_id))
+
+    @app.page("/v1/customers/{customer_id:[^/]+}/merge")
+    class MergeView(AdminView):
+        async def post(self, request: Any, customer_id: str) -> Any:
+            body = await self.body(request)
+            return await self.answered(request, lambda: admin.merge(customer_id, body))

@@ -26,6 +26,7 @@ import itertools
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 ScriptArg = bytes | str | int | float
 #: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
@@ -130,6 +131,15 @@ def read_record(raw: bytes) -> CustomerRecord:
         return decode_record(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return CustomerRecord(fault=("corrupt_state", f"the stored record does not decode: {exc}"))
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleStatus:
+    """What Redis says of a customer with no record: erased (``suppressed``), or merged
+    into ``into`` (``alias``)."""
+
+    kind: Literal["suppressed", "alias"]
+    into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,17 @@
 
 The order of effects is what makes the delivery guarantees hold:
 
-1. parse every message; what cannot be scored becomes a dead letter, a message
-   on the wrong input partition is forwarded to the by-customer topic;
+1. parse every message (:mod:`stream_app.worker.parsing`): what cannot be scored
+   becomes a dead letter, a message on the wrong input partition (or not keyed by its
+   customer) is forwarded to the by-customer topic; watermark control records are
+   taken out (:mod:`stream_app.worker.watermarks`);
 2. read the batch's customers from Redis (one ``MGET``) and fold their events
    through :func:`scoring.apply` (pure);
 3. publish dead letters, forwards and segment changes, and wait for the
    broker's acknowledgements;
 4. in one pipeline: count NPS responses (idempotent per source offset), update
    the read-side indexes and the due index, then write each customer's record
-   fenced by its version;
+   fenced by the token of the record read;
 5. only then does the caller ack the messages, so faust may commit them.
 
 A crash anywhere before 5 redelivers the batch: the per-customer source marks
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +32,6 @@ from scoring import (
     Change,
     CustomerState,
     Event,
-    InvalidEvent,
     Model,
     apply,
     decode_explanation,
@@ -40,21 +41,23 @@ from scoring import (
     explain_add,
     fingerprint,
     next_crossing,
-    parse_event,
     quiet_until,
 )
 from stream_app.errors import StreamAppError
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
-from stream_app.worker.deadletter import MAX_KEY_BYTES
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects, Outcome, change_messages
 from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.handover import alias_mark
 from stream_app.worker.isolation import dead_message, fold_isolated
+from stream_app.worker.lifecycle import Lifecycle
+from stream_app.worker.parsing import parse_batch
 from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import BatchStats, StageTimer
+from stream_app.worker.watermarks import Watermarks, forwarded_from
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +69,6 @@ class WriteConflicts(StreamAppError):
     """Fenced writes kept losing races (another worker writes the same customers)."""
 
     retry_cause = "conflict"  # (a rebalance: retrying cures it)
-
-
-@dataclass(slots=True)
-class Parsed:
-    """Step 1's result: the batch's events by customer, what goes elsewhere at once."""
-
-    events: dict[str, list[tuple[Record, Event]]]
-    #: The last offset of the batch per source (topic, partition).
-    offsets: dict[tuple[str, int], int]
-    #: Dead letters and forwards, in input order.
-    messages: list[OutMessage]
-    dead: Counter[str]
-    forwarded: int
 
 
 @dataclass(slots=True)
@@ -124,6 +114,8 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         hints: DueHints | None = None,
         progress: PartitionProgress | None = None,
+        watermarks: Watermarks | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
@@ -140,13 +132,29 @@ class BatchProcessor:
         self.clock = clock
         self.due_hints = DueHints() if hints is None else hints
         self.progress = PartitionProgress(topics) if progress is None else progress
+        self.watermarks = Watermarks(topics, self.progress) if watermarks is None else watermarks
         self.readside = ReadSide(model, readstore)
         self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
+        #: Erase and merge requests, and the events of erased or merged-away customers.
+        self.lifecycle = lifecycle
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
+
+    def mark_of(self, rec: Record) -> tuple[str, int]:
+        """The source mark a message is checked against, and its offset there: for a
+        forwarded message, its input partition and offset (``f<p>``), so that the copies
+        a crash makes the forwarder send again are skipped like any redelivery."""
+        if rec.headers and rec.topic == self.topics.by_customer:
+            origin = forwarded_from(rec.headers)
+            if origin is not None:
+                return f"f{origin[0]}", origin[1]
+            aliased = alias_mark(rec.headers)  # an event of a customer merged into this one
+            if aliased is not None:
+                return aliased
+        return self.source_id(rec.topic, rec.partition), rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -157,19 +165,33 @@ class BatchProcessor:
         return name
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
-        """Score one batch end to end (steps 1-4 of the module docstring)."""
+        """Score one batch end to end (steps 1-4 of the module docstring); erase and
+        merge requests cut it (:meth:`stream_app.worker.lifecycle.Lifecycle.process`)."""
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.any_request(records):
+            return await lifecycle.process(records, self._process)
+        return await self._process(records)
+
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
         stats = BatchStats(consumed=len(records))
         timer = StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
-        parsed = self._parse(records, now_ms=now_ms)
+        parsed = parse_batch(
+            records, model=self.model, topics=self.topics, now_ms=now_ms,
+            max_future_ms=self.max_future_ms, max_age_ms=self.max_age_ms, dead=self.dead,
+        )  # fmt: skip
         stats.dead.update(parsed.dead)
         stats.forwarded = parsed.forwarded
+        stats.control = parsed.seen.controls
+        stats.consumed -= stats.control
         messages = parsed.messages
         pending = parsed.events
         written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
+            if self.lifecycle is not None:  # erased customers' events go, merged ones' move on
+                messages.extend(await self.lifecycle.divert(stored, pending, stats))
             timer.lap("read")
             folds = {
                 cid: fold_isolated(self, cid, stored=stored[cid], events=evs, now_ms=now_ms)
@@ -192,6 +214,7 @@ class BatchProcessor:
             written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
                 self.progress.advance(parsed.offsets, self._event_times(written))
+                self.watermarks.commit(parsed.seen)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -207,48 +230,6 @@ class BatchProcessor:
             pending = {cid: parsed.events[cid] for cid in lost}
             messages = []
         raise WriteConflicts(f"fenced writes kept losing for {len(pending)} customers")
-
-    def _parse(self, records: Sequence[Record], *, now_ms: float) -> Parsed:
-        """Step 1: the batch's events by customer, dead letters and forwards."""
-        parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
-        offsets, out = parsed.offsets, parsed.messages
-        for rec in records:
-            tp = (rec.topic, rec.partition)
-            offsets[tp] = max(rec.offset, offsets.get(tp, -1))
-            try:
-                if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
-                    raise _Refused(
-                        "key_too_large",
-                        f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}",
-                    )
-                if rec.value is None:  # a tombstone: retrying it forever would stall the batch
-                    raise InvalidEvent("not_json", "message has no value (a tombstone)")
-                event = parse_event(
-                    rec.value,
-                    self.model,
-                    now_ms=int(now_ms),
-                    max_future_ms=self.max_future_ms,
-                    max_age_ms=self.max_age_ms,
-                )
-            except (InvalidEvent, _Refused) as exc:
-                out.append(self.dead(rec, exc.reason, exc.detail, now_ms))
-                parsed.dead[exc.reason] += 1
-                continue
-            except Exception as exc:  # a message that breaks the parser is a poison pill too
-                log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
-                out.append(self.dead(rec, "internal_error", describe(exc), now_ms))
-                parsed.dead["internal_error"] += 1
-                continue
-            if rec.topic == self.topics.input and rec.partition != expected_partition(
-                event.customer_id, self.topics.input_partitions
-            ):
-                out.append(
-                    OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
-                )
-                parsed.forwarded += 1
-                continue
-            parsed.events[event.customer_id].append((rec, event))
-        return parsed
 
     def fold(
         self,
@@ -281,13 +262,13 @@ class BatchProcessor:
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
         for rec, event in events:
-            src = self.source_id(rec.topic, rec.partition)
-            if rec.offset <= marks.get(src, -1):
+            src, offset = self.mark_of(rec)
+            if offset <= marks.get(src, -1):
                 fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
                     fold.suspect += 1
                 continue
-            marks[src] = rec.offset
+            marks[src] = offset
             touched = True
             try:
                 result = apply(
@@ -421,12 +402,3 @@ def _count(stats: BatchStats, fold: Fold) -> None:
         stats.dead[fold.dead_reason] += len(fold.dead)
     for change in fold.changes:
         stats.changes[change.cloudevent_type] += 1
-
-
-class _Refused(StreamAppError):
-    """A message refused before parsing (like :class:`scoring.InvalidEvent`, worker reasons)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail

@@ -82,12 +82,14 @@ class Runtime:
         """Fire due decay crossings on every input partition this worker owns."""
         await self._open()
         consumer, topics = self.services.consumer, self.services.topics
-        progress = self.scorer.progress
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
+        now_ms = time.time() * 1000.0
+        limits = await self.scorer.sweep_limits(consumer, owned, now_ms=now_ms)
+        self.scorer.watermark_gauges(self.services.metrics, limits, now_ms=now_ms)
         for partition in owned:
             await self._prune_nps(partition)
             now_ms = time.time() * 1000.0
-            until = progress.sweep_until(partition, now_ms, consumer)
+            until = limits[partition]
             if until is None:
                 continue
             try:

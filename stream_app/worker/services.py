@@ -17,6 +17,8 @@ from scoring import Model
 from stream_app.messages import Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.lifecycle import LifecycleStore
+from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
 from stream_app.worker import gc_tuning
@@ -41,6 +43,7 @@ class Services:
     scorer: Scorer
     metrics: WorkerMetrics
     consumer: Consumer
+    lifecycle: LifecycleStore
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
@@ -50,6 +53,11 @@ class Services:
             self.model.version,
             self.topics.input_partitions,
         )
+        if not self.settings.suppression_secret:
+            log.warning(
+                "ENGAGEMENT_SUPPRESSION_SECRET is not set: erased customers are remembered by "
+                "an unkeyed hash of their id, which a guess of the id can be checked against"
+            )
         if self.settings.gc_freeze:
             gc_tuning.freeze()
 
@@ -79,6 +87,12 @@ def build_services(
     store = StateStore(client, keys)
     readstore = ReadStore(client, keys, model)
     topics = worker_topics(settings, input_partitions)
+    lifecycle = LifecycleStore(
+        client,
+        keys,
+        secret=settings.suppression_secret.encode(),
+        segments=[r.name for r in model.segments],
+    )
     scorer = Scorer(
         model=model,
         topics=topics,
@@ -86,9 +100,21 @@ def build_services(
         publisher=publisher,
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
+        progress_store=ProgressStore(client, keys),
+        lifecycle_store=lifecycle,
     )
     return Services(
-        settings, model, topics, client, keys, store, readstore, scorer, WorkerMetrics(), consumer
+        settings,
+        model,
+        topics,
+        client,
+        keys,
+        store,
+        readstore,
+        scorer,
+        WorkerMetrics(),
+        consumer,
+        lifecycle,
     )
 
 

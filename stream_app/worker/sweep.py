@@ -9,14 +9,14 @@ the changes, writes the state (fenced) and reschedules them
 (:class:`stream_app.worker.effects.Effects`, as a batch). Work per tick is
 proportional to the customers due, never to all customers.
 
-Event-time progress of a partition is the largest event time applied on it, or
-the wall clock while the partition is caught up
-(:meth:`stream_app.worker.progress.PartitionProgress.sweep_until`). So a replay of
-history fires exactly the crossings a live run would, with the same change ids (a
-change id depends only on the customer, the change and its time). This is a
-watermark per partition: it holds as long as each partition carries its events in
-event-time order. An event older than its partition's progress (backfilled history
-behind live traffic, or a re-keyed message overtaken by keyed ones) may find the
+How far the sweep of a partition may fire is its event-time progress: the minimum
+of the input partition's progress and of the watermarks every input partition sent
+through the by-customer partition (:mod:`stream_app.worker.watermarks`). So no
+crossing fires while an earlier event of that customer can still be upstream, and a
+replay of history fires exactly the crossings a live run would, with the same change
+ids (a change id depends only on the customer, the change and its time). It holds as
+long as each input partition carries its events in event-time order. An event older
+than its partition's progress (backfilled history behind live traffic) may find the
 crossings before it already fired, and then applies as a late event.
 """
 

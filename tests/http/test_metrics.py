@@ -58,6 +58,9 @@ COUNTERS = {
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
     "engagement_retries": ("cause",),
+    "engagement_events_suppressed": (),
+    "engagement_events_aliased": (),
+    "engagement_lifecycle_requests": ("outcome",),
 }
 HISTOGRAMS = (
     "engagement_batch_size_messages",
@@ -69,6 +72,9 @@ GAUGES = {
     "engagement_decay_firing_lag_seconds": (),
     "engagement_event_time_timestamp_seconds": ("partition",),
     "engagement_event_time_lag_seconds": ("partition",),
+    "engagement_watermark_seconds": ("partition",),
+    "engagement_watermark_lag_seconds": ("partition",),
+    "engagement_input_forwarded_ratio": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
     "engagement_tier_customers": ("tier",),

@@ -1,8 +1,9 @@
-"""The decay firing rule through the worker's own code: ``BatchProcessor`` and
-``DecaySweep``, the due index in the in-memory store of ``tests/support/fakes.py``, with
-the runtime's progress rule (the largest event time applied on the partition, or the end
-of time once the partition has nothing left): published changes and stored states equal
-one offline pass (``test_firing_rule.py`` checks the rule on the scoring core alone).
+"""The decay firing rule through the worker's own code: the worker's ``Scorer``
+(``BatchProcessor`` and ``DecaySweep``), the due index in the in-memory store of
+``tests/support/fakes.py``, with the runtime's progress rule (the largest event time
+applied on the partition, or the end of time once the partition has nothing left):
+published changes and stored states equal one offline pass (``test_firing_rule.py``
+checks the rule on the scoring core alone).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stream_app.messages import Record, Topics, expected_partition
 from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.scorer import Scorer, ScoringOptions
+from stream_app.worker.watermarks import Watermarks
 from tests.scoring.firing import HOUR, MINUTE, MODEL, SETTINGS, T0, histories, offline
 from tests.support.fakes import Collect, MemoryStore
 
@@ -254,7 +256,10 @@ def test_the_wall_clock_counts_only_once_a_partition_is_processed_to_its_end() -
         progress.advance(done, {})
         consumer = FakeConsumer(high, position or {}, committed or {})
         caught = progress.caught_up(0, consumer)
-        until = progress.sweep_until(0, 1_000.0, consumer)
+        watermarks = Watermarks(topics, progress)
+        input_caught_up = watermarks.input_caught_up(0, consumer)
+        assert caught <= input_caught_up  # (the input alone is caught up first)
+        until = watermarks.until(0, watermarks.input_progress(0, 1_000.0, caught_up=caught))
         assert until == (1_000.0 if caught else None)  # no event time: the wall clock or none
         return caught
 

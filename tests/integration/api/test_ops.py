@@ -216,3 +216,13 @@ def test_metrics_move(served: dict[str, Served]) -> None:
         event_time = get(after, "engagement_event_time_timestamp_seconds", partition=p)
         assert event_time >= (t - 1000) / 1000
         assert get(after, "engagement_event_time_lag_seconds", partition=p) >= 0
+
+
+def test_erase_and_merge_are_off_without_admin_tokens(served: dict[str, Served]) -> None:
+    """The ``api`` and ``secured`` workers have no ENGAGEMENT_ADMIN_TOKENS: 403 even with a
+    read token; nothing is sent."""
+    for name, token in (("api", None), ("secured", API_TOKENS[0])):
+        for path in ("/v1/customers/c-1/erase", "/v1/customers/c-1/merge"):
+            refused = served[name].post(path, b'{"into": "c-2"}', token=token)
+            assert refused.status == 403, (name, path)
+            assert refused.json()["error"]["code"] == "admin_disabled"
