@@ -93,15 +93,17 @@ class LifecycleStore:
         self,
         customer_id: str,
         *,
-        version: int,
+        fence: str,
         tier: str,
         partition: int,
         suppress_ms: int,
         now_ms: float,
     ) -> list[str] | None:
-        """Suppress, unindex and delete one customer (``version``/``tier``: of the record
-        read). None when the record changed since (nothing deleted); else the customers
-        still aliased to it, for :meth:`drop_aliases`."""
+        """Suppress, unindex and delete one customer (``fence``/``tier``: of the record
+        read, :attr:`~stream_app.store.records.CustomerRecord.fence`; ``"*"`` deletes a
+        record that could not be read, whatever it holds). None when the record changed
+        since (nothing deleted); else the customers still aliased to it, for
+        :meth:`drop_aliases`."""
         keys = self.keys
         await self._send(
             [
@@ -118,7 +120,7 @@ class LifecycleStore:
                 keys.alias(customer_id),
                 keys.aliases_of(customer_id),
             ],
-            [version, tier, int(now_ms)],
+            [fence, tier, int(now_ms)],
         )
         if not reply or int(reply[0]) == 0:
             return None
@@ -145,15 +147,16 @@ class LifecycleStore:
         self,
         customer_id: str,
         *,
-        version: int,
+        fence: str,
         tier: str,
         partition: int,
         into: str,
         alias_ms: int,
         now_ms: float,
     ) -> bool:
-        """Unindex and delete a customer merged into ``into``, leaving an alias; False
-        when the record changed since it was read (nothing deleted)."""
+        """Unindex and delete a customer merged into ``into``, leaving an alias (``fence``:
+        of the record read); False when the record changed since it was read (nothing
+        deleted)."""
         aliases = self.keys.aliases_of(into)
         await self._send(
             [
@@ -167,7 +170,7 @@ class LifecycleStore:
         reply = await self._run(
             self._retire,
             [self._tier_counts(state_key), state_key, self.keys.alias(customer_id)],
-            [version, tier, into, alias_ms],
+            [fence, tier, into, alias_ms],
         )
         return bool(int(reply))
 

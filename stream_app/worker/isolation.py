@@ -68,7 +68,8 @@ def reject(
     fold = Fold(None, [], [], dead_reason=reason)
     marks = stored.marks
     for rec, event in events:
-        if rec.offset <= marks.get(processor.source_id(rec.topic, rec.partition), -1):
+        src, offset = processor.mark_of(rec)
+        if offset <= marks.get(src, -1):
             fold.redelivered += 1
             continue
         fold.dead.append(processor.dead(rec, reason, detail, now_ms, event))

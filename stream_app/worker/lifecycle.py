@@ -37,7 +37,7 @@ from scoring import (
 )
 from scoring.lifecycle import MARKER, Request, lifecycle_event, parse_request
 from stream_app import jsonutil
-from stream_app.contracts import dead_letter, lifecycle_cloudevent
+from stream_app.contracts import lifecycle_cloudevent
 from stream_app.errors import StreamAppError
 from stream_app.messages import (
     CLOUDEVENT_HEADERS,
@@ -58,6 +58,7 @@ from stream_app.worker.handover import (
     is_handover,
     source_name,
 )
+from stream_app.worker.isolation import dead_message
 from stream_app.worker.ports import LifecycleStore, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
@@ -86,6 +87,8 @@ class LifecycleOptions:
     max_hops: int = 8
     explain_events: int = 10
     max_future_ms: int = 300_000
+    #: The largest message the broker takes: every dead letter fits in it.
+    max_message_bytes: int = 1_000_000
 
 
 class Lifecycle:
@@ -168,7 +171,8 @@ class Lifecycle:
     ) -> list[OutMessage]:
         """Take the events of erased and merged-away customers out of ``pending``: the
         first are dropped, the second become alias forwards (returned)."""
-        unknown = [cid for cid in pending if stored[cid].state is None]
+        # (a record that does not decode is no erased customer: isolation deals with it)
+        unknown = [cid for cid in pending if stored[cid].state is None and not stored[cid].fault]
         if not unknown:
             return []
         out: list[OutMessage] = []
@@ -196,8 +200,8 @@ class Lifecycle:
         now_ms = self.clock() * 1000.0
         if rec.topic == self.topics.by_customer and is_handover(rec.headers):
             broken = await self.survivor.take(rec, stats, now_ms)
-            if broken:
-                await self._dead(rec, "internal_error", broken, now_ms, stats)
+            if broken is not None:
+                await self._dead(rec, *broken, now_ms, stats)
         else:
             try:
                 request = parse_request(
@@ -228,11 +232,11 @@ class Lifecycle:
     async def _dead(
         self, rec: Record, reason: str, detail: str, now_ms: float, stats: BatchStats
     ) -> None:
-        body = dead_letter(
-            reason=reason, detail=detail, topic=rec.topic, partition=rec.partition,
-            offset=rec.offset, payload=rec.value or b"", received_ms=now_ms,
+        message = dead_message(
+            rec, reason, detail, dlq=self.topics.dlq, now_ms=now_ms,
+            max_bytes=self.options.max_message_bytes,
         )  # fmt: skip
-        await self.publisher.publish([OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))])
+        await self.publisher.publish([message])
         stats.dead[reason] += 1
 
     def _announce(self, request: Request) -> OutMessage:
@@ -260,7 +264,9 @@ class Lifecycle:
             record = (await self.records.load([cid]))[cid]
             await self.publisher.publish([announce])
             merged = await self.store.erase(
-                cid, version=record.version, tier=self._tier(record), partition=self._owner(cid),
+                # (a record that cannot be read is erased all the same, whatever it holds)
+                cid, fence="*" if record.fault else record.fence, tier=self._tier(record),
+                partition=self._owner(cid),
                 suppress_ms=suppress_ms, now_ms=now_ms,
             )  # fmt: skip
             if merged is None:
@@ -278,6 +284,11 @@ class Lifecycle:
         assert into is not None
         for _ in range(MAX_ROUNDS):
             record = (await self.records.load([source]))[source]
+            if record.fault is not None:  # nothing to hand over: the record stays as it is
+                reason, detail = record.fault
+                log.warning("merge request %r refused: %s (%s)", request.request_id, reason, detail)
+                stats.lifecycle["merge_refused:" + reason] += 1
+                return
             if record.state is None:
                 status = (await self.store.lookup([source])).get(source)
                 if status is not None:  # erased, or merged already (a redelivery)
@@ -298,7 +309,7 @@ class Lifecycle:
                                               headers))  # fmt: skip
             await self.publisher.publish(messages)
             done = await self.store.retire(
-                source, version=record.version, tier=self._tier(record),
+                source, fence=record.fence, tier=self._tier(record),
                 partition=self._owner(source), into=into, alias_ms=self.options.alias_ms,
                 now_ms=now_ms,
             )  # fmt: skip

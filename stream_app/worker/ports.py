@@ -113,11 +113,12 @@ class LifecycleStore(Protocol):
         ...
 
     async def erase(
-        self, customer_id: str, /, *, version: int, tier: str, partition: int,
+        self, customer_id: str, /, *, fence: str, tier: str, partition: int,
         suppress_ms: int, now_ms: float,
     ) -> list[str] | None:  # fmt: skip
-        """Suppress, unindex and delete (fenced) a customer; None: the record changed;
-        else the customers still merged into it."""
+        """Suppress, unindex and delete a customer, fenced by the token of the record read
+        (``"*"``: whatever it holds); None: the record changed; else the customers still
+        merged into it."""
         ...
 
     async def drop_aliases(
@@ -131,7 +132,7 @@ class LifecycleStore(Protocol):
         ...
 
     async def retire(
-        self, customer_id: str, /, *, version: int, tier: str, partition: int, into: str,
+        self, customer_id: str, /, *, fence: str, tier: str, partition: int, into: str,
         alias_ms: int, now_ms: float,
     ) -> bool:  # fmt: skip
         """Unindex and delete (fenced) a customer merged into ``into``, leaving an

@@ -96,6 +96,7 @@ class Scorer:
                     alias_ms=options.alias_ms,
                     explain_events=options.explain_events,
                     max_future_ms=options.max_future_ms,
+                    max_message_bytes=options.max_message_bytes,
                 ),
                 clock=clock,
             )

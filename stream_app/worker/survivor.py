@@ -86,27 +86,30 @@ class Survivor:
         self.readside = readside
         self.options = options
 
-    async def take(self, rec: Record, stats: BatchStats, now_ms: float) -> str:
-        """Apply the hand-over ``rec``; "" when done, else why it cannot be read (the
-        caller dead-letters it)."""
+    async def take(self, rec: Record, stats: BatchStats, now_ms: float) -> tuple[str, str] | None:
+        """Apply the hand-over ``rec``; None when done, else (reason, detail) of why it
+        cannot be applied (the caller dead-letters it): it does not read
+        (``internal_error``), or the survivor's record cannot be used (its fault)."""
         mark = alias_mark(rec.headers)
         try:
             h = decode_handover(rec.value)
             source = decode_state(h.state, self.model)
             source_expl = None if h.explain is None else decode_explanation(h.explain, self.model)
         except (HandoverError, InvalidState) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return "internal_error", f"{type(exc).__name__}: {exc}"
         if mark is None:
-            return "a hand-over without its source"
+            return "internal_error", "a hand-over without its source"
         into = rec.key.decode() if rec.key else h.into
         for _ in range(MAX_ROUNDS):
             record = (await self.records.load([into]))[into]
+            if record.fault is not None:  # (left as it is, like the survivor's own events)
+                return record.fault
             if record.state is None and await self._elsewhere(rec, h, into, stats):
-                return ""
+                return None
             name, offset = mark
             if offset <= record.marks.get(name, -1):
                 stats.redelivered += 1
-                return ""
+                return None
             current = None if record.state is None else decode_state(record.state, self.model)
             outcome, changes = self._outcome(
                 into=into, record=record, current=current, source=source,
@@ -117,7 +120,7 @@ class Survivor:
                 continue
             stats.lifecycle["merge_in"] += 1
             stats.changes.update(changes)
-            return ""
+            return None
         raise HandoverConflicts(f"a hand-over kept losing races ({MAX_ROUNDS} rounds)")
 
     def _outcome(
@@ -143,6 +146,7 @@ class Survivor:
             due_at_ms=next_crossing(merged.state, self.model),
             explain=self._explain(record, source_expl),
             tier_move=self.readside.tier_move(current, merged.state),
+            read_token=record.fence,
         )
         before = None if current is None else self.readside.membership(current)
         index = self.readside.commands(
