@@ -8,31 +8,15 @@ explanation lives in the customer's record, a Redis that lost its scripts (resta
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from stream_app.devkit.stack import LocalService
 from stream_app.store.keys import Keys
 from stream_app.store.records import Write
-from stream_app.store.state import StateStore
-
-T = TypeVar("T")
-
-
-def run(make: Callable[[StateStore], Coroutine[Any, Any, T]], url: str, keys: Keys) -> T:
-    async def main() -> T:
-        client = aioredis.from_url(url)
-        try:
-            return await make(StateStore(client, keys))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
+from tests.support.store import run
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -20,19 +19,7 @@ from stream_app.store.nps import NpsCounters
 from stream_app.store.records import Write, decode_record, encode_record
 from stream_app.store.state import StateStore
 from stream_app.worker.errors import transient_cause
-
-T = TypeVar("T")
-
-
-def run(make: Callable[[StateStore], Coroutine[Any, Any, T]], url: str, keys: Keys) -> T:
-    async def main() -> T:
-        client = aioredis.from_url(url)
-        try:
-            return await make(StateStore(client, keys))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
+from tests.support.store import run
 
 
 @pytest.fixture
