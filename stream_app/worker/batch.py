@@ -26,7 +26,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from scoring import (
     Change,
@@ -49,6 +48,7 @@ from stream_app.store.records import Command, CustomerRecord, Membership, Write,
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects, Outcome, change_messages
 from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.fold import Fold
 from stream_app.worker.handover import alias_mark
 from stream_app.worker.isolation import dead_message, fold_isolated
 from stream_app.worker.lifecycle import Lifecycle
@@ -69,24 +69,6 @@ class WriteConflicts(StreamAppError):
     """Fenced writes kept losing races (another worker writes the same customers)."""
 
     retry_cause = "conflict"  # (a rebalance: retrying cures it)
-
-
-@dataclass(slots=True)
-class Fold:
-    """One customer's outcome within a batch."""
-
-    write: Write | None
-    changes: list[Change]
-    nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
-    state: CustomerState | None = None
-    stored: CustomerState | None = None  # the state as read (its standing: only if needed)
-    dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
-    dead_reason: str = "internal_error"  # (or why the whole customer was dead-lettered)
-    applied: int = 0
-    duplicate: int = 0
-    capped: int = 0
-    redelivered: int = 0
-    suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
 
 
 class BatchProcessor:

@@ -16,22 +16,40 @@ retried forever stops every partition the worker owns, then the next owner's). S
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from scoring import Event
 from stream_app.messages import OutMessage, Record
 from stream_app.store.records import CustomerRecord
 from stream_app.worker.deadletter import Source, dead_letter_record
 from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.fold import Fold
 
-if TYPE_CHECKING:
-    from stream_app.worker.batch import BatchProcessor, Fold
+
+class Folds(Protocol):
+    """What isolation needs of the batch processor."""
+
+    def fold(
+        self,
+        customer_id: str,
+        *,
+        stored: CustomerRecord,
+        events: list[tuple[Record, Event]],
+        now_ms: float,
+    ) -> Fold: ...
+
+    def mark_of(self, rec: Record) -> tuple[str, int]: ...
+
+    def dead(
+        self, rec: Record, reason: str, detail: str, now_ms: float, event: Event | None = None
+    ) -> OutMessage: ...
+
 
 log = logging.getLogger("stream_app.worker.batch")
 
 
 def fold_isolated(
-    processor: BatchProcessor,
+    processor: Folds,
     customer_id: str,
     *,
     stored: CustomerRecord,
@@ -52,7 +70,7 @@ def fold_isolated(
 
 
 def reject(
-    processor: BatchProcessor,
+    processor: Folds,
     customer_id: str,
     stored: CustomerRecord,
     events: list[tuple[Record, Event]],
@@ -62,8 +80,6 @@ def reject(
 ) -> Fold:
     """A customer's outcome when it cannot be scored: nothing to publish or write, its
     events dead-lettered (those its marks do not show as applied already)."""
-    from stream_app.worker.batch import Fold
-
     reason, detail = fault
     fold = Fold(None, [], [], dead_reason=reason)
     marks = stored.marks
