@@ -27,7 +27,7 @@ from scoring.model import Model
 
 __all__ = ["Cause", "SegmentChange", "change_id", "diff"]
 
-Cause = Literal["event", "decay"]
+Cause = Literal["event", "decay", "model"]
 
 
 def change_id(
