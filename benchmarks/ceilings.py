@@ -3,9 +3,9 @@
 * ``aiokafka``: a plain aiokafka consumer (no group, every partition assigned, read from
   the beginning) that only parses each message with orjson: no framework, no Redis.
   The most this machine, this broker and Python can hand over per second.
-* ``faust``: a faust worker built by ``stream_app.app`` from the same ``ENGAGEMENT_*``
-  environment as the real worker (same App settings, same fetch wait patch, uvloop), with
-  one agent on the same source topics that iterates the worker's batches
+* ``faust``: a faust worker built by ``stream_app.app.create_app`` from the same
+  ``ENGAGEMENT_*`` environment as the real worker (same App settings, same fetch wait
+  patch, uvloop), with one agent on the same source topics that iterates the worker's batches
   (``stream_app.faustx.take.batches``, same size and window) and only acks them: faust's own
   per-message cost.
 
@@ -119,19 +119,23 @@ def run_aiokafka(args: argparse.Namespace) -> int:
 
 def run_faust(args: argparse.Namespace) -> int:
     """A faust worker with the real App and one do-nothing agent (started as the CLI does)."""
-    from stream_app.kafka.io import prepare
+    from stream_app.kafka.topics import prepare
     from stream_app.settings import Settings
 
     settings = Settings.from_env()
-    asyncio.run(prepare(settings))  # as ``engagement-scorer worker`` does before faust starts
+    partitions = asyncio.run(prepare(settings))  # as ``engagement-scorer worker`` does
     import mode.loop
 
     mode.loop.use("uvloop")
     from faust import Worker
 
-    from stream_app.app import app
+    from stream_app.app import create_app
     from stream_app.faustx.take import batches
-    from stream_app.worker.topics import sources
+    from stream_app.worker.agents import source_topics
+    from stream_app.worker.services import worker_topics
+
+    app = create_app(settings)
+    sources = source_topics(app, worker_topics(settings, partitions))
 
     progress = Progress(args.expect, args.result)
     window = settings.batch_window_ms / 1000.0

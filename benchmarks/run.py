@@ -53,14 +53,8 @@ from typing import Any
 import orjson
 
 from stream_app.devkit import simulator
-from stream_app.devkit.stack import (
-    LocalService,
-    TopicSpec,
-    ensure_topics,
-    free_port,
-    start_redis,
-    start_tansu,
-)
+from stream_app.devkit.stack import LocalService, free_port, start_redis, start_tansu
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 CEILINGS = Path(__file__).resolve().parent / "ceilings.py"
@@ -816,7 +810,7 @@ async def memory_report(
     """Bytes per customer: the INFO delta over customers, and MEMORY USAGE of sampled keys."""
     from scoring import load_default_model
     from stream_app.store.keys import Keys
-    from stream_app.store.state import decode_record
+    from stream_app.store.records import decode_record
 
     keys = Keys(prefix, load_default_model().name)
     client = await redis_client(bench)

@@ -1,54 +1,30 @@
-"""Builds the faust App from the environment, and nothing else.
+"""Builds the faust App for given settings, and nothing else.
 
-``topics.py`` and ``agents.py`` import :data:`app`; ``faust -A stream_app.app``
-and ``engagement-scorer worker`` both run it.
+``engagement-scorer worker`` builds it, then the worker's services, then registers the
+agent and timers (:mod:`stream_app.worker.agents`) and the HTTP routes
+(:mod:`stream_app.http.views`) on it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
 
 import faust
-from mode import ServiceT
 
+from stream_app.faustx import compat
 from stream_app.faustx import delivery as faust_delivery
+from stream_app.faustx.app import ScorerApp
 from stream_app.faustx.tuning import fast_join_settings, install
 from stream_app.kafka.auth import faust_credentials
 from stream_app.settings import Settings
 
-settings = Settings.from_env()
-
-
-class ScorerApp(faust.App):
-    """faust's App, whose Monitor sensor is optional.
-
-    faust adds its Monitor to every app: bookkeeping on every message and event (times,
-    counters per topic and partition, deques of latencies) for its ``/stats`` view, which
-    is off here. The worker's own ``/metrics`` count what operators read, per batch. The
-    Monitor costs a measurable share of faust's per-message time (docs/performance.md),
-    so it is removed unless ``ENGAGEMENT_FAUST_MONITOR`` asks for it.
-    """
-
-    keep_monitor = False
-
-    def on_init_dependencies(self) -> Iterable[ServiceT]:
-        dependencies = super().on_init_dependencies()
-        if not self.keep_monitor:
-            self.sensors.remove(self.monitor)
-        return dependencies
-
-    def on_rebalance_start(self) -> None:
-        super().on_rebalance_start()
-        if not self._rebalancing_sensor_state:  # no sensor: not "missing sensor state"
-            self._rebalancing_sensor_state = {"sensors": None}
-
 
 def create_app(cfg: Settings) -> faust.App:
     """A faust App tuned for this job (raw bytes in and out, fast joins)."""
+    compat.check()  # the faust internals patched below are there, or a clear error
     install(cfg.fetch_max_wait_ms)  # faust hard-codes 1500 ms, ~1 s of latency on Tansu
-    if cfg.faust_eager_delivery:  # four tasks per message less (see faust_delivery.py)
+    if cfg.faust_eager_delivery:  # four tasks per message less (see faustx/delivery.py)
         faust_delivery.install()
     datadir = cfg.data_dir or os.path.join(
         tempfile.gettempdir(), f"engagement-scorer-{os.getpid()}"
@@ -83,6 +59,3 @@ def create_app(cfg: Settings) -> faust.App:
     )
     app.keep_monitor = cfg.faust_monitor
     return app
-
-
-app = create_app(settings)

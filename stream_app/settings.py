@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from stream_app.errors import StreamAppError
+
 PREFIX = "ENGAGEMENT_"
 
 
@@ -18,7 +20,7 @@ KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-class SettingsError(ValueError):
+class SettingsError(StreamAppError, ValueError):
     """An environment variable holds a value that cannot be used."""
 
 

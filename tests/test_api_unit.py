@@ -28,11 +28,11 @@ from scoring import load_default_model
 from stream_app.devkit.stack import free_port
 from stream_app.http import api as api_module
 from stream_app.http.api import MAX_LIMIT, MAX_NPS_DAYS, Answer, ApiError, ReadApi, authorized
-from stream_app.http.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
+from stream_app.worker.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 OPENAPI = REPO / "docs" / "openapi.yaml"

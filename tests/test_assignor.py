@@ -10,6 +10,7 @@ import pytest
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from stream_app.faustx.assignor import CopartitionedAssignor
+from stream_app.faustx.compat import FaustIncompatible
 from stream_app.faustx.tuning import _copartition
 
 TOPICS = ("in", "in.by-customer")
@@ -62,5 +63,5 @@ def test_the_worker_consumer_gets_the_copartitioned_assignor() -> None:
     consumer = SimpleNamespace(_partition_assignment_strategy=[faust_own])
     _copartition(consumer)
     assert consumer._partition_assignment_strategy == [faust_own]
-    with pytest.raises(RuntimeError, match="assignor patch"):
+    with pytest.raises(FaustIncompatible, match="assignor patch"):
         _copartition(SimpleNamespace())

@@ -9,16 +9,11 @@ from collections.abc import Sequence
 import orjson
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import (
-    BatchProcessor,
-    BatchStats,
-    OutMessage,
-    Record,
-    Topics,
-    expected_partition,
-)
-from stream_app.worker.runtime import Runtime
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.batch import BatchProcessor, BatchStats
+from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.report import Report
 
 MODEL = scoring.load_default_model()
 
@@ -29,8 +24,8 @@ class NewCustomers:
     def __init__(self) -> None:
         self.writes: list[Write] = []
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: StoredRecord() for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: CustomerRecord() for cid in ids}
 
     async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
         self.writes.extend(writes)
@@ -60,7 +55,7 @@ def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> No
     processor = BatchProcessor(
         model=MODEL,
         topics=Topics("in", "in.by-customer", "out", "dlq", 4),
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=Published(),
         clock=lambda: 1_700_000_100.0,
     )
@@ -75,29 +70,27 @@ def test_a_batch_reports_the_time_of_each_stage_and_no_more_than_it_took() -> No
 
 
 def test_stage_seconds_add_up_in_the_metrics() -> None:
-    runtime = Runtime()
+    metrics = WorkerMetrics()
+    report = Report(metrics)
     for score in (0.25, 0.5):
         stats = BatchStats(consumed=1)
         stats.seconds["score"] += score
         stats.seconds["publish"] += 0.0625
-        runtime.record(stats)
-    text = runtime.metrics.registry.render().decode()
+        report.batch(stats)
+    text = metrics.registry.render().decode()
     assert 'engagement_batch_stage_seconds_total{stage="score"} 0.75' in text
     assert 'engagement_batch_stage_seconds_total{stage="publish"} 0.125' in text
 
 
 def test_each_message_age_at_batch_start_is_observed() -> None:
-    runtime = Runtime()
+    metrics = WorkerMetrics()
     records = [
         Record("in", 0, 0, None, b"{}", timestamp=99.75),
         Record("in", 0, 1, None, b"{}", timestamp=99.5),
         Record("in", 0, 2, None, b"{}", timestamp=None),  # no timestamp: not observed
         Record("in", 0, 3, None, b"{}", timestamp=100.5),  # producer clock ahead: age 0
     ]
-    runtime.observe_age(records, now=100.0)
-    age = runtime.metrics.event_age
+    Report(metrics).observe_age(records, now=100.0)
+    age = metrics.event_age
     assert (age.count, age.sum) == (3, 0.75)
-    assert (
-        'engagement_event_age_seconds_bucket{le="0.25"} 2'
-        in runtime.metrics.registry.render().decode()
-    )
+    assert 'engagement_event_age_seconds_bucket{le="0.25"} 2' in metrics.registry.render().decode()

@@ -10,40 +10,51 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 import pytest
 
 import scoring
-from stream_app.store.state import StoredRecord, Write
+from stream_app.messages import OutMessage, Record, Topics
+from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker import batch as pipeline
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.scorer import Scorer
 
 MODEL = scoring.load_default_model()
 T0 = 1_700_000_000_000
 HOUR, DAY = 3_600_000, 86_400_000
+TOPICS = Topics("in", "in.by-customer", "out", "dlq", 1)
 
 
 class Records:
     """Keeps records and every write, like Redis would (every write wins)."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
+        self.records: dict[str, CustomerRecord] = {}
         self.writes: list[Write] = []
         self.offset = 0  # of the next input message
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
 
     async def commit(self, writes: Sequence[Write], **_: object) -> list[str]:
         for w in writes:
-            self.records[w.customer_id] = StoredRecord(
+            self.records[w.customer_id] = CustomerRecord(
                 w.read_version + 1, dict(w.marks), w.state, w.explain
             )
         self.writes.extend(writes)
         return []
+
+    async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
+        return []  # (these tests run no sweep)
+
+    async def reschedule(
+        self, partition: int, entries: Mapping[str, tuple[float, float | None]]
+    ) -> None:
+        return None
 
 
 class Drop:
@@ -56,8 +67,8 @@ def _processor(store: Records, horizon_ms: float = 0.0) -> BatchProcessor:
     return BatchProcessor(
         due_horizon_ms=horizon_ms,
         model=MODEL,
-        topics=Topics("in", "in.by-customer", "out", "dlq", 1),
-        store=store,  # type: ignore[arg-type]
+        topics=TOPICS,
+        store=store,
         publisher=Drop(),
         explain_events=0,
         clock=lambda: (T0 + 400 * DAY) / 1000,
@@ -191,12 +202,14 @@ def test_the_hints_are_bounded_and_dropped_on_a_rebalance() -> None:
     assert len(hints) == 3 and hints.get("c1") == 10.0
     hints.set("c3", 3.0)  # full: start again rather than grow
     assert len(hints) == 1 and hints.get("c3") == 3.0
-    hints.forget("c3")
+    hints.discard("c3")
     assert hints.get("c3") is None
-    processor = _processor(Records())
-    processor.due_hints.set("c-1", 5.0)
-    processor.forget([0])
-    assert len(processor.due_hints) == 0
+    scorer = Scorer(model=MODEL, topics=TOPICS, store=Records(), publisher=Drop())
+    scorer.hints.set("c-1", 5.0)
+    scorer.progress.advance({("in", 0): 3}, {0: 5.0})
+    scorer.revoked([0])
+    assert len(scorer.hints) == 0
+    assert scorer.progress.event_time(0) is None and scorer.progress.last_offset("in", 0) is None
 
 
 def test_the_record_this_worker_wrote_skips_the_pre_event_search(
@@ -219,7 +232,7 @@ def test_the_record_this_worker_wrote_skips_the_pre_event_search(
     _feed(processor, [("email_open", T0 + 2 * HOUR)])
     assert calls == [expected]
     # a record written by someone else (another version): no claim about its state
-    store.records["c-1"] = StoredRecord(
+    store.records["c-1"] = CustomerRecord(
         store.records["c-1"].version + 1, store.records["c-1"].marks, store.records["c-1"].state
     )
     _feed(processor, [("email_open", T0 + 3 * HOUR)])

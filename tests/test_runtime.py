@@ -3,19 +3,21 @@ of /readyz and /metrics; and the 30-second log line read from the metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
 import pytest
 from faust.types import TP
 
+from stream_app.faustx.adapters import FaustConsumer
 from stream_app.http.health import consumer_lag
-from stream_app.settings import Settings
+from stream_app.messages import Topics
 from stream_app.worker.batch import BatchStats
-from stream_app.worker.runtime import Runtime, next_offset
+from stream_app.worker.metrics import WorkerMetrics
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.report import Report
 
-SETTINGS = Settings(input_topic="in", repartition_topic="in.by-customer")
+TOPICS = Topics("in", "in.by-customer", "out", "dlq", 1)
 
 
 @dataclass
@@ -40,15 +42,10 @@ class FakeApp:
     consumer: FakeConsumer
 
 
-@dataclass
-class FakeProcessor:
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-def runtime_with(offsets: dict[tuple[str, int], int]) -> Runtime:
-    runtime = Runtime()
-    runtime._processor = FakeProcessor(offsets)  # type: ignore[assignment]
-    return runtime
+def progress_with(offsets: dict[tuple[str, int], int]) -> PartitionProgress:
+    progress = PartitionProgress(TOPICS)
+    progress.advance(offsets, {})
+    return progress
 
 
 @pytest.mark.parametrize(
@@ -63,9 +60,10 @@ def runtime_with(offsets: dict[tuple[str, int], int]) -> Runtime:
 def test_next_offset(
     processed: dict[tuple[str, int], int], committed: dict[TP, int | None], expected: int
 ) -> None:
-    app = FakeApp(FakeConsumer({TP("in", 0): 100}, committed))
-    processor = FakeProcessor(processed)
-    assert next_offset(app, processor, "in", 0) == expected  # type: ignore[arg-type]
+    consumer = FaustConsumer(FakeApp(FakeConsumer({TP("in", 0): 100}, committed)))
+    progress = progress_with(processed)
+    assert progress.next_offset("in", 0, consumer.committed("in", 0)) == expected
+    assert progress.lag("in", 0, consumer) == 100 - expected
 
 
 def test_lag_uses_the_same_rule_as_the_sweep() -> None:
@@ -73,24 +71,24 @@ def test_lag_uses_the_same_rule_as_the_sweep() -> None:
         {TP("in", 0): 100, TP("in.by-customer", 0): 7, TP("other", 0): 5},
         {TP("in", 0): 40, TP("in.by-customer", 0): 7},
     )
-    runtime = runtime_with({("in", 0): 59})
-    lag = asyncio.run(consumer_lag(FakeApp(consumer), runtime, SETTINGS))
+    progress = progress_with({("in", 0): 59})
+    lag = consumer_lag(FaustConsumer(FakeApp(consumer)), progress, TOPICS)
     assert lag == {"in:0": 40, "in.by-customer:0": 0}
 
 
 def test_the_log_reports_the_counters_since_the_last_report(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    runtime = Runtime()
+    report = Report(WorkerMetrics())
     stats = BatchStats(consumed=5, applied=4)
     stats.dead["not_json"] += 1
     stats.changes["engagement.tier.changed"] += 2
     with caplog.at_level(logging.INFO, logger="stream_app.worker"):
-        runtime.record(stats)
-        runtime.log_stats()
-        runtime.log_stats()  # nothing new: nothing logged
-        runtime.record(BatchStats(consumed=3, applied=3))
-        runtime.log_stats()
+        report.batch(stats)
+        report.log()
+        report.log()  # nothing new: nothing logged
+        report.batch(BatchStats(consumed=3, applied=3))
+        report.log()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("since")]
     assert lines == [
         "since last report: applied=4, consumed=5, dead:not_json=1, "

@@ -9,15 +9,20 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
+
+import redis.exceptions
 
 from scoring import Model, load_model
 from stream_app import jsonutil
+from stream_app.errors import StreamAppError
 from stream_app.http.readmodel import describe
+from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import connect, decode_record
+from stream_app.store.records import decode_record
+from stream_app.store.state import StoreUnavailable, connect
 
 log = logging.getLogger("stream_app.cli.main")
 
@@ -25,8 +30,8 @@ log = logging.getLogger("stream_app.cli.main")
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
     settings = Settings.from_env()
-    load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from stream_app.kafka.io import prepare
+    model = load_model(settings.model_path)  # a bad model file fails here, with its key named
+    from stream_app.kafka.topics import prepare
 
     partitions = asyncio.run(prepare(settings))
     if args.loop == "uvloop":
@@ -35,12 +40,40 @@ def worker(args: argparse.Namespace) -> int:
         mode.loop.use("uvloop")
     from faust import Worker
 
-    from stream_app.app import app
-    from stream_app.http import views  # noqa: F401 - registers the agent and routes with the app
-    from stream_app.worker import agents  # noqa: F401 - registers the agent and routes with the app
-    from stream_app.worker.runtime import runtime
+    from stream_app.app import create_app
+    from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
+    from stream_app.http import views
+    from stream_app.http.api import ReadApi
+    from stream_app.http.health import Health
+    from stream_app.worker import agents
+    from stream_app.worker.runtime import Runtime
+    from stream_app.worker.services import build_services
 
-    runtime.input_partitions = partitions
+    app = create_app(settings)
+    services = build_services(
+        settings,
+        model=model,
+        input_partitions=partitions,
+        publisher=FaustPublisher(app),
+        consumer=FaustConsumer(app),
+    )
+    agents.register(app, Runtime(services), settings, services.topics)
+    health = Health(
+        store=services.store,
+        consumer=services.consumer,
+        progress=services.scorer.progress,
+        topics=services.topics,
+        metrics=services.metrics,
+        ready_max_lag=settings.ready_max_lag,
+    )
+    views.register(
+        app,
+        api=ReadApi(model, services.store, services.readstore),
+        health=health,
+        metrics=services.metrics,
+        api_tokens=settings.api_token_list,
+        ops_tokens=settings.ops_token_list,
+    )
     Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
     return 0
 
@@ -73,7 +106,14 @@ def simulate(args: argparse.Namespace) -> int:
     if args.rate is not None:
         return asyncio.run(_produce_live(settings, events, args.rate))
     lines = (jsonutil.dumps(e) for e in events)
-    n = asyncio.run(produce_lines(settings.broker_list, settings.input_topic, lines))
+    n = asyncio.run(
+        produce_lines(
+            settings.broker_list,
+            settings.input_topic,
+            lines,
+            client_config=aiokafka_config(settings),
+        )
+    )
     print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
     return 0
 
@@ -81,10 +121,10 @@ def simulate(args: argparse.Namespace) -> int:
 async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) -> int:
     from stream_app.devkit.simulator import paced
     from stream_app.kafka.io import AiokafkaPublisher
-    from stream_app.worker.batch import OutMessage
+    from stream_app.messages import OutMessage
 
     n = 0
-    async with AiokafkaPublisher(settings.broker_list) as pub:
+    async with AiokafkaPublisher(settings.broker_list, **aiokafka_config(settings)) as pub:
         async for event in paced(events, rate):
             key = event["customer_id"].encode()
             await pub.publish([OutMessage(settings.input_topic, key, jsonutil.dumps(event))])
@@ -92,12 +132,23 @@ async def _produce_live(settings: Settings, events: Iterator[Any], rate: float) 
     return 0
 
 
+class FileUnusable(StreamAppError):
+    """A file named on the command line cannot be opened."""
+
+
+def _open(path: str, mode: str) -> IO[bytes]:
+    try:
+        return cast(IO[bytes], open(path, mode))
+    except OSError as exc:
+        raise FileUnusable(str(exc)) from None
+
+
 @contextlib.contextmanager
 def _open_out(path: str) -> Iterator[IO[bytes]]:
     if path == "-":
         yield sys.stdout.buffer
     else:
-        with open(path, "wb") as fp:
+        with _open(path, "wb") as fp:
             yield fp
 
 
@@ -113,16 +164,18 @@ def produce(args: argparse.Namespace) -> int:
                 settings.input_topic,
                 read_jsonl(sys.stdin.buffer),
                 keyed=not args.unkeyed,
+                client_config=aiokafka_config(settings),
             )
         )
     else:
-        with open(args.file, "rb") as fp:
+        with _open(args.file, "rb") as fp:
             n = asyncio.run(
                 produce_lines(
                     settings.broker_list,
                     settings.input_topic,
                     read_jsonl(fp),
                     keyed=not args.unkeyed,
+                    client_config=aiokafka_config(settings),
                 )
             )
     print(f"produced {n} events to {settings.input_topic}", file=sys.stderr)
@@ -148,6 +201,8 @@ async def _read_state(settings: Settings, model: Model, customer_id: str) -> byt
     try:
         raw = await client.get(Keys(settings.key_prefix, model.name).state(customer_id))
         return raw.encode() if isinstance(raw, str) else raw
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
     finally:
         await client.aclose()
 
@@ -166,6 +221,7 @@ async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int
         topic,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout,
+        client_config=aiokafka_config(settings),
     ):
         sys.stdout.buffer.write(value + b"\n")
         sys.stdout.buffer.flush()

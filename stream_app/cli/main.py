@@ -7,27 +7,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-import redis.exceptions
-
 from scoring import ScoringError
 from stream_app.cli import commands
-from stream_app.devkit.stack import DevStackError
-from stream_app.kafka.io import BrokerUnavailable
-from stream_app.settings import SettingsError
+from stream_app.errors import StreamAppError
 
 #: Errors the user can fix: reported in one line, exit status 2, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ScoringError,
-    SettingsError,
-    BrokerUnavailable,
-    DevStackError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.AuthenticationError,
-    FileNotFoundError,
-    IsADirectoryError,
-    PermissionError,
-)
+USER_ERRORS = (StreamAppError, ScoringError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,14 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except USER_ERRORS as exc:
-        print(f"engagement-scorer {args.command}: error: {_describe(exc)}", file=sys.stderr)
+        text = str(exc) or type(exc).__name__
+        print(f"engagement-scorer {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, redis.exceptions.RedisError):
-        return f"Redis unreachable or refused the request ({text})"
-    return text

@@ -20,20 +20,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import redis.exceptions
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from scoring import load_model, nps
 from stream_app import jsonutil
+from stream_app.aioutil import raise_if_cancelled
 from stream_app.devkit import simulator
-from stream_app.devkit.stack import LocalService, free_port, start_redis, start_tansu
-from stream_app.kafka.io import AiokafkaPublisher, consume, prepare
+from stream_app.devkit.stack import (
+    DevStackError,
+    LocalService,
+    free_port,
+    start_redis,
+    start_tansu,
+)
+from stream_app.kafka.auth import aiokafka_config
+from stream_app.kafka.io import AiokafkaPublisher, consume
+from stream_app.kafka.topics import prepare
+from stream_app.messages import OutMessage
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import StateStore, connect
-from stream_app.worker.batch import OutMessage
-from stream_app.worker.runtime import raise_if_cancelled
+from stream_app.store.state import StateStore, StoreUnavailable, connect
 
 #: A few messages that cannot be scored, sent during the demo to show the dead-letter topic.
 BAD_EVENTS = (
@@ -213,7 +222,7 @@ async def _wait(
             if t.done() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
         if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with status {worker.returncode}; see its log")
+            raise DevStackError(f"the worker exited with status {worker.returncode}; see its log")
         if callable(tick):
             tick()
         await asyncio.sleep(0.25)  # screen refresh pace
@@ -224,7 +233,9 @@ async def _traffic(settings: Settings, args: argparse.Namespace, view: View) -> 
     config = simulator.SimConfig.ending(
         now_ms, args.history_days, customers=args.customers, seed=args.seed
     )
-    async with AiokafkaPublisher(settings.broker_list, linger_ms=5) as pub:
+    async with AiokafkaPublisher(
+        settings.broker_list, linger_ms=5, **aiokafka_config(settings)
+    ) as pub:
         view.phase = f"replaying {args.history_days:g} days of history"
         batch: list[OutMessage] = []
         for event in simulator.history(config):
@@ -247,14 +258,18 @@ def _message(settings: Settings, event: simulator.SimEvent) -> OutMessage:
 
 
 async def _follow(settings: Settings, view: View, console: Console, plain: bool) -> None:
-    async for _k, value, _p, _o in consume(settings.broker_list, settings.output_topic):
+    async for _k, value, _p, _o in consume(
+        settings.broker_list, settings.output_topic, client_config=aiokafka_config(settings)
+    ):
         line = view.on_change(jsonutil.loads(value))
         if plain:
             console.print(f"change: {line}", highlight=False, soft_wrap=True)
 
 
 async def _follow_dlq(settings: Settings, view: View) -> None:
-    async for _k, value, _p, _o in consume(settings.broker_list, settings.dlq_topic):
+    async for _k, value, _p, _o in consume(
+        settings.broker_list, settings.dlq_topic, client_config=aiokafka_config(settings)
+    ):
         view.dead[jsonutil.loads(value)["reason"]] += 1
 
 
@@ -262,6 +277,8 @@ async def _nps(settings: Settings, model_name: str, view: View) -> None:
     client = connect(settings.redis_url)
     try:
         await poll_nps(StateStore(client, Keys(settings.key_prefix, model_name)), view)
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
     finally:
         with contextlib.suppress(Exception):
             await client.aclose()

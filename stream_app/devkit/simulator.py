@@ -21,6 +21,13 @@ from typing import IO, Any, Literal, TypeVar
 
 import orjson
 
+from stream_app.errors import StreamAppError
+
+
+class SimulationError(StreamAppError, ValueError):
+    """A simulation asked for with values that make no sense."""
+
+
 SimEvent = dict[str, Any]
 T = TypeVar("T")
 
@@ -101,12 +108,12 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.customers < 1:
-            raise ValueError(f"customers: must be at least 1, got {self.customers}")
+            raise SimulationError(f"customers: must be at least 1, got {self.customers}")
         if self.end_ms <= self.start_ms:
-            raise ValueError("end_ms: must be after start_ms")
+            raise SimulationError("end_ms: must be after start_ms")
         ok = set(self.mix) <= set(PERSONAS) and all(0 <= w < math.inf for w in self.mix.values())
         if not (ok and any(self.mix.values())):
-            raise ValueError(f"mix: weights >= 0, not all 0, of personas {sorted(PERSONAS)}")
+            raise SimulationError(f"mix: weights >= 0, not all 0, of personas {sorted(PERSONAS)}")
         object.__setattr__(self, "mix", MappingProxyType(dict(self.mix)))
 
     @classmethod
@@ -268,7 +275,7 @@ def live(
     Never sleeps: pull at ``rate`` events/s, e.g. via :func:`paced`. Ids: sim-{seed}-live-{t0}-{n}.
     """
     if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"rate: must be a positive number of events per second, got {rate}")
+        raise SimulationError(f"rate: must be a positive number of events per second, got {rate}")
     customers = _customers(config)
     gone = {c.customer_id for c in customers if c.unsub_at and c.unsub_at <= config.end_ms}
     rng = random.Random(f"sim:{config.seed}:live")
@@ -297,7 +304,7 @@ def live(
 async def paced(it: Iterable[T], rate: float) -> AsyncIterator[T]:
     """Yield the items of ``it`` at about ``rate`` per second, pulling each one when it is due."""
     if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"rate: must be a positive number of events per second, got {rate}")
+        raise SimulationError(f"rate: must be a positive number of events per second, got {rate}")
     loop = asyncio.get_running_loop()
     source = iter(it)
     start = loop.time()
@@ -333,7 +340,7 @@ def inject_duplicates_and_disorder(
 ) -> list[SimEvent]:
     """Test helper: follow some events by a copy (same ``event_id``), then swap some neighbours."""
     if not (0.0 <= duplicate_rate <= 1.0 and 0.0 <= disorder_rate <= 1.0):
-        raise ValueError("duplicate_rate, disorder_rate: must be between 0 and 1")
+        raise SimulationError("duplicate_rate, disorder_rate: must be between 0 and 1")
     rng = random.Random(f"sim:disorder:{seed}")
     out: list[SimEvent] = []
     for event in events:

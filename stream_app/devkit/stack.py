@@ -6,7 +6,6 @@ Child processes on loopback, output in a log file, reported started only once th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -20,8 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stream_app.errors import StreamAppError
+
 __all__ = [
-    "DevStackError", "LocalService", "TopicSpec", "ensure_topics", "free_port",
+    "DevStackError", "LocalService", "free_port",
     "redis_cluster_url", "resolve_tansu_bin", "restart_redis", "start_redis",
     "start_redis_cluster", "start_tansu",
 ]  # fmt: skip
@@ -29,7 +30,7 @@ __all__ = [
 _POLL = 0.05  # seconds between two polls of a readiness condition
 
 
-class DevStackError(RuntimeError):
+class DevStackError(StreamAppError):
     """A local service could not be found, started, or prepared."""
 
 
@@ -321,68 +322,3 @@ def redis_cluster_url(nodes: Sequence[LocalService]) -> str:
     if not nodes:
         raise DevStackError("no cluster nodes")
     return f"redis+cluster://127.0.0.1:{nodes[0].port}"
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    retention_ms: int = 7 * 24 * 3600 * 1000
-    cleanup_policy: str = "delete"
-
-
-async def ensure_topics(
-    bootstrap: str, topics: Sequence[TopicSpec], *, timeout: float = 30.0
-) -> None:
-    """Create the missing ``topics``, then wait until all are in the metadata.
-
-    Configs are always given explicitly: Tansu only reports configs set at creation. "Already
-    exists" is fine; other partition counts are an error. Call this before any client touches
-    the topics: Tansu auto-creates a topic named in a Metadata request (4 partitions, no configs).
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-
-    wanted = {t.name: t for t in topics}
-    if not wanted:
-        return
-    deadline = time.monotonic() + timeout
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                t.name,
-                t.partitions,
-                1,
-                topic_configs={
-                    "retention.ms": str(t.retention_ms),
-                    "cleanup.policy": t.cleanup_policy,
-                },
-            )
-            for t in wanted.values()
-            if t.name not in existing
-        ]
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, *rest in response.topic_errors:
-                if code not in (0, TopicAlreadyExistsError.errno):
-                    raise DevStackError(f"cannot create topic {name!r}: error {code} {rest}")
-        while True:  # list first: a Metadata request naming a missing topic creates it
-            with contextlib.suppress(KafkaError):
-                if set(wanted) <= set(await admin.list_topics()):
-                    found = {
-                        d["topic"]: len(d["partitions"])
-                        for d in await admin.describe_topics(list(wanted))
-                    }
-                    wrong = {n: c for n, c in found.items() if c != wanted[n].partitions}
-                    if wrong:
-                        raise DevStackError(f"topics exist with other partition counts: {wrong}")
-                    if all(found.values()):
-                        return
-            if time.monotonic() > deadline:
-                raise DevStackError(f"topics not in metadata in time: {sorted(wanted)}")
-            await asyncio.sleep(_POLL)
-    finally:
-        await admin.close()

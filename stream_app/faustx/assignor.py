@@ -1,7 +1,8 @@
 """A co-partitioning consumer-group assignor: partition ``k`` of every topic goes to one worker.
 
 The agent reads two topics, the input and the by-customer topic, which have the same
-partition count and the same owner partition per customer (``pipeline.expected_partition``).
+partition count and the same owner partition per customer
+(:func:`stream_app.messages.expected_partition`).
 A customer's events must all be scored by one worker, and the decay sweep of input
 partition ``k`` checks the by-customer partition ``k`` as well, so a worker that owns input
 partition ``k`` must own by-customer partition ``k`` too.

@@ -23,6 +23,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from stream_app.faustx.compat import FaustIncompatible
+
 __all__ = ["install", "installed", "run_eagerly", "uninstall"]
 
 _ORIGINAL_ATTR = "_engagement_original_wait_first"
@@ -94,7 +96,7 @@ def install() -> None:
     if installed():
         return
     if "wait_first" in Consumer.__dict__:
-        raise RuntimeError(
+        raise FaustIncompatible(
             "stream_app.faustx.delivery: faust's Consumer defines its own wait_first now; "
             "check _drain_messages before patching it"
         )

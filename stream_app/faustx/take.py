@@ -23,6 +23,8 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from stream_app.faustx.compat import FaustIncompatible
+
 __all__ = ["batches"]
 
 
@@ -57,7 +59,7 @@ class _Buffer:
                 self.consuming = None
         event = self.stream.current_event
         if event is None:
-            raise RuntimeError("take buffer found current_event is None")
+            raise FaustIncompatible("take buffer found current_event is None")
         if not self.events:
             self.first_at = handed
         self.events.append(event)

@@ -39,6 +39,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from stream_app.faustx.compat import FaustIncompatible
+
 __all__ = [
     "DEFAULT_FETCH_MAX_WAIT_MS",
     "fast_join_settings",
@@ -80,7 +82,7 @@ def install(fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS) -> None:
         if getattr(consumer, "_fetcher", None) is not None or not hasattr(
             consumer, "_fetch_max_wait_ms"
         ):
-            raise RuntimeError(
+            raise FaustIncompatible(
                 "stream_app.faustx.tuning: aiokafka's AIOKafkaConsumer no longer keeps "
                 "_fetch_max_wait_ms until start(); the fetch_max_wait_ms patch needs updating"
             )
@@ -106,7 +108,7 @@ def _copartition(consumer: Any) -> None:
 
     strategy = getattr(consumer, "_partition_assignment_strategy", None)
     if strategy is None:
-        raise RuntimeError(
+        raise FaustIncompatible(
             "stream_app.faustx.tuning: aiokafka's AIOKafkaConsumer no longer keeps "
             "_partition_assignment_strategy until start(); the assignor patch needs updating"
         )

@@ -31,6 +31,7 @@ from scoring import (
     values_at,
 )
 from stream_app.contracts import rfc3339
+from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
@@ -46,7 +47,7 @@ def error(status: int, code: str, message: str) -> Answer:
     return status, {"error": {"code": code, "message": message}}
 
 
-class ApiError(Exception):
+class ApiError(StreamAppError):
     """A request the API refuses; ``answer`` is the JSON error to send."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -6,11 +6,11 @@ from typing import Any
 
 from scoring import Model, category, decode_state, next_crossing, segment_names, values_at
 from stream_app.contracts import rfc3339
-from stream_app.store.state import StoredRecord
+from stream_app.store.records import CustomerRecord
 
 
 def describe(
-    customer_id: str, record: StoredRecord, model: Model, *, now_ms: float | None = None
+    customer_id: str, record: CustomerRecord, model: Model, *, now_ms: float | None = None
 ) -> dict[str, Any]:
     """A customer's state as JSON-ready data: values at the clock (and at ``now_ms``)."""
     if record.state is None:

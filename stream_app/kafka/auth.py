@@ -62,8 +62,3 @@ def faust_credentials(settings: Settings) -> Any:
         mechanism=settings.kafka_sasl_mechanism,
         ssl_context=context,
     )
-
-
-def client_config() -> dict[str, Any]:
-    """:func:`aiokafka_config` for the environment's settings (CLI commands)."""
-    return aiokafka_config(Settings.from_env())

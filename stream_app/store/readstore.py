@@ -24,15 +24,12 @@ from typing import cast
 
 from scoring import Model, SegmentChange
 from stream_app.store.keys import Keys
-from stream_app.store.state import Command, RedisClient, ScriptArg
+from stream_app.store.records import Command, Membership, ScriptArg
+from stream_app.store.state import RedisClient
 from stream_app.store.tiercounts import read_tier_counts
 
 #: How long tier moves are kept (the API reports the last hour and day).
 MOVES_KEPT_MS = 2 * 86_400_000
-
-
-#: The rule segments one customer is in (what the member sets hold of it).
-Membership = frozenset[str]
 
 
 class ReadStore:

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -33,66 +32,31 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys, slot_of
+from stream_app.store.records import (
+    Command,
+    CustomerRecord,
+    ScriptArg,
+    Write,
+    decode_record,
+    encode_record,
+)
 
 RedisClient = aioredis.Redis | RedisCluster
-ScriptArg = bytes | str | int | float
-#: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
-Command = tuple[ScriptArg, ...]
+
+
+class StoreUnavailable(StreamAppError):
+    """Redis could not be reached, or refused a request."""
+
+    @classmethod
+    def from_redis(cls, exc: redis.exceptions.RedisError) -> StoreUnavailable:
+        return cls(f"Redis unreachable or refused the request ({exc or type(exc).__name__})")
 
 
 def lua_source(name: str) -> str:
     """The text of ``stream_app/store/lua/<name>``."""
     return resources.files("stream_app.store").joinpath("lua", name).read_text("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """What Redis holds for one customer (version 0 and no state: unknown customer)."""
-
-    version: int = 0
-    marks: Mapping[str, int] = field(default_factory=dict)
-    state: bytes | None = None
-    explain: bytes | None = None
-
-
-def encode_record(
-    version: int, marks: Mapping[str, int], state: bytes, explain: bytes | None = None
-) -> bytes:
-    """Pack a record.
-
-    >>> encode_record(3, {"i1": 40}, b"[1]")
-    b'3 i1=40 3 [1]'
-    >>> encode_record(3, {}, b"[1]", b"[2]")
-    b'3 - 3 [1][2]'
-    """
-    mark_text = ",".join(f"{k}={v}" for k, v in sorted(marks.items())) or "-"
-    return f"{version} {mark_text} {len(state)} ".encode() + state + (explain or b"")
-
-
-def decode_record(raw: bytes) -> StoredRecord:
-    """Unpack a record written by :func:`encode_record`.
-
-    >>> decode_record(b'3 i1=40,r1=2 3 [1][2]')
-    StoredRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]')
-
-    Records of release 0.1 (``"<version> <marks> <state>"``, the explanation in a key
-    of its own) still read, without their explanation:
-
-    >>> decode_record(b'3 - [1]')
-    StoredRecord(version=3, marks={}, state=b'[1]', explain=None)
-    """
-    version, mark_text, rest = raw.split(b" ", 2)
-    marks: dict[str, int] = {}
-    if mark_text != b"-":
-        for item in mark_text.decode().split(","):
-            name, offset = item.split("=")
-            marks[name] = int(offset)
-    if not rest[:1].isdigit():  # a 0.1 record: the state is JSON, it starts with "["
-        return StoredRecord(int(version), marks, rest)
-    length, body = rest.split(b" ", 1)
-    n = int(length)
-    return StoredRecord(int(version), marks, body[:n], body[n:] or None)
 
 
 def connect(url: str, name: str | None = None) -> RedisClient:
@@ -108,22 +72,6 @@ def connect(url: str, name: str | None = None) -> RedisClient:
     if "+cluster://" in url:
         return RedisCluster.from_url(url.replace("+cluster://", "://", 1), **common)
     return aioredis.from_url(url, health_check_interval=30, **common)
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One fenced record write: the version read, and the new record's parts."""
-
-    customer_id: str
-    read_version: int
-    marks: Mapping[str, int]
-    state: bytes
-    due_partition: int = 0
-    due_at_ms: float | None = None  # the new state's next decay crossing
-    explain: bytes | None = None  # stored in the record, after the state
-    # (tier of the record read, "" for a new customer; tier of the new record, "" when
-    # tiers are not counted): the write moves the customer between the tier counts
-    tier_move: tuple[str, str] = ("", "")
 
 
 class _Script:
@@ -183,7 +131,7 @@ class StateStore:
                 await self.load_scripts()
         raise AssertionError("unreachable")
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredRecord]:
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, CustomerRecord]:
         """Records (with explanations) of the given customers: one ``MGET``.
 
         On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together.
@@ -196,7 +144,7 @@ class StateStore:
         else:
             raws = await self.client.mget(keys)
         return {
-            cid: decode_record(raw) if raw is not None else StoredRecord()
+            cid: decode_record(raw) if raw is not None else CustomerRecord()
             for cid, raw in zip(customer_ids, raws, strict=True)
         }
 
@@ -308,6 +256,10 @@ class StateStore:
             args += [cid, repr(old), "" if new is None else repr(new)]
         await self._run(self._reschedule, [self.keys.due(partition)], args)
 
+    async def ping(self) -> None:
+        """One round trip to Redis (raises when it is unreachable)."""
+        await self.client.ping()
+
     async def due_size(self, partition: int) -> int:
         """How many customers wait in ``partition``'s due index."""
         return int(await self.client.zcard(self.keys.due(partition)))
@@ -325,13 +277,3 @@ class StateStore:
                 if name != "_wm":
                     total[name] = total.get(name, 0) + int(v)
         return total
-
-
-def nps_field(day: str, tier: str, category: str) -> str:
-    """The counter name of one (day, tier, category); tier ``*`` is the overall count."""
-    return f"{day}|{tier}|{category}"
-
-
-def nps_fields(day: str, tier: str, category: str) -> Iterable[str]:
-    """Both counters one response increments: overall and by tier."""
-    return (nps_field(day, "*", category), nps_field(day, tier, category))

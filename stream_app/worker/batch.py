@@ -19,16 +19,12 @@ make re-applied messages no-ops, and re-published changes carry the same ids.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from aiokafka.partitioner import murmur2
 
 from scoring import (
     CustomerState,
@@ -46,13 +42,17 @@ from scoring import (
     next_crossing,
     parse_event,
     quiet_until,
-    segment_names,
 )
 from stream_app import jsonutil
-from stream_app.contracts import cloudevent, dead_letter
-from stream_app.store.readstore import Membership, ReadStore
-from stream_app.store.state import Command, StateStore, StoredRecord, Write, nps_fields
+from stream_app.contracts import dead_letter
+from stream_app.errors import StreamAppError
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
+from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.readside import ReadSide
 
 log = logging.getLogger(__name__)
 
@@ -60,50 +60,8 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_ROUNDS = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message, free of any Kafka client type."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None  # None: a tombstone (dead-lettered as not_json)
-    timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
-
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
-
-#: The CloudEvents Kafka protocol binding's header for structured content mode.
-CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
-
-
-@dataclass(frozen=True, slots=True)
-class OutMessage:
-    """One message to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers = ()
-
-
-class Publisher(Protocol):
-    """Sends messages and returns once the broker acknowledged all of them."""
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Topic names and the input's partition count."""
-
-    input: str
-    by_customer: str
-    output: str
-    dlq: str
-    input_partitions: int
+class WriteConflicts(StreamAppError):
+    """Fenced writes kept losing races (another worker writes the same customers)."""
 
 
 @dataclass
@@ -126,9 +84,34 @@ class BatchStats:
     #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
+    def add(self, fold: Fold) -> None:
+        """Count one customer's fold."""
+        self.applied += fold.applied
+        self.duplicate += fold.duplicate
+        self.capped += fold.capped
+        self.redelivered += fold.redelivered
+        self.suspect_redelivered += fold.suspect
+        if fold.dead:
+            self.dead["internal_error"] += len(fold.dead)
+        for change in fold.changes:
+            self.changes[change.cloudevent_type] += 1
 
-@dataclass
-class _Fold:
+
+@dataclass(slots=True)
+class Parsed:
+    """Step 1's result: the batch's events by customer, what goes elsewhere at once."""
+
+    events: dict[str, list[tuple[Record, Event]]]
+    #: The last offset of the batch per source (topic, partition).
+    offsets: dict[tuple[str, int], int]
+    #: Dead letters and forwards, in input order.
+    messages: list[OutMessage]
+    dead: Counter[str]
+    forwarded: int
+
+
+@dataclass(slots=True)
+class Fold:
     """One customer's outcome within a batch."""
 
     write: Write | None
@@ -136,6 +119,12 @@ class _Fold:
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
+    dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
+    applied: int = 0
+    duplicate: int = 0
+    capped: int = 0
+    redelivered: int = 0
+    suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
 
 
 class _StageTimer:
@@ -153,65 +142,48 @@ class _StageTimer:
         self._last = now
 
 
-@functools.lru_cache(maxsize=65_536)
-def expected_partition(customer_id: str, partitions: int) -> int:
-    """The partition the default (murmur2) partitioner gives a customer key.
-
-    Cached: murmur2 is pure Python in aiokafka, and busy customers come back often.
-
-    >>> expected_partition("cust-1", 8) == expected_partition("cust-1", 8)
-    True
-    """
-    return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
-
-
 class BatchProcessor:
-    """Scores batches; every effect goes through ``store`` and ``publisher``."""
+    """Scores batches; every effect goes through ``store`` and ``publisher``.
+
+    ``hints`` and ``progress`` are shared with the decay sweep when the worker hands
+    them in (:class:`stream_app.worker.scorer.Scorer`); by default the processor has
+    its own.
+    """
 
     def __init__(
         self,
         *,
         model: Model,
         topics: Topics,
-        store: StateStore,
+        store: RecordStore,
         publisher: Publisher,
-        readstore: ReadStore | None = None,
+        readstore: Indexes | None = None,
         explain_events: int = 10,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
         clock: Callable[[], float] = time.time,
+        hints: DueHints | None = None,
+        progress: PartitionProgress | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
         self.store = store
-        self.publisher = publisher
-        self.readstore = readstore
         self.explain_events = explain_events
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
         self.due_horizon_ms = due_horizon_ms
         self.clock = clock
-        #: Largest event time applied, per owner partition (event-time progress).
-        self.event_time: dict[int, float] = {}
-        #: Last offset processed, per (topic, partition).
-        self.offsets: dict[tuple[str, int], int] = {}
+        self.due_hints = DueHints() if hints is None else hints
+        self.progress = PartitionProgress(topics) if progress is None else progress
+        self.readside = ReadSide(model, readstore)
+        self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
-        self.due_hints = DueHints()
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
-
-    def change_message(self, change: SegmentChange) -> OutMessage:
-        """A segment change as its CloudEvent on the output topic, keyed by customer."""
-        return OutMessage(
-            self.topics.output,
-            change.customer_id.encode(),
-            jsonutil.dumps(cloudevent(change)),
-            CLOUDEVENT_HEADERS,
-        )
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -226,41 +198,37 @@ class BatchProcessor:
         stats = BatchStats(consumed=len(records))
         timer = _StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
-        out: list[OutMessage] = []
-        grouped, offsets = self._parse(records, stats=stats, out=out, now_ms=now_ms)
-        pending = dict(grouped)
-        written: list[_Fold] = []  # the folds whose writes won, over all rounds
+        parsed = self._parse(records, now_ms=now_ms)
+        stats.dead.update(parsed.dead)
+        stats.forwarded = parsed.forwarded
+        messages = parsed.messages
+        pending = parsed.events
+        written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: self._fold(
-                    cid, stored=stored[cid], events=evs, stats=stats, out=out, now_ms=now_ms
-                )
+                cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
+            changes: list[SegmentChange] = []
             for fold in folds.values():
-                for change in fold.changes:
-                    out.append(self.change_message(change))
-                    stats.changes[change.cloudevent_type] += 1
+                stats.add(fold)
+                messages.extend(fold.dead)
+                changes.extend(fold.changes)
+            messages.extend(change_messages(self.topics.output, changes))
+            outcome = Outcome(
+                messages,
+                [f.write for f in folds.values() if f.write is not None],
+                nps=self._nps(folds.values()),
+                index=self._index(folds, force=round_ > 0, now_ms=now_ms),
+            )
             timer.lap("score")
-            await self.publisher.publish(out)
-            timer.lap("publish")
-            out = []
-            writes = [f.write for f in folds.values() if f.write is not None]
-            nps = self._nps(folds.values())
-            index = self._index(folds, force=round_ > 0, now_ms=now_ms)
-            timer.lap("score")
-            lost = await self.store.commit(writes, nps=nps, index=index)
-            gone = set(lost)
-            for w in writes:  # (written with ZADD LT, lost or not)
-                version = None if w.customer_id in gone else w.read_version + 1
-                self.due_hints.set(w.customer_id, w.due_at_ms, version)
-            timer.lap("write")
-            written.extend(f for cid, f in folds.items() if cid not in gone)
+            lost = await self.effects.apply(outcome, timer.lap)
+            written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
-                self._progress(offsets, written)
+                self.progress.advance(parsed.offsets, self._event_times(written))
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -273,18 +241,14 @@ class BatchProcessor:
                 return stats
             stats.conflicts += len(lost)
             log.warning("fenced writes lost for %d customers; re-reading them", len(lost))
-            pending = {cid: grouped[cid] for cid in lost}
-        raise RuntimeError(f"fenced writes kept losing for {len(pending)} customers")
+            pending = {cid: parsed.events[cid] for cid in lost}
+            messages = []
+        raise WriteConflicts(f"fenced writes kept losing for {len(pending)} customers")
 
-    def _parse(
-        self, records: Sequence[Record], *, stats: BatchStats, out: list[OutMessage], now_ms: float
-    ) -> tuple[dict[str, list[tuple[Record, Event]]], dict[tuple[str, int], int]]:
-        """Step 1: the batch's events by customer, and the last offset per partition.
-
-        Dead letters and forwards go to ``out``.
-        """
-        grouped: dict[str, list[tuple[Record, Event]]] = defaultdict(list)
-        offsets: dict[tuple[str, int], int] = {}
+    def _parse(self, records: Sequence[Record], *, now_ms: float) -> Parsed:
+        """Step 1: the batch's events by customer, dead letters and forwards."""
+        parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
+        offsets, out = parsed.offsets, parsed.messages
         for rec in records:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
@@ -296,14 +260,14 @@ class BatchProcessor:
                 )
             except InvalidEvent as exc:
                 out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
-                stats.dead[exc.reason] += 1
+                parsed.dead[exc.reason] += 1
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
                 out.append(
                     self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
                 )
-                stats.dead["internal_error"] += 1
+                parsed.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
                 event.customer_id, self.topics.input_partitions
@@ -311,40 +275,37 @@ class BatchProcessor:
                 out.append(
                     OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
                 )
-                stats.forwarded += 1
+                parsed.forwarded += 1
                 continue
-            grouped[event.customer_id].append((rec, event))
-        return grouped, offsets
+            parsed.events[event.customer_id].append((rec, event))
+        return parsed
 
     def _fold(
         self,
         customer_id: str,
         *,
-        stored: StoredRecord,
+        stored: CustomerRecord,
         events: list[tuple[Record, Event]],
-        stats: BatchStats,
-        out: list[OutMessage],
         now_ms: float,
-    ) -> _Fold:
+    ) -> Fold:
+        """Step 2, for one customer: its events through :func:`scoring.apply`."""
         state: CustomerState | None = (
             decode_state(stored.state, self.model) if stored.state is not None else None
         )
-        stored_state = state
+        fold = Fold(None, [], [], stored=state)
         marks = dict(stored.marks)
         expl = (
             decode_explanation(stored.explain, self.model) if stored.explain is not None else None
         )
-        changes: list[SegmentChange] = []
-        nps: list[tuple[str, int, int, str]] = []
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
         for rec, event in events:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
-                stats.redelivered += 1
+                fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
-                    stats.suspect_redelivered += 1
+                    fold.suspect += 1
                 continue
             marks[src] = rec.offset
             touched = True
@@ -359,30 +320,29 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                out.append(
+                fold.dead.append(
                     self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
                 )
-                stats.dead["internal_error"] += 1
                 continue
             state = result.state
-            changes.extend(result.changes)
+            fold.changes.extend(result.changes)
             if result.status == "duplicate":
-                stats.duplicate += 1
+                fold.duplicate += 1
                 continue
             if result.status == "applied":
-                stats.applied += 1
+                fold.applied += 1
             else:
-                stats.capped += 1
+                fold.capped += 1
             if self.explain_events:
                 points = self.model.event_types[event.type].points
                 points = points if result.status == "applied" else 0.0
                 expl = explain_add(expl, event, points, self.model, keep=self.explain_events)
             if result.nps is not None:
                 for fld in nps_fields(result.nps.day, result.nps.tier, result.nps.category):
-                    nps.append((rec.topic, rec.partition, rec.offset, fld))
-        write = None
+                    fold.nps.append((rec.topic, rec.partition, rec.offset, fld))
+        fold.state = state
         if touched and state is not None:
-            write = Write(
+            fold.write = Write(
                 customer_id,
                 stored.version,
                 marks,
@@ -390,16 +350,9 @@ class BatchProcessor:
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
-                tier_move=self.tier_move(stored_state, state),
+                tier_move=self.readside.tier_move(fold.stored, state),
             )
-        return _Fold(write, changes, nps, state, stored_state)
-
-    def tier_move(self, read: CustomerState | None, new: CustomerState) -> tuple[str, str]:
-        """A :class:`Write`'s ``tier_move``: ("", "") when there are no read indexes."""
-        if self.readstore is None:
-            return "", ""
-        tiers = self.model.tiers
-        return "" if read is None else tiers[read.tier].name, tiers[new.tier].name
+        return fold
 
     def due_at(self, customer_id: str, state: CustomerState) -> float | None:
         """A lower bound of the state's next crossing for the due index (None: never).
@@ -424,32 +377,22 @@ class BatchProcessor:
             return horizon
         return next_crossing(state, model)
 
-    def _progress(self, offsets: Mapping[tuple[str, int], int], folds: Iterable[_Fold]) -> None:
-        """Advance offsets and event-time progress, once the batch's effects are durable."""
-        for tp, offset in offsets.items():
-            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+    @staticmethod
+    def _event_times(folds: Iterable[Fold]) -> dict[int, float]:
+        """The largest event time written per owner partition (event-time progress)."""
+        times: dict[int, float] = {}
         for fold in folds:
             if fold.state is not None and fold.write is not None:
                 owner = fold.write.due_partition
                 last = fold.state.last_event_ms
-                if last is not None and last > self.event_time.get(owner, -math.inf):
-                    self.event_time[owner] = last
+                if last is not None and last > times.get(owner, -math.inf):
+                    times[owner] = last
+        return times
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Drop progress of partitions this worker no longer owns (after a rebalance)."""
-        self.due_hints.clear()
-        for p in partitions:
-            self.event_time.pop(p, None)
-            for topic in (self.topics.input, self.topics.by_customer):
-                self.offsets.pop((topic, p), None)
-
-    def membership(self, state: CustomerState) -> Membership:
-        """The rule segments ``state`` is in (what the member sets hold of it)."""
-        return frozenset(segment_names(state, self.model))
-
-    def _index(self, folds: Mapping[str, _Fold], *, force: bool, now_ms: float) -> list[Command]:
+    def _index(self, folds: Mapping[str, Fold], *, force: bool, now_ms: float) -> list[Command]:
         """Index commands for new customers and those whose standing changed."""
-        if self.readstore is None:
+        readside = self.readside
+        if not readside.enabled:
             return []
         members: dict[str, Membership] = {}
         previous: dict[str, Membership | None] = {}
@@ -457,14 +400,14 @@ class BatchProcessor:
             is_new = f.write is not None and f.write.read_version == 0
             if f.state is None or not (f.changes or force or is_new):
                 continue
-            members[cid] = self.membership(f.state)
+            members[cid] = readside.membership(f.state)
             if not force:  # the diff is deterministic, so a replay writes it again
-                previous[cid] = None if f.stored is None else self.membership(f.stored)
+                previous[cid] = None if f.stored is None else readside.membership(f.stored)
         changes = [c for f in folds.values() for c in f.changes]
-        return self.readstore.commands(members, changes, now_ms, previous=previous)
+        return readside.commands(members, changes, now_ms, previous=previous)
 
     @staticmethod
-    def _nps(folds: Iterable[_Fold]) -> dict[tuple[str, int], list[tuple[int, str]]]:
+    def _nps(folds: Iterable[Fold]) -> NpsCounts:
         counts: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         for fold in folds:
             for topic, partition, offset, fld in fold.nps:

@@ -64,7 +64,8 @@ class DueHints:
             self._at.clear()
         self._at[customer_id] = (math.inf if at_ms is None else at_ms, version)
 
-    def forget(self, customer_id: str) -> None:
+    def discard(self, customer_id: str) -> None:
+        """Forget what was written for one customer."""
         self._at.pop(customer_id, None)
 
     def clear(self) -> None:

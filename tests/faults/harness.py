@@ -77,11 +77,11 @@ from stream_app.devkit.stack import (
     start_redis,
     start_tansu,
 )
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
+from stream_app.messages import expected_partition
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import decode_record, nps_fields
-from stream_app.worker.batch import expected_partition
+from stream_app.store.records import decode_record, nps_fields
 from tests.integration.workers import MARKER, Message, Out, Sent, produce, read_until, worker_env
 
 REPO = Path(__file__).resolve().parents[2]

@@ -33,8 +33,9 @@ from scoring import (
 )
 from stream_app import jsonutil
 from stream_app.contracts import MAX_DEAD_PAYLOAD, dead_letter
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.batch import BatchProcessor
 
 from .harness import (
     Config,
@@ -60,18 +61,18 @@ TOPICS = Topics(input="in", by_customer="in.by", output="out", dlq="dlq", input_
 class FakeStore:
     """In-memory stand-in for :class:`stream_app.store.state.StateStore`."""
 
-    records: dict[str, StoredRecord] = field(default_factory=dict)
+    records: dict[str, CustomerRecord] = field(default_factory=dict)
     written: list[Write] = field(default_factory=list)
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Any]:
-        return {c: self.records.get(c, StoredRecord()) for c in customer_ids}
+        return {c: self.records.get(c, CustomerRecord()) for c in customer_ids}
 
     async def commit(
         self, writes: Sequence[Write], *, nps: object = None, index: object = ()
     ) -> list[str]:
         self.written += writes
         for w in writes:
-            self.records[w.customer_id] = StoredRecord(w.read_version + 1, dict(w.marks), w.state)
+            self.records[w.customer_id] = CustomerRecord(w.read_version + 1, dict(w.marks), w.state)
         return []
 
 
@@ -93,7 +94,7 @@ def _processor(store: FakeStore | None = None) -> tuple[BatchProcessor, FakeStor
     proc = BatchProcessor(
         model=load_default_model(),
         topics=TOPICS,
-        store=store,  # type: ignore[arg-type]
+        store=store,
         publisher=pub,
         explain_events=0,
         clock=lambda: 1_800_000_000.0,
@@ -187,7 +188,7 @@ def test_offsets_below_the_marks_with_unseen_event_ids_are_reported(
     model = load_default_model()
     state = apply(None, Event("old-1", "c-1", "webinar_attended", 1_700_000_000_000), model).state
     src = f"i{expected_partition('c-1', 4)}"
-    store = FakeStore({"c-1": StoredRecord(1, {src: 500}, encode_state(state))})
+    store = FakeStore({"c-1": CustomerRecord(1, {src: 500}, encode_state(state))})
     proc, _, _ = _processor(store)
     with caplog.at_level(logging.WARNING, logger="stream_app.worker.batch"):
         stats = asyncio.run(

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 import pytest
 
-from stream_app.devkit.stack import LocalService, TopicSpec, ensure_topics
+from stream_app.devkit.stack import LocalService
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ import redis.cluster
 
 from scoring import CustomerState, Model, advance, decode_state, values_at
 from stream_app.store.keys import Keys
-from stream_app.store.state import StoredRecord, decode_record
+from stream_app.store.records import CustomerRecord, decode_record
 from tests.integration.workers import Folded, Sent, event
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
@@ -102,7 +102,7 @@ class Store:
     client: SyncClient
     keys: Keys
 
-    def records(self, ids: Sequence[str]) -> dict[str, StoredRecord | None]:
+    def records(self, ids: Sequence[str]) -> dict[str, CustomerRecord | None]:
         pipe = self.client.pipeline(transaction=False)
         for cid in ids:
             pipe.get(self.keys.state(cid))

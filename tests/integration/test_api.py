@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scoring import Model, decode_state, next_crossing, nps, values_at
 from stream_app.contracts import rfc3339
 from stream_app.devkit.stack import LocalService, free_port, restart_redis, start_redis
-from stream_app.store.state import decode_record
+from stream_app.store.records import decode_record
 from tests.integration.workers import (
     REPO,
     Folded,

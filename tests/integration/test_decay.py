@@ -29,9 +29,9 @@ from scoring import Model, SegmentChange, advance, load_model, next_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from stream_app.devkit.stack import LocalService
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
+from stream_app.messages import expected_partition
 from stream_app.settings import Settings
-from stream_app.worker.batch import expected_partition
 from tests.integration.workers import (
     Message,
     Out,

@@ -16,8 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream_app.devkit import stack as devstack
-from stream_app.devkit.stack import DevStackError, LocalService, TopicSpec
+from stream_app.devkit.stack import DevStackError, LocalService
 from stream_app.faustx import tuning as faust_tuning
+from stream_app.kafka.topics import TopicsError, TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +91,8 @@ def test_ensure_topics_creates_requested_partitions_and_configs(
         TopicSpec(unique_name("b"), 6, retention_ms=3_600_000),
         TopicSpec(unique_name("c"), 1, cleanup_policy="compact"),
     ]
-    asyncio.run(devstack.ensure_topics(tansu.url, specs))
-    asyncio.run(devstack.ensure_topics(tansu.url, specs))  # existing: fine
+    asyncio.run(ensure_topics(tansu.url, specs))
+    asyncio.run(ensure_topics(tansu.url, specs))  # existing: fine
 
     described = asyncio.run(_describe(tansu.url, [s.name for s in specs]))
     for spec in specs:
@@ -105,9 +106,9 @@ def test_ensure_topics_rejects_other_partition_count(
     tansu: LocalService, unique_name: Callable[[str], str]
 ) -> None:
     name = unique_name("p")
-    asyncio.run(devstack.ensure_topics(tansu.url, [TopicSpec(name, 2)]))
-    with pytest.raises(DevStackError, match="partition"):
-        asyncio.run(devstack.ensure_topics(tansu.url, [TopicSpec(name, 5)]))
+    asyncio.run(ensure_topics(tansu.url, [TopicSpec(name, 2)]))
+    with pytest.raises(TopicsError, match="partition"):
+        asyncio.run(ensure_topics(tansu.url, [TopicSpec(name, 5)]))
 
 
 def test_redis_answers(redis_server: LocalService, redis_client: redis.Redis) -> None:

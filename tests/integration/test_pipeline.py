@@ -26,8 +26,8 @@ from scoring import REASONS, InvalidEvent, load_default_model, nps, parse_event
 from stream_app.contracts import rfc3339
 from stream_app.devkit import simulator
 from stream_app.devkit.stack import LocalService
+from stream_app.messages import expected_partition
 from stream_app.store.state import StateStore, connect
-from stream_app.worker.batch import expected_partition
 from tests.integration.workers import (
     DAY_MS,
     OLD_MS,

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from stream_app.devkit.stack import LocalService
 from stream_app.store.keys import Keys
-from stream_app.store.state import StateStore, Write, decode_record
+from stream_app.store.records import Write, decode_record
+from stream_app.store.state import StateStore
 
 T = TypeVar("T")
 

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 from stream_app.devkit.stack import LocalService
 from stream_app.store.keys import Keys
-from stream_app.store.state import StateStore, Write
+from stream_app.store.records import Write
+from stream_app.store.state import StateStore
 from stream_app.store.tiercounts import migrate_tier_sets, read_tier_counts
 
 T = TypeVar("T")

@@ -43,10 +43,10 @@ from scoring import (
 )
 from scoring.model import default_model_path
 from stream_app.devkit.stack import LocalService
-from stream_app.kafka.io import prepare
+from stream_app.kafka.topics import prepare
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.state import StoredRecord, decode_record
+from stream_app.store.records import CustomerRecord, decode_record
 
 T = TypeVar("T")
 
@@ -277,7 +277,7 @@ class Worker:
 
     # ----------------------------------------------------------------- Redis
 
-    def record(self, customer_id: str) -> StoredRecord | None:
+    def record(self, customer_id: str) -> CustomerRecord | None:
         raw = self.redis.get(self.keys.state(customer_id))
         return None if raw is None else decode_record(raw)  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ Times sit on a coarse grid so that equal timestamps, crossings exactly at an eve
 time and timer ``until`` values exactly at a crossing or an event come up often.
 
 The same property is then checked through the worker's own code
-(``BatchProcessor`` and ``sweep_partition``, the due index in an in-memory store)
+(``BatchProcessor`` and ``DecaySweep``, the due index in an in-memory store)
 with the runtime's progress rule: the largest event time applied on the partition,
 or the end of time once the partition has nothing left.
 """
@@ -26,7 +26,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,9 +46,10 @@ from scoring import (
 from scoring.crossing import find_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
-from stream_app.store.state import StoredRecord, Write
-from stream_app.worker.batch import BatchProcessor, OutMessage, Record, Topics, expected_partition
-from stream_app.worker.sweep import sweep_partition
+from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.store.records import CustomerRecord, Write
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.scorer import Scorer, ScoringOptions
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 MINUTE = 60_000
@@ -331,11 +332,11 @@ class MemoryStore:
     before the write, due entries by (time, member), compare-and-set reschedule."""
 
     def __init__(self) -> None:
-        self.records: dict[str, StoredRecord] = {}
+        self.records: dict[str, CustomerRecord] = {}
         self.due_index: dict[int, dict[str, float]] = defaultdict(dict)
 
-    async def load(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
-        return {cid: self.records.get(cid, StoredRecord()) for cid in ids}
+    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
 
     async def commit(
         self, writes: Sequence[Write], *, nps: object = None, index: object = ()
@@ -346,10 +347,10 @@ class MemoryStore:
                 index[w.customer_id] = w.due_at_ms
         lost = []
         for w in writes:
-            if self.records.get(w.customer_id, StoredRecord()).version != w.read_version:
+            if self.records.get(w.customer_id, CustomerRecord()).version != w.read_version:
                 lost.append(w.customer_id)
                 continue
-            self.records[w.customer_id] = StoredRecord(
+            self.records[w.customer_id] = CustomerRecord(
                 w.read_version + 1, dict(w.marks), w.state, w.explain
             )
         return lost
@@ -387,22 +388,30 @@ WORKER_CUSTOMERS = ["c1", "c2", "c3", "c4", "c5"]  # c4 on partition 0, the othe
 
 
 class Worker:
-    """A ``BatchProcessor`` and ``sweep_partition`` over a :class:`MemoryStore`, fed
-    from keyed input partitions (each in time order, as a keyed producer sends)."""
+    """The worker's ``Scorer`` (batch processor and decay sweep) over a
+    :class:`MemoryStore`, fed from keyed input partitions (each in time order, as a
+    keyed producer sends)."""
 
     def __init__(
-        self, events: Sequence[Event], end: float, limit: int, explain_events: int = 0
+        self,
+        events: Sequence[Event],
+        end: float,
+        limit: int,
+        explain_events: int = 0,
+        store: MemoryStore | None = None,
     ) -> None:
         self.events, self.end, self.limit = list(events), end, limit
-        self.store, self.publisher = MemoryStore(), Collect()
-        self.processor = BatchProcessor(
+        self.store, self.publisher = store or MemoryStore(), Collect()
+        self.scorer = Scorer(
             model=MODEL,
             topics=Topics("in", "in.by-customer", "out", "dlq", PARTITIONS),
-            store=cast(Any, self.store),
+            store=self.store,
             publisher=self.publisher,
-            explain_events=explain_events,
+            options=ScoringOptions(explain_events=explain_events, sweep_limit=limit),
             clock=lambda: end / 1000.0 + 86_400,
         )
+        self.processor = self.scorer.batch
+        self.progress = self.scorer.progress
         self.queues: dict[int, list[tuple[Record, int]]] = {p: [] for p in range(PARTITIONS)}
         for e in events:
             p = expected_partition(e.customer_id, PARTITIONS)
@@ -418,7 +427,7 @@ class Worker:
         await self.processor.process(self.last)
 
     async def sweep(self, p: int, until: float) -> None:
-        await sweep_partition(self.processor, p, until, now_ms=until, limit=self.limit)
+        await self.scorer.sweep.partition(p, until, now_ms=until)
 
     def waiting(self, p: int) -> list[int]:
         return [ts for _, ts in self.queues[p]]
@@ -492,7 +501,7 @@ def test_the_worker_fires_what_one_offline_pass_gives(
                 await w.processor.process(w.last)
             elif action == "sweep":
                 for q in range(PARTITIONS):
-                    progress = w.processor.event_time.get(q)
+                    progress = w.progress.event_time(q)
                     if data.draw(st.booleans(), label="caught up"):  # a wall clock for now
                         lo = int(progress if progress is not None else T0 - HOUR)
                         hi = min(w.waiting(q), default=int(end))
@@ -522,10 +531,12 @@ def test_the_worker_waits_for_an_event_at_its_progress() -> None:
 
     async def run() -> None:
         await w.batch(p, 2)
-        assert w.processor.event_time[p] == T0 + half_hour == w.waiting(p)[0]
+        assert w.progress.event_time(p) == T0 + half_hour == w.waiting(p)[0]
         assert min(w.store.due_index[p].values()) == T0 + half_hour  # pending at progress
         published = len(w.publisher.sent)
-        await w.sweep(p, w.processor.event_time[p])
+        progress = w.progress.event_time(p)
+        assert progress is not None
+        await w.sweep(p, progress)
         assert len(w.publisher.sent) == published  # nothing fired: e3 may still change it
         await w.batch(p, 1)
         await w.finish()
@@ -542,34 +553,42 @@ def test_progress_counts_the_customers_written_before_a_conflict() -> None:
     class OtherWriterFirst(MemoryStore):
         async def commit(self, writes: Sequence[Write], **kw: Any) -> list[str]:
             if "c1" not in self.records:  # another worker wrote c1 just before us
-                self.records["c1"] = StoredRecord(version=1)
+                self.records["c1"] = CustomerRecord(version=1)
             return await super().commit(writes, **kw)
 
     events = [Event("e1", "c1", "pa", T0, None), Event("e2", "c2", "pb", T0 + HOUR, None)]
-    w = Worker(events, float(T0 + 2 * HOUR), limit=10)
-    w.store = w.processor.store = cast(Any, OtherWriterFirst())
+    w = Worker(events, float(T0 + 2 * HOUR), limit=10, store=OtherWriterFirst())
     p = expected_partition("c1", PARTITIONS)
     assert p == expected_partition("c2", PARTITIONS)
 
     stats = asyncio.run(w.processor.process([r for r, _ in w.queues[p]]))
     assert stats.conflicts == 1
     assert {cid: r.version for cid, r in w.store.records.items()} == {"c1": 2, "c2": 1}
-    assert w.processor.event_time[p] == T0 + HOUR
+    assert w.progress.event_time(p) == T0 + HOUR
 
 
 class FakeConsumer:
-    """What ``Runtime._caught_up`` reads of faust's consumer."""
+    """What the progress rule reads of the worker's consumer (a
+    :class:`stream_app.worker.ports.Consumer`), and the fetch position it must not read."""
 
     def __init__(
-        self, high: dict[Any, int], position: dict[Any, int], committed: dict[Any, int]
+        self,
+        high: dict[tuple[str, int], int],
+        position: dict[tuple[str, int], int],
+        committed: dict[tuple[str, int], int],
     ) -> None:
-        self.high, self.pos = high, position
-        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None, committed)
+        self.high, self.pos, self._committed = high, position, committed
 
-    def highwater(self, tp: Any) -> int | None:
-        return self.high.get(tp)
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self.high)
 
-    async def position(self, tp: Any) -> int | None:
+    def highwater(self, topic: str, partition: int, /) -> int | None:
+        return self.high.get((topic, partition))
+
+    def committed(self, topic: str, partition: int, /) -> int | None:
+        return self._committed.get((topic, partition))
+
+    async def position(self, tp: Any) -> int | None:  # pragma: no cover - must not be read
         return self.pos.get(tp)
 
 
@@ -579,25 +598,23 @@ def test_the_wall_clock_counts_only_once_a_partition_is_processed_to_its_end() -
     the group's committed offset -- not at the consumer's position, which runs ahead over
     messages fetched but not processed (a sweep then fired a replayed customer's
     crossings up to the wall clock while its older events still waited)."""
-    from types import SimpleNamespace
-
-    from faust.types import TP
-
-    from stream_app.app import settings
-    from stream_app.worker.runtime import Runtime
-
-    inp, rekeyed = TP(settings.input_topic, 0), TP(settings.by_customer_topic, 0)
+    topics = Topics("in", "in.by-customer", "out", "dlq", 1)
+    inp, rekeyed = (topics.input, 0), (topics.by_customer, 0)
 
     def caught_up(
-        high: dict[Any, int],
-        done: dict[Any, int],
+        high: dict[tuple[str, int], int],
+        done: dict[tuple[str, int], int],
         *,
-        position: dict[Any, int] | None = None,
-        committed: dict[Any, int] | None = None,
+        position: dict[tuple[str, int], int] | None = None,
+        committed: dict[tuple[str, int], int] | None = None,
     ) -> bool:
-        app = SimpleNamespace(consumer=FakeConsumer(high, position or {}, committed or {}))
-        processor = SimpleNamespace(offsets={(tp.topic, tp.partition): o for tp, o in done.items()})
-        return asyncio.run(Runtime()._caught_up(app, cast(Any, processor), 0))
+        progress = PartitionProgress(topics)
+        progress.advance(done, {})
+        consumer = FakeConsumer(high, position or {}, committed or {})
+        caught = progress.caught_up(0, consumer)
+        until = progress.sweep_until(0, 1_000.0, consumer)
+        assert until == (1_000.0 if caught else None)  # no event time: the wall clock or none
+        return caught
 
     fetched_all = {inp: 65, rekeyed: 0}
     assert not caught_up({rekeyed: 0}, {})  # the input's end is not known yet
