@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from scoring import ScoringError
 from stream_app.cli import commands
+from stream_app.cli import model as model_commands
 from stream_app.errors import StreamAppError
 
 #: Errors the user can fix: reported in one line, exit status 2, no traceback.
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-model", help="validate a scoring model file and summarise it")
     p.add_argument("file")
     p.set_defaults(func=commands.check_model)
+    model_commands.register(sub)
     return parser
 
 
