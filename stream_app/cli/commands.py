@@ -19,6 +19,7 @@ from stream_app.errors import StreamAppError
 from stream_app.http.readmodel import describe
 from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
+from stream_app.models.registry import RegistryState
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
@@ -30,10 +31,11 @@ log = logging.getLogger("stream_app.cli.main")
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
     settings = Settings.from_env()
-    model = load_model(settings.model_path)  # a bad model file fails here, with its key named
+    load_model(settings.model_path)  # a bad model file fails here, with its key named
     from stream_app.kafka.topics import prepare
 
     partitions = asyncio.run(prepare(settings))
+    registry = asyncio.run(_model_in_force(settings, partitions))
     if args.loop == "uvloop":
         import mode.loop
 
@@ -43,8 +45,8 @@ def worker(args: argparse.Namespace) -> int:
     from stream_app.app import create_app
     from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
     from stream_app.http import views
-    from stream_app.http.api import ReadApi
     from stream_app.http.health import Health
+    from stream_app.models.apis import ModelApis
     from stream_app.worker import agents
     from stream_app.worker.runtime import Runtime
     from stream_app.worker.services import build_services
@@ -52,7 +54,7 @@ def worker(args: argparse.Namespace) -> int:
     app = create_app(settings)
     services = build_services(
         settings,
-        model=model,
+        registry=registry,
         input_partitions=partitions,
         publisher=FaustPublisher(app),
         consumer=FaustConsumer(app),
@@ -68,7 +70,7 @@ def worker(args: argparse.Namespace) -> int:
     )
     views.register(
         app,
-        api=ReadApi(model, services.store, services.readstore),
+        apis=ModelApis(services.registry, settings.key_prefix),
         health=health,
         metrics=services.metrics,
         api_tokens=settings.api_token_list,
@@ -76,6 +78,25 @@ def worker(args: argparse.Namespace) -> int:
     )
     Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
     return 0
+
+
+async def _model_in_force(settings: Settings, partitions: int) -> RegistryState:
+    """The model registry at start-up (seeded from the model file on an empty deployment)."""
+    from stream_app.models.startup import model_in_force
+
+    client = connect(settings.redis_url)
+    try:
+        return await model_in_force(
+            client,
+            settings.key_prefix,
+            file_text=settings.model_path.read_text("utf-8"),
+            origin=str(settings.model_path),
+            partitions=partitions,
+        )
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
+    finally:
+        await client.aclose()
 
 
 def dev(args: argparse.Namespace) -> int:

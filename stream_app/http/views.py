@@ -8,13 +8,32 @@ or :class:`stream_app.http.health.Health`, and renders JSON. faust's own /router
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from faust import web
 
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
 from stream_app.http.health import Health
 from stream_app.worker.metrics import WorkerMetrics
+
+
+class ApiSource(Protocol):
+    """The read API of the model a request asks for (``?model=active|shadow``)."""
+
+    async def get(self, which: str | None, /) -> ReadApi:
+        """The API of the model in force (None, ``active``) or of the shadow."""
+        ...
+
+
+def _asking(
+    apis: ApiSource, request: Any, use: Callable[[ReadApi], Awaitable[Answer]]
+) -> Callable[[], Awaitable[Answer]]:
+    """What a /v1/ view asks: ``use`` on the API of the model the request names."""
+
+    async def ask() -> Answer:
+        return await use(await apis.get(request.query.get("model")))
+
+    return ask
 
 
 class _JsonView(web.View):
@@ -43,14 +62,15 @@ class _JsonView(web.View):
 def register(
     app: Any,
     *,
-    api: ReadApi,
+    apis: ApiSource,
     health: Health,
     metrics: WorkerMetrics,
     api_tokens: Sequence[str],
     ops_tokens: Sequence[str],
 ) -> None:
     """Add the routes to ``app``: ``api_tokens`` guard /v1/, ``ops_tokens`` /readyz and
-    /metrics (empty: open)."""
+    /metrics (empty: open). Every /v1/ route takes ``?model=shadow`` to answer from the
+    shadow model (default: the model in force)."""
 
     class ApiView(_JsonView):
         tokens = tuple(api_tokens)
@@ -62,32 +82,40 @@ def register(
     @app.page("/v1/customers/{customer_id:[^/]+}")
     class CustomerView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
-            return await self.answered(request, lambda: api.customer(customer_id))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.customer(customer_id))
+            )
 
     @app.page("/v1/customers/{customer_id:[^/]+}/explain")
     class ExplainView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
-            return await self.answered(request, lambda: api.explain(customer_id))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.explain(customer_id))
+            )
 
     @app.page("/v1/tiers")
     class TiersView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, api.tiers)
+            return await self.answered(request, _asking(apis, request, lambda a: a.tiers()))
 
     @app.page("/v1/segments")
     class SegmentsView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, api.segments)
+            return await self.answered(request, _asking(apis, request, lambda a: a.segments()))
 
     @app.page("/v1/segments/{name}/members")
     class MembersView(ApiView):
         async def get(self, request: Any, name: str) -> Any:
-            return await self.answered(request, lambda: api.members(name, dict(request.query)))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.members(name, dict(request.query)))
+            )
 
     @app.page("/v1/nps")
     class NpsView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, lambda: api.nps(dict(request.query)))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.nps(dict(request.query)))
+            )
 
     @app.page("/healthz")
     class HealthView(ApiView):

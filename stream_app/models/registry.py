@@ -68,6 +68,8 @@ class ModelSlot:
     mode: Mode
     created_at_ms: float
     origin: str
+    #: For a model derived from current state: the slot it was derived from (else 0).
+    source: int = 0
 
     @property
     def model(self) -> Model:
@@ -96,6 +98,7 @@ class ModelSlot:
             "mode": self.mode,
             "created_at": repr(self.created_at_ms),
             "origin": self.origin,
+            "source": str(self.source),
         }
 
     @classmethod
@@ -110,15 +113,27 @@ class ModelSlot:
             cast(Mode, raw["mode"]),
             float(raw["created_at"]),
             raw.get("origin", ""),
+            int(raw.get("source", "0") or 0),
         )
 
 
-def new_slot(slot_id: int, text: str, *, mode: Mode, origin: str, now_ms: float) -> ModelSlot:
+def new_slot(
+    slot_id: int, text: str, *, mode: Mode, origin: str, now_ms: float, source: int = 0
+) -> ModelSlot:
     """A slot for ``text`` (parsed here: an invalid model raises ``InvalidModel``)."""
     model = parse_model_text(text, origin or "<model>")
     namespace = model.name if mode == "seed" else f"{model.name}@{slot_id}"
     return ModelSlot(
-        slot_id, model.name, model.version, text_hash(text), text, namespace, mode, now_ms, origin
+        slot_id,
+        model.name,
+        model.version,
+        text_hash(text),
+        text,
+        namespace,
+        mode,
+        now_ms,
+        origin,
+        source if mode == "from-current" else 0,
     )
 
 
@@ -230,14 +245,16 @@ class ModelRegistry:
                 "with `engagement-scorer model retire`"
             )
         slot_id = state.next_id + 1
-        slot = new_slot(slot_id, text, mode=mode, origin=origin, now_ms=_now_ms())
-        await self._write(
-            state.rev,
-            [
-                (self.keys.registry(), {"shadow": str(slot_id), "next": str(slot_id)}),
-                (self.keys.slot(slot_id), slot.fields()),
-            ],
+        slot = new_slot(
+            slot_id, text, mode=mode, origin=origin, now_ms=_now_ms(), source=state.active.id
         )
+        changes = [
+            (self.keys.registry(), {"shadow": str(slot_id), "next": str(slot_id)}),
+            (self.keys.slot(slot_id), slot.fields()),
+        ]
+        if mode != "replay":  # built from current state: scored with every batch at once
+            changes.append((self.keys.engaged(slot_id), _every(state.partitions)))
+        await self._write(state.rev, changes)
         return await self._must_read()
 
     async def switch(self, state: RegistryState, *, at_ms: float) -> RegistryState:
@@ -250,7 +267,9 @@ class ModelRegistry:
             "epoch": str(state.epoch + 1),
             "switched_at": repr(float(at_ms)),
         }
-        await self._write(state.rev, [(self.keys.registry(), fields)])
+        # the model that was in force was scored everywhere: a rollback may come at once
+        everywhere = (self.keys.engaged(state.active.id), _every(state.partitions))
+        await self._write(state.rev, [(self.keys.registry(), fields), everywhere])
         return await self._must_read()
 
     async def retire(self, state: RegistryState) -> ModelSlot:
@@ -308,6 +327,10 @@ class ModelRegistry:
         if offsets:
             fields = [x for (t, p), o in offsets.items() for x in (f"{t}:{p}", str(o))]
             await self.client.execute_command("HSET", self.keys.progress(slot_id), *fields)
+
+
+def _every(partitions: int) -> dict[str, str]:
+    return {str(p): "1" for p in range(partitions)}
 
 
 def _now_ms() -> float:

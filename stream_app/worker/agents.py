@@ -40,6 +40,11 @@ def register(app: Any, runtime: Runtime, settings: Settings, topics: Topics) -> 
         except Exception:  # a failed sweep is retried next tick; never kill the timer
             log.exception("decay sweep failed; retrying next tick")
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def model_replay() -> None:
+        """Replay the input into a shadow model while one needs it."""
+        await runtime.replays()
+
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def log_stats() -> None:
         """Log what the worker did since the last report (counts per reason)."""

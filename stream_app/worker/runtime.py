@@ -37,7 +37,7 @@ class Runtime:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.scorer = services.scorer
+        self.conductor = services.conductor
         self.report = Report(services.metrics)
         #: One batch or one sweep at a time, so the two never race on a customer here.
         self.busy = asyncio.Lock()
@@ -60,7 +60,7 @@ class Runtime:
                 await self._open()
                 async with self.busy:
                     began = time.perf_counter()
-                    stats = await self.scorer.batch.process(records)
+                    stats = await self.conductor.process(records)
                     metrics.batch_seconds.observe(time.perf_counter() - began)
                     metrics.batch_size.observe(len(records))
             except RETRYABLE as exc:
@@ -82,11 +82,19 @@ class Runtime:
             delay = min(delay * 2, self.services.settings.retry_max_backoff_s)
 
     async def sweep(self) -> None:
-        """Fire due decay crossings on every input partition this worker owns."""
+        """Follow the model registry, then fire due decay crossings on every input
+        partition this worker owns."""
         await self._open()
         consumer, topics = self.services.consumer, self.services.topics
-        progress = self.scorer.progress
+        progress = self.conductor.progress
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
+        try:
+            async with self.busy:
+                await self.conductor.refresh()
+                await self.conductor.ensure(owned)  # a switch reaches idle partitions too
+        except RETRYABLE as exc:
+            log.warning("following the model registry will retry: %s", exc)
+            return
         for partition in owned:
             now_ms = time.time() * 1000.0
             until = progress.sweep_until(partition, now_ms, consumer)
@@ -94,17 +102,22 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
-                    stats = await self.scorer.sweep.partition(partition, until, now_ms=now_ms)
+                    stats = await self.conductor.sweep(partition, until, now_ms=now_ms)
             except RETRYABLE as exc:
                 log.warning("decay sweep of partition %d will retry: %s", partition, exc)
                 continue
             self.report.sweep(partition, stats)
 
+    async def replays(self) -> None:
+        """Run a shadow model's replay whenever one is wanted (a long-running task)."""
+        await self._open()
+        await self.conductor.run_replays(RETRYABLE)
+
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop event-time progress, offsets and due hints of revoked partitions."""
         moved = sorted(set(partitions))
         if moved:
-            self.scorer.revoked(moved)
+            self.conductor.revoked(moved)
             log.info("partitions revoked: %s", moved)
 
     def log_stats(self) -> None:

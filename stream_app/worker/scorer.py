@@ -58,9 +58,11 @@ class Scorer:
         indexes: Indexes | None = None,
         options: ScoringOptions = ScoringOptions(),
         clock: Callable[[], float] = time.time,
+        progress: PartitionProgress | None = None,
     ) -> None:
         self.hints = DueHints()
-        self.progress = PartitionProgress(topics)
+        #: Shared by the scorers of every model one worker scores (the same batches).
+        self.progress = PartitionProgress(topics) if progress is None else progress
         self.batch = BatchProcessor(
             model=model,
             topics=topics,

@@ -1,0 +1,291 @@
+"""Which models a worker scores, and how each batch and sweep goes through them.
+
+The :class:`Conductor` follows the registry (polled every :data:`POLL_S`, and read again
+whenever a partition is assigned or a record shows a later epoch). It keeps one lane
+(:mod:`stream_app.models.lanes`) per model scored:
+
+* the model in force: every batch, published;
+* the shadow, silently, on the partitions where it is **engaged**. A shadow built from
+  current state, and the previous model kept after a switch, are engaged everywhere at
+  once. A replayed shadow is engaged partition by partition: while its replay (its own
+  consumer group, :mod:`stream_app.models.replay`) is behind the worker group there,
+  the replay alone scores it; once the replay has processed everything before the
+  group's next offset on both source partitions, the group's batches score it too
+  (:meth:`Conductor.engage`), and the replay stops when every partition is engaged.
+
+On a new epoch (a promotion or rollback) the worker switches each partition it owns
+(:func:`stream_app.models.switch.switch_partitions`) before scoring anything there, and
+from then on publishes with the new model in force. The silent lane runs first, so a
+record written under a later epoch (the registry moved on and this worker has not seen
+it yet) stops the batch before anything is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from stream_app.messages import Record, Topics
+from stream_app.models.lanes import Lane, StaleEpoch, build_lane, derivation_for
+from stream_app.models.registry import ModelRegistry, ModelSlot, RegistryState
+from stream_app.models.replay import ReplayConsumer
+from stream_app.models.switch import SwitchPlan, switch_partitions
+from stream_app.settings import Settings
+from stream_app.store.state import RedisClient
+from stream_app.worker.batch import BatchStats
+from stream_app.worker.ports import Consumer, Publisher
+from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.scorer import ScoringOptions
+from stream_app.worker.sweep import SweepStats
+
+log = logging.getLogger("stream_app.models")
+
+#: How often the registry is read (the latency of noticing a new shadow or a switch).
+POLL_S = 0.5
+
+
+def needs_replay(state: RegistryState) -> bool:
+    """The shadow is a candidate built by replaying the input."""
+    s = state.shadow
+    return s is not None and s.mode == "replay" and s.id > state.active.id
+
+
+class Conductor:
+    """The models one worker scores (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        topics: Topics,
+        client: RedisClient,
+        registry: ModelRegistry,
+        publisher: Publisher,
+        consumer: Consumer,
+        state: RegistryState,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.client = client
+        self.registry = registry
+        self.publisher = publisher
+        self.consumer = consumer
+        self.options = ScoringOptions.from_settings(settings)
+        self.progress = PartitionProgress(topics)
+        self.state = state
+        self.epoch = state.epoch
+        self.lanes: dict[int, Lane] = {}
+        self.engaged: set[int] = set()
+        #: Partitions of this worker known switched to ``epoch``.
+        self.cut: set[int] = set()
+        self.replay: ReplayConsumer | None = None
+        self._checked = 0.0
+        self._reconcile_lanes(state)
+
+    # ------------------------------------------------------------------ lanes
+
+    @property
+    def active(self) -> Lane:
+        return self.lanes[self.state.active.id]
+
+    @property
+    def shadow(self) -> Lane | None:
+        s = self.state.shadow
+        return None if s is None else self.lanes[s.id]
+
+    def _lane(self, slot: ModelSlot, *, replay: bool = False) -> Lane:
+        return build_lane(
+            slot,
+            client=self.client,
+            prefix=self.settings.key_prefix,
+            topics=self.topics,
+            publisher=self.publisher,
+            options=self.options,
+            progress=None if replay else self.progress,
+            epoch=None if replay else (lambda: self.epoch),
+            derivation=derivation_for(slot, self.lanes, self.client, self.settings.key_prefix),
+            replay=replay,
+        )
+
+    def _reconcile_lanes(self, state: RegistryState) -> None:
+        wanted = [state.active] + ([state.shadow] if state.shadow is not None else [])
+        for slot in wanted:  # the model in force first: a shadow may be derived from it
+            if slot.id not in self.lanes:
+                self.lanes[slot.id] = self._lane(slot)
+                log.info("scoring %s", slot.label)
+        for slot_id in set(self.lanes) - {s.id for s in wanted}:
+            log.info("no longer scoring %s", self.lanes.pop(slot_id).slot.label)
+        for lane in self.lanes.values():
+            lane.gate.is_open = lane.slot.id == state.active.id
+
+    # ------------------------------------------------------------------ registry
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Read the registry (at most every :data:`POLL_S` unless ``force``) and follow it."""
+        now = time.monotonic()
+        if not force and now - self._checked < POLL_S:
+            return
+        self._checked = now
+        rev = await self.client.hget(self.registry.keys.registry(), "rev")
+        if force or rev is None or int(rev) != self.state.rev:
+            state = await self.registry.read()
+            if state is not None and state.rev != self.state.rev:
+                self._follow(state)
+        await self._engage_idle()
+
+    def _follow(self, state: RegistryState) -> None:
+        old = self.state
+        self.state = state
+        if state.epoch != self.epoch:
+            log.info("registry epoch %d: %s is the model in force", state.epoch, state.active.label)
+            self.epoch = state.epoch
+            self.cut = set()
+        self._reconcile_lanes(state)
+        if old.shadow != state.shadow:
+            self.engaged = set()
+
+    async def ensure(self, partitions: Iterable[int]) -> None:
+        """Switch the given owned partitions to the current epoch, where not done yet."""
+        missing = set(partitions) - self.cut
+        if not missing:
+            return
+        if await self.registry.epoch() != self.epoch:
+            await self.refresh(force=True)
+            missing = set(partitions) - self.cut
+        if self.epoch > 0:
+            done = await self.registry.cutover()
+            todo = frozenset(p for p in missing if done.get(p, -1) < self.epoch)
+            if todo:
+                plan = SwitchPlan(
+                    todo,
+                    self.epoch,
+                    self.state.switched_at_ms or 0.0,
+                    self.active,
+                    self.shadow,
+                    self.topics,
+                )
+                await switch_partitions(plan, self.registry)
+        self.cut |= missing
+
+    # ------------------------------------------------------------------ engagement
+
+    async def _engage_idle(self) -> None:
+        """Engage the shadow where it is ready, and start or stop its replay."""
+        state = self.state
+        if state.shadow is None:
+            return
+        n = self.topics.input_partitions
+        if not needs_replay(state):
+            self.engaged = set(range(n))
+            return
+        self.engaged = await self.registry.engaged(state.shadow.id)
+        owned = {p for t, p in self.consumer.assignment() if t == self.topics.input}
+        await self.engage(owned - self.engaged, {})
+
+    async def engage(self, partitions: set[int], first: dict[tuple[str, int], int]) -> None:
+        """Engage the shadow on those of ``partitions`` its replay has caught up with.
+
+        ``first``: the first offset of the batch about to be scored, per source partition
+        (otherwise the group's next offset there).
+        """
+        shadow = self.state.shadow
+        if not partitions or shadow is None:
+            return
+        done = await self.registry.replay_progress(shadow.id)
+        ready = []
+        for p in sorted(partitions):
+            ok = True
+            for topic in self.topics.sources:
+                nxt = first.get((topic, p))
+                if nxt is None:
+                    committed = self.consumer.committed(topic, p)
+                    nxt = self.progress.next_offset(topic, p, committed)
+                ok &= done.get((topic, p), -1) >= nxt - 1
+            if ok:
+                ready.append(p)
+        if ready:
+            await self.registry.engage(shadow.id, ready)
+            self.engaged |= set(ready)
+            log.info("%s scored with every batch on partitions %s", shadow.label, ready)
+
+    def replay_wanted(self) -> Lane | None:
+        """The shadow whose replay should run now (None: no replay)."""
+        if not needs_replay(self.state) or len(self.engaged) >= self.topics.input_partitions:
+            return None
+        return self.shadow
+
+    # ------------------------------------------------------------------ work
+
+    async def process(self, records: Sequence[Record]) -> BatchStats:
+        """Score a batch under every model scored here; the stats of the model in force."""
+        partitions = {r.partition for r in records}
+        for _ in range(3):
+            await self.ensure(partitions)
+            try:
+                shadow = self.shadow
+                if shadow is not None:
+                    if needs_replay(self.state):
+                        first: dict[tuple[str, int], int] = {}
+                        for r in records:
+                            tp = (r.topic, r.partition)
+                            first[tp] = min(r.offset, first.get(tp, r.offset))
+                        await self.engage(partitions - self.engaged, first)
+                    mine = [r for r in records if r.partition in self.engaged]
+                    if mine:
+                        await shadow.scorer.batch.process(mine)
+                return await self.active.scorer.batch.process(records)
+            except StaleEpoch:
+                log.info("a record is newer than registry epoch %d; reading it again", self.epoch)
+                await self.refresh(force=True)
+        raise StaleEpoch("the registry epoch kept moving during one batch")
+
+    async def sweep(self, partition: int, until_ms: float, *, now_ms: float) -> SweepStats:
+        """Fire the crossings due on ``partition`` under every model scored there."""
+        await self.ensure({partition})
+        shadow = self.shadow
+        if shadow is not None and partition in self.engaged:
+            await shadow.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
+        return await self.active.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
+
+    def revoked(self, partitions: Iterable[int]) -> None:
+        """Forget what this worker knew of partitions moved away."""
+        moved = set(partitions)
+        self.progress.revoke(moved)
+        for lane in self.lanes.values():
+            lane.scorer.hints.clear()
+        self.cut -= moved
+
+    async def run_replays(self, retryable: tuple[type[BaseException], ...]) -> None:
+        """Run the shadow's replay while one is wanted (a long-running task)."""
+        delay = 0.5
+        try:
+            while True:
+                lane = self.replay_wanted()
+                if self.replay is not None and (lane is None or lane.slot != self.replay.lane.slot):
+                    await self.replay.stop()
+                    log.info("replay of %s stopped", self.replay.lane.slot.label)
+                    self.replay = None
+                if lane is None:
+                    await asyncio.sleep(POLL_S)  # nothing to replay: look again later
+                    continue
+                if self.replay is None:
+                    replay_lane = self._lane(lane.slot, replay=True)
+                    self.replay = ReplayConsumer(
+                        self.settings, self.topics, replay_lane, self.registry
+                    )
+                try:
+                    await self.replay.step()
+                    delay = 0.5
+                    continue
+                except retryable as exc:
+                    log.warning("replay waits %.1fs: %s: %s", delay, type(exc).__name__, exc)
+                except Exception:
+                    log.exception("replay failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)  # back-off while Kafka or Redis is away
+                delay = min(delay * 2, self.settings.retry_max_backoff_s)
+        finally:
+            if self.replay is not None:
+                await self.replay.stop()
+                self.replay = None
