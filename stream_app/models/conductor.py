@@ -77,7 +77,8 @@ class Conductor:
         self.state = state
         self.epoch = state.epoch
         self.lanes: dict[int, Lane] = {}
-        self.engaged: set[int] = set()
+        #: Partitions where the shadow is scored with the batches (None: not read yet).
+        self.engaged: set[int] | None = None
         #: Partitions of this worker known switched to ``epoch``.
         self.cut: set[int] = set()
         self.replay: ReplayConsumer | None = None
@@ -144,7 +145,7 @@ class Conductor:
             self.cut = set()
         self._reconcile_lanes(state)
         if old.shadow != state.shadow:
-            self.engaged = set()
+            self.engaged = None  # read again before the shadow scores anything
 
     async def ensure(self, partitions: Iterable[int]) -> None:
         """Switch the given owned partitions to the current epoch, where not done yet."""
@@ -171,18 +172,26 @@ class Conductor:
 
     # ------------------------------------------------------------------ engagement
 
+    async def _engaged(self) -> set[int]:
+        """Where the shadow is engaged, as the registry says (read once per shadow)."""
+        if self.engaged is None:
+            shadow = self.state.shadow
+            if shadow is None:
+                self.engaged = set()
+            else:
+                self.engaged = await self.registry.engaged(shadow.id)
+        return self.engaged
+
     async def _engage_idle(self) -> None:
-        """Engage the shadow where it is ready, and start or stop its replay."""
+        """Engage the shadow where it is ready (others' engagements are read too)."""
         state = self.state
         if state.shadow is None:
             return
-        n = self.topics.input_partitions
-        if not needs_replay(state):
-            self.engaged = set(range(n))
-            return
-        self.engaged = await self.registry.engaged(state.shadow.id)
-        owned = {p for t, p in self.consumer.assignment() if t == self.topics.input}
-        await self.engage(owned - self.engaged, {})
+        self.engaged = None
+        engaged = await self._engaged()
+        if needs_replay(state) and len(engaged) < self.topics.input_partitions:
+            owned = {p for t, p in self.consumer.assignment() if t == self.topics.input}
+            await self.engage(owned - engaged, {})
 
     async def engage(self, partitions: set[int], first: dict[tuple[str, int], int]) -> None:
         """Engage the shadow on those of ``partitions`` its replay has caught up with.
@@ -207,12 +216,15 @@ class Conductor:
                 ready.append(p)
         if ready:
             await self.registry.engage(shadow.id, ready)
-            self.engaged |= set(ready)
+            self.engaged = await self._engaged() | set(ready)
             log.info("%s scored with every batch on partitions %s", shadow.label, ready)
 
     def replay_wanted(self) -> Lane | None:
         """The shadow whose replay should run now (None: no replay)."""
-        if not needs_replay(self.state) or len(self.engaged) >= self.topics.input_partitions:
+        engaged = self.engaged
+        if not needs_replay(self.state) or engaged is None:
+            return None
+        if len(engaged) >= self.topics.input_partitions:
             return None
         return self.shadow
 
@@ -226,13 +238,15 @@ class Conductor:
             try:
                 shadow = self.shadow
                 if shadow is not None:
-                    if needs_replay(self.state):
+                    engaged = await self._engaged()
+                    if needs_replay(self.state) and not partitions <= engaged:
                         first: dict[tuple[str, int], int] = {}
                         for r in records:
                             tp = (r.topic, r.partition)
                             first[tp] = min(r.offset, first.get(tp, r.offset))
-                        await self.engage(partitions - self.engaged, first)
-                    mine = [r for r in records if r.partition in self.engaged]
+                        await self.engage(partitions - engaged, first)
+                        engaged = await self._engaged()
+                    mine = [r for r in records if r.partition in engaged]
                     if mine:
                         await shadow.scorer.batch.process(mine)
                 return await self.active.scorer.batch.process(records)
@@ -245,7 +259,7 @@ class Conductor:
         """Fire the crossings due on ``partition`` under every model scored there."""
         await self.ensure({partition})
         shadow = self.shadow
-        if shadow is not None and partition in self.engaged:
+        if shadow is not None and partition in await self._engaged():
             await shadow.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
         return await self.active.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
 

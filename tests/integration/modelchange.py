@@ -20,7 +20,16 @@ from scoring.migrate import standing, switch_changes
 from scoring.model import default_model_path
 from stream_app.store.keys import Keys, RegistryKeys
 from stream_app.store.records import decode_record
-from tests.integration.workers import REPO, Message, Worker, close, event, now_ms, unique
+from tests.integration.workers import (
+    MARKER,
+    REPO,
+    Message,
+    Worker,
+    close,
+    event,
+    now_ms,
+    unique,
+)
 
 #: Event types of the generated traffic (the default model's, one per dimension or so).
 TYPES = ("email_click", "email_open", "web_visit", "content_download", "webinar_attended",
@@ -45,8 +54,11 @@ THRESHOLDS = (VERSION_2, ("warm = 20", "warm = 12"), ("hot = 60", "hot = 35"))
 #: Points and a half-life: needs a replay.
 POINTS = (
     VERSION_2,
-    ("points = 3                     # a deliberate action", "points = 7"),
+    ("points = 3                     # a deliberate action", "points = 9"),
     ("half_life_days = 14            # inbox", "half_life_days = 5            # inbox"),
+    ('points = 5\ndimension = "content"', 'points = 9\ndimension = "content"'),
+    ("points = 10                    # an hour", "points = 16                    # an hour"),
+    ('[events.social_share]\npoints = 4', '[events.social_share]\npoints = 7'),
 )
 
 
@@ -143,7 +155,8 @@ def expected_switch(
 
 def model_changes(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """The published CloudEvents of cause ``model``, in order."""
-    return [m.json() for m in messages if orjson.loads(m.value)["data"]["cause"] == "model"]
+    events = [orjson.loads(m.value) for m in messages if m.value != MARKER]
+    return [e for e in events if e["data"]["cause"] == "model"]
 
 
 def same_ids_same_contents(events: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -180,6 +193,8 @@ def downstream_view(messages: Sequence[Message]) -> dict[str, tuple[str, frozens
     tiers: dict[str, str] = {}
     segments: dict[str, set[str]] = defaultdict(set)
     for m in messages:
+        if m.value == MARKER:
+            continue
         d = orjson.loads(m.value)["data"]
         cid = d["customer_id"]
         if d["kind"] == "tier":
