@@ -58,7 +58,7 @@ POINTS = (
     ("half_life_days = 14            # inbox", "half_life_days = 5            # inbox"),
     ('points = 5\ndimension = "content"', 'points = 9\ndimension = "content"'),
     ("points = 10                    # an hour", "points = 16                    # an hour"),
-    ('[events.social_share]\npoints = 4', '[events.social_share]\npoints = 7'),
+    ("[events.social_share]\npoints = 4", "[events.social_share]\npoints = 7"),
 )
 
 
