@@ -1107,7 +1107,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "multidict/",
             "stream_app/http/health.py",
             "stream_app/http/views.py",
-            "stream_app/http/metrics.py",
+            "stream_app/worker/metrics.py",
         ),
     ),
     (  # (stream_app/faustx/take.py is faust's take buffer, reworked: before the glue)
@@ -1121,7 +1121,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 _GENERIC = (
     "asyncio/", "uvloop/", "threading.py", "selectors.py", "logging/", "<frozen", "<string>",
     "runpy.py", "contextlib.py", "weakref.py", "_weakrefset.py", "dataclasses.py", "typing.py",
-    "functools.py", "stream_app/cli/main.py", "stream_app/cli/commands.py", "mode/worker.py",
+    "functools.py", "stream_app/cli/main.py", "stream_app/cli/commands.py",
+    "stream_app/cli/start.py", "mode/worker.py",
     "mode/threads.py", "aiokafka/conn.py", "aiokafka/client.py", "aiokafka/util.py",
     "aiokafka/protocol/",
 )  # fmt: skip

@@ -45,7 +45,7 @@ class Settings:
     input_topic: str = "engagement.interactions"
     output_topic: str = "engagement.segment-changes"
     dlq_topic: str = "engagement.interactions.dlq"
-    repartition_topic: str = ""  # empty: "<input_topic>.by-customer"
+    by_customer_topic: str = ""  # empty: "<input_topic>.by-customer"
     partitions: int = 8
     topic_replication_factor: int = 1
     topic_retention_ms: int = 7 * 24 * 3600 * 1000
@@ -68,6 +68,10 @@ class Settings:
     ops_tokens: str = ""  # comma-separated tokens for /readyz and /metrics; empty: open
     ready_max_lag: int = 10_000
     data_dir: str = ""  # empty: a directory under the system temp dir
+
+    def __post_init__(self) -> None:
+        if not self.by_customer_topic:  # the internal topic of input re-keyed by customer
+            object.__setattr__(self, "by_customer_topic", f"{self.input_topic}.by-customer")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -147,11 +151,6 @@ class Settings:
     def faust_broker(self) -> str:
         """The broker URL list in faust's ``kafka://`` form."""
         return ";".join(f"kafka://{b}" for b in self.broker_list)
-
-    @property
-    def by_customer_topic(self) -> str:
-        """The internal topic that holds input re-keyed by customer."""
-        return self.repartition_topic or f"{self.input_topic}.by-customer"
 
     @property
     def model_path(self) -> Path:

@@ -116,7 +116,7 @@ def read_api() -> Iterator[ReadApi]:
     model = load_default_model()
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
     keys = Keys("unit", model.name)
-    yield ReadApi(model, StateStore(client, keys), ReadStore(client, keys, model))
+    yield ReadApi(model, keys, StateStore(client, keys), ReadStore(client, keys, model))
     asyncio.run(client.aclose())
 
 

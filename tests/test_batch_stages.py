@@ -11,9 +11,10 @@ import orjson
 import scoring
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import CustomerRecord, Write
-from stream_app.worker.batch import BatchProcessor, BatchStats
+from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.report import Report
+from stream_app.worker.stats import BatchStats
 
 MODEL = scoring.load_default_model()
 

@@ -437,11 +437,7 @@ def test_asyncapi_names_the_topics_the_worker_uses(asyncapi: dict[str, Any]) -> 
     for channel in asyncapi["channels"].values():
         setting = channel["x-setting"]
         assert setting in SETTING_NAMES
-        default = (
-            DEFAULTS.by_customer_topic
-            if setting == "ENGAGEMENT_REPARTITION_TOPIC"
-            else getattr(DEFAULTS, setting.removeprefix(PREFIX).lower())
-        )
+        default = getattr(DEFAULTS, setting.removeprefix(PREFIX).lower())
         assert channel["address"] == default
         addresses[setting] = channel["address"]
         kafka = channel["bindings"]["kafka"]

@@ -12,10 +12,10 @@ from faust.types import TP
 from stream_app.faustx.adapters import FaustConsumer
 from stream_app.http.health import consumer_lag
 from stream_app.messages import Topics
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.report import Report
+from stream_app.worker.stats import BatchStats
 
 TOPICS = Topics("in", "in.by-customer", "out", "dlq", 1)
 

@@ -19,7 +19,6 @@ from stream_app.errors import StreamAppError
 from stream_app.http.readmodel import describe
 from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
-from stream_app.models.registry import RegistryState
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
@@ -30,73 +29,9 @@ log = logging.getLogger("stream_app.cli.main")
 
 def worker(args: argparse.Namespace) -> int:
     """Run the faust worker until it is stopped (SIGTERM / Ctrl-C)."""
-    settings = Settings.from_env()
-    load_model(settings.model_path)  # a bad model file fails here, with its key named
-    from stream_app.kafka.topics import prepare
+    from stream_app.cli.start import run_worker
 
-    partitions = asyncio.run(prepare(settings))
-    registry = asyncio.run(_model_in_force(settings, partitions))
-    if args.loop == "uvloop":
-        import mode.loop
-
-        mode.loop.use("uvloop")
-    from faust import Worker
-
-    from stream_app.app import create_app
-    from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
-    from stream_app.http import views
-    from stream_app.http.health import Health
-    from stream_app.models.apis import ModelApis
-    from stream_app.worker import agents
-    from stream_app.worker.runtime import Runtime
-    from stream_app.worker.services import build_services
-
-    app = create_app(settings)
-    services = build_services(
-        settings,
-        registry=registry,
-        input_partitions=partitions,
-        publisher=FaustPublisher(app),
-        consumer=FaustConsumer(app),
-    )
-    agents.register(app, Runtime(services), settings, services.topics)
-    health = Health(
-        store=services.store,
-        consumer=services.consumer,
-        progress=services.scorer.progress,
-        topics=services.topics,
-        metrics=services.metrics,
-        ready_max_lag=settings.ready_max_lag,
-    )
-    views.register(
-        app,
-        apis=ModelApis(services.registry, settings.key_prefix),
-        health=health,
-        metrics=services.metrics,
-        api_tokens=settings.api_token_list,
-        ops_tokens=settings.ops_token_list,
-    )
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
-    return 0
-
-
-async def _model_in_force(settings: Settings, partitions: int) -> RegistryState:
-    """The model registry at start-up (seeded from the model file on an empty deployment)."""
-    from stream_app.models.startup import model_in_force
-
-    client = connect(settings.redis_url)
-    try:
-        return await model_in_force(
-            client,
-            settings.key_prefix,
-            file_text=settings.model_path.read_text("utf-8"),
-            origin=str(settings.model_path),
-            partitions=partitions,
-        )
-    except redis.exceptions.RedisError as exc:
-        raise StoreUnavailable.from_redis(exc) from None
-    finally:
-        await client.aclose()
+    return run_worker(Settings.from_env(), loop=args.loop)
 
 
 def dev(args: argparse.Namespace) -> int:

@@ -87,11 +87,11 @@ def authorized(header: str | None, tokens: Sequence[str]) -> bool:
 class ReadApi:
     """Answers for the /v1/ endpoints, over the worker's Redis state."""
 
-    def __init__(self, model: Model, store: StateStore, readstore: ReadStore) -> None:
+    def __init__(self, model: Model, keys: Keys, store: StateStore, readstore: ReadStore) -> None:
         self.model = model
+        self.keys = keys
         self.store = store
         self.readstore = readstore
-        self.keys: Keys = store.keys
 
     async def customer(self, customer_id: str, now_ms: float | None = None) -> Answer:
         state, record_version, _ = await self._load(customer_id)

@@ -62,7 +62,7 @@ class ModelApis:
                 )
             keys = slot.keys(self.prefix)
             store = LaneStore(client, keys, derivation=derivation)
-            api = ReadApi(slot.model, store, ReadStore(client, keys, slot.model))
+            api = ReadApi(slot.model, keys, store, ReadStore(client, keys, slot.model))
             if derivation is None:  # (a derivation depends on which models are scored)
                 self._apis[slot_id] = api
         return api

@@ -34,11 +34,10 @@ from stream_app.models.replay import ReplayConsumer
 from stream_app.models.switch import SwitchPlan, switch_partitions
 from stream_app.settings import Settings
 from stream_app.store.state import RedisClient
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.ports import Consumer, Publisher
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.scorer import ScoringOptions
-from stream_app.worker.sweep import SweepStats
+from stream_app.worker.stats import BatchStats, SweepStats
 
 log = logging.getLogger("stream_app.models")
 
@@ -248,8 +247,8 @@ class Conductor:
                         engaged = await self._engaged()
                     mine = [r for r in records if r.partition in engaged]
                     if mine:
-                        await shadow.scorer.batch.process(mine)
-                return await self.active.scorer.batch.process(records)
+                        await shadow.scorer.process(mine)
+                return await self.active.scorer.process(records)
             except StaleEpoch:
                 log.info("a record is newer than registry epoch %d; reading it again", self.epoch)
                 await self.refresh(force=True)
@@ -260,8 +259,8 @@ class Conductor:
         await self.ensure({partition})
         shadow = self.shadow
         if shadow is not None and partition in await self._engaged():
-            await shadow.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
-        return await self.active.scorer.sweep.partition(partition, until_ms, now_ms=now_ms)
+            await shadow.scorer.sweep_partition(partition, until_ms, now_ms=now_ms)
+        return await self.active.scorer.sweep_partition(partition, until_ms, now_ms=now_ms)
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Forget what this worker knew of partitions moved away."""

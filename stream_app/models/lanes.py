@@ -40,8 +40,10 @@ from stream_app.store.keys import Keys
 from stream_app.store.readstore import ReadStore
 from stream_app.store.records import Command, CustomerRecord, Write
 from stream_app.store.state import RedisClient, StateStore
+from stream_app.worker.effects import Effects
 from stream_app.worker.ports import NpsCounts, Publisher
 from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.readside import ReadSide
 from stream_app.worker.scorer import Scorer, ScoringOptions
 
 #: The mark that holds the registry epoch a record was written under.
@@ -157,6 +159,9 @@ class Lane:
     readstore: ReadStore
     scorer: Scorer
     gate: Gate
+    #: What a switch writes with: the lane's read-side indexes and effects (its gate).
+    readside: ReadSide
+    effects: Effects
 
     @property
     def model(self) -> Model:
@@ -197,7 +202,8 @@ def build_lane(
         options=options,
         progress=progress,
     )
-    return Lane(slot, store, readstore, scorer, gate)
+    effects = Effects(store, gate, scorer.hints, due_index=store)
+    return Lane(slot, store, readstore, scorer, gate, ReadSide(slot.model, readstore), effects)
 
 
 def derivation_for(

@@ -103,7 +103,7 @@ class ReplayConsumer:
             for m in msgs
         ]
         try:
-            await self.lane.scorer.batch.process(records)
+            await self.lane.scorer.process(records)
         except Exception:
             # not processed: read these again from the last committed offsets
             for tp in fetched:

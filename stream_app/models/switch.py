@@ -96,7 +96,7 @@ def _state(record: CustomerRecord, lane: Lane) -> CustomerState | None:
 async def _switch_chunk(plan: SwitchPlan, ids: Sequence[str], published: Counter[int]) -> int:
     """Switch the customers ``ids`` (those not switched yet); how many were switched."""
     new, old, n = plan.new, plan.old, plan.topics.input_partitions
-    readside = new.scorer.batch.readside
+    readside = new.readside
     pending = list(ids)
     switched = 0
     for _ in range(ROUNDS):
@@ -141,7 +141,7 @@ async def _switch_chunk(plan: SwitchPlan, ids: Sequence[str], published: Counter
             writes,
             index=readside.commands(members, changes, plan.at_ms),
         )
-        lost = await new.scorer.batch.effects.apply(outcome)
+        lost = await new.effects.apply(outcome)
         switched += len(writes) - len(lost)
         if not lost:
             return switched

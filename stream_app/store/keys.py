@@ -47,7 +47,7 @@ class Keys:
         return f"{self.prefix}:{escape(self.model)}"
 
     # state:{customer} -- string: "<version> <source marks> <state length> <encoded
-    # CustomerState><encoded Explanation, may be empty>" (see store.py)
+    # CustomerState><encoded Explanation, may be empty>" (see stream_app/store/records.py)
     def state(self, customer_id: str) -> str:
         return f"{self.base}:state:{{{escape(customer_id)}}}"
 

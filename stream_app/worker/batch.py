@@ -53,6 +53,7 @@ from stream_app.worker.effects import Effects, Outcome, change_messages
 from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
+from stream_app.worker.stats import BatchStats, StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -62,39 +63,6 @@ MAX_CONFLICT_ROUNDS = 5
 
 class WriteConflicts(StreamAppError):
     """Fenced writes kept losing races (another worker writes the same customers)."""
-
-
-@dataclass
-class BatchStats:
-    """What one batch did, for logs and metrics."""
-
-    consumed: int = 0
-    applied: int = 0
-    duplicate: int = 0
-    capped: int = 0
-    redelivered: int = 0
-    #: Redelivered by offset, yet the event id is not among the customer's recent ones:
-    #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
-    suspect_redelivered: int = 0
-    forwarded: int = 0
-    changes: Counter[str] = field(default_factory=Counter)
-    dead: Counter[str] = field(default_factory=Counter)
-    conflicts: int = 0
-    #: Seconds spent per stage: ``score`` (parse, fold, encode: CPU), ``read`` (the
-    #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
-    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, fold: Fold) -> None:
-        """Count one customer's fold."""
-        self.applied += fold.applied
-        self.duplicate += fold.duplicate
-        self.capped += fold.capped
-        self.redelivered += fold.redelivered
-        self.suspect_redelivered += fold.suspect
-        if fold.dead:
-            self.dead["internal_error"] += len(fold.dead)
-        for change in fold.changes:
-            self.changes[change.cloudevent_type] += 1
 
 
 @dataclass(slots=True)
@@ -125,21 +93,6 @@ class Fold:
     capped: int = 0
     redelivered: int = 0
     suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
-
-
-class _StageTimer:
-    """Adds the time since the previous lap to a stage's total."""
-
-    __slots__ = ("_last", "_totals")
-
-    def __init__(self, totals: defaultdict[str, float]) -> None:
-        self._totals = totals
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self._totals[stage] += now - self._last
-        self._last = now
 
 
 class BatchProcessor:
@@ -196,7 +149,7 @@ class BatchProcessor:
     async def process(self, records: Sequence[Record]) -> BatchStats:
         """Score one batch end to end (steps 1-4 of the module docstring)."""
         stats = BatchStats(consumed=len(records))
-        timer = _StageTimer(stats.seconds)
+        timer = StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
         parsed = self._parse(records, now_ms=now_ms)
         stats.dead.update(parsed.dead)
@@ -214,7 +167,7 @@ class BatchProcessor:
             }
             changes: list[SegmentChange] = []
             for fold in folds.values():
-                stats.add(fold)
+                _count(stats, fold)
                 messages.extend(fold.dead)
                 changes.extend(fold.changes)
             messages.extend(change_messages(self.topics.output, changes))
@@ -425,3 +378,16 @@ class BatchProcessor:
             received_ms=now_ms,
         )
         return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))
+
+
+def _count(stats: BatchStats, fold: Fold) -> None:
+    """Add one customer's fold to the batch's counts."""
+    stats.applied += fold.applied
+    stats.duplicate += fold.duplicate
+    stats.capped += fold.capped
+    stats.redelivered += fold.redelivered
+    stats.suspect_redelivered += fold.suspect
+    if fold.dead:
+        stats.dead["internal_error"] += len(fold.dead)
+    for change in fold.changes:
+        stats.changes[change.cloudevent_type] += 1

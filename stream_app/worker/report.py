@@ -7,9 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from stream_app.messages import Record
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.metrics import WorkerMetrics
-from stream_app.worker.sweep import SweepStats
+from stream_app.worker.stats import BatchStats, SweepStats
 
 log = logging.getLogger("stream_app.worker")
 

@@ -13,9 +13,9 @@ from aiokafka.errors import KafkaError
 
 from stream_app.aioutil import raise_if_cancelled
 from stream_app.messages import Record
-from stream_app.worker.batch import BatchStats
 from stream_app.worker.report import Report
 from stream_app.worker.services import Services
+from stream_app.worker.stats import BatchStats
 
 log = logging.getLogger("stream_app.worker")
 

@@ -9,11 +9,11 @@ Kafka or Redis clients: the store, the publisher and the indexes are handed in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from scoring import Model
-from stream_app.messages import Topics
+from stream_app.messages import Record, Topics
 from stream_app.settings import Settings
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
@@ -21,6 +21,7 @@ from stream_app.worker.effects import Effects
 from stream_app.worker.ports import Indexes, Publisher, Store
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
+from stream_app.worker.stats import BatchStats, SweepStats
 from stream_app.worker.sweep import DecaySweep
 
 
@@ -86,6 +87,16 @@ class Scorer:
             readside=ReadSide(model, indexes),
             limit=options.sweep_limit,
         )
+
+    async def process(self, records: Sequence[Record]) -> BatchStats:
+        """Score one batch (:meth:`BatchProcessor.process`)."""
+        return await self.batch.process(records)
+
+    async def sweep_partition(
+        self, partition: int, until_ms: float, *, now_ms: float
+    ) -> SweepStats:
+        """Fire the crossings due on one partition (:meth:`DecaySweep.partition`)."""
+        return await self.sweep.partition(partition, until_ms, now_ms=now_ms)
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop what is known of partitions moved away in a rebalance (and every due hint:

@@ -54,9 +54,7 @@ class Services:
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
-        await migrate_tier_sets(
-            self.store.client, self.store.keys, [t.name for t in self.model.tiers]
-        )
+        await migrate_tier_sets(self.redis, self.keys, [t.name for t in self.model.tiers])
         log.info(
             "scoring with model %s v%d, input partitions %d",
             self.model.name,

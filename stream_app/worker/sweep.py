@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
-from dataclasses import dataclass, field
 
 from scoring import (
     Model,
@@ -39,20 +37,9 @@ from stream_app.store.records import Write
 from stream_app.worker.effects import Effects, Outcome, Reschedule, change_messages
 from stream_app.worker.ports import DueIndex, RecordStore
 from stream_app.worker.readside import ReadSide
+from stream_app.worker.stats import SweepStats
 
 log = logging.getLogger("stream_app.worker.sweep")
-
-
-@dataclass
-class SweepStats:
-    """What one partition's sweep did."""
-
-    due: int = 0
-    fired: int = 0
-    changes: int = 0
-    conflicts: int = 0
-    max_lag_ms: float = 0.0
-    by_type: Counter[str] = field(default_factory=Counter)
 
 
 class DecaySweep:

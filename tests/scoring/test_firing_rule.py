@@ -427,7 +427,7 @@ class Worker:
         await self.processor.process(self.last)
 
     async def sweep(self, p: int, until: float) -> None:
-        await self.scorer.sweep.partition(p, until, now_ms=until)
+        await self.scorer.sweep_partition(p, until, now_ms=until)
 
     def waiting(self, p: int) -> list[int]:
         return [ts for _, ts in self.queues[p]]

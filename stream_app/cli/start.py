@@ -1,0 +1,87 @@
+"""``engagement-scorer worker``: the start-up sequence, where every part is built once.
+
+Settings, model, topics, the faust App, the worker's services; then the agent and its
+timers and the HTTP routes are registered on the App with what each of them uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.exceptions
+
+from scoring import load_model
+from stream_app.models.registry import RegistryState
+from stream_app.settings import Settings
+from stream_app.store.state import StoreUnavailable, connect
+
+
+def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
+    """Build the worker for ``settings`` and run it until it is stopped."""
+    load_model(settings.model_path)  # a bad model file fails here, with its key named
+    from stream_app.kafka.topics import prepare
+
+    partitions = asyncio.run(prepare(settings))
+    registry = asyncio.run(model_registry(settings, partitions))
+    if loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    from faust import Worker
+
+    from stream_app.app import create_app
+    from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
+    from stream_app.http import views
+    from stream_app.http.health import Health
+    from stream_app.models.apis import ModelApis
+    from stream_app.worker import agents
+    from stream_app.worker.runtime import Runtime
+    from stream_app.worker.services import build_services
+
+    app = create_app(settings)
+    services = build_services(
+        settings,
+        registry=registry,
+        input_partitions=partitions,
+        publisher=FaustPublisher(app),
+        consumer=FaustConsumer(app),
+    )
+    agents.register(app, Runtime(services), settings, services.topics)
+    health = Health(
+        store=services.store,
+        consumer=services.consumer,
+        progress=services.scorer.progress,
+        topics=services.topics,
+        metrics=services.metrics,
+        ready_max_lag=settings.ready_max_lag,
+    )
+    views.register(
+        app,
+        apis=ModelApis(services.registry, settings.key_prefix),
+        health=health,
+        metrics=services.metrics,
+        api_tokens=settings.api_token_list,
+        ops_tokens=settings.ops_token_list,
+    )
+    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    return 0
+
+
+async def model_registry(settings: Settings, partitions: int) -> RegistryState:
+    """The model registry at start-up (seeded from the model file on an empty deployment;
+    see :func:`stream_app.models.startup.model_in_force`)."""
+    from stream_app.models.startup import model_in_force
+
+    client = connect(settings.redis_url)
+    try:
+        return await model_in_force(
+            client,
+            settings.key_prefix,
+            file_text=settings.model_path.read_text("utf-8"),
+            origin=str(settings.model_path),
+            partitions=partitions,
+        )
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
+    finally:
+        await client.aclose()
