@@ -20,7 +20,6 @@ from stream_app.http.readmodel import describe
 from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
-from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
 from stream_app.store.state import StoreUnavailable, connect
 
@@ -139,10 +138,9 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    """Print one customer's state as JSON (exit 1 if the customer is unknown)."""
+    """Print one customer's state under the model in force as JSON (exit 1 if unknown)."""
     settings = Settings.from_env()
-    model = load_model(settings.model_path)
-    raw = asyncio.run(_read_state(settings, model, args.customer_id))
+    model, raw = asyncio.run(_read_state(settings, args.customer_id))
     if raw is None:
         print(f"engagement-scorer score: unknown customer {args.customer_id!r}", file=sys.stderr)
         return 1
@@ -152,11 +150,16 @@ def score(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _read_state(settings: Settings, model: Model, customer_id: str) -> bytes | None:
+async def _read_state(settings: Settings, customer_id: str) -> tuple[Model, bytes | None]:
+    """The model in force (the registry's; the model file's before any is registered)
+    and the customer's record under it."""
+    from stream_app.models.startup import in_force
+
     client = connect(settings.redis_url)
     try:
-        raw = await client.get(Keys(settings.key_prefix, model.name).state(customer_id))
-        return raw.encode() if isinstance(raw, str) else raw
+        model, keys, _ = await in_force(settings, client)
+        raw = await client.get(keys.state(customer_id))
+        return model, raw.encode() if isinstance(raw, str) else raw
     except redis.exceptions.RedisError as exc:
         raise StoreUnavailable.from_redis(exc) from None
     finally:

@@ -16,17 +16,16 @@ from scoring import (
     InvalidState,
     Model,
     decode_state,
-    load_model,
     parse_model_text,
 )
 from scoring.migrate import compare
 from stream_app.errors import StreamAppError
 from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.retained import read_retained
-from stream_app.models.registry import ModelRegistry
+from stream_app.models.startup import in_force
 from stream_app.models.whatif import Replay, WhatIf, summarize
 from stream_app.settings import Settings
-from stream_app.store.keys import Keys, RegistryKeys
+from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
 from stream_app.store.state import RedisClient, connect
 
@@ -36,17 +35,6 @@ CHUNK = 1000
 
 class PlanRefused(StreamAppError):
     """The new model cannot be planned as asked."""
-
-
-async def in_force(settings: Settings, client: RedisClient) -> tuple[Model, Keys, str]:
-    """The model in force, its keys and a label (the file's model on an empty deployment)."""
-    state = await ModelRegistry(client, RegistryKeys(settings.key_prefix)).read()
-    if state is None:
-        model = load_model(settings.model_path)
-        label = f"{model.name} v{model.version} (ENGAGEMENT_MODEL_FILE; not registered yet)"
-        return model, Keys(settings.key_prefix, model.name), label
-    slot = state.active
-    return slot.model, slot.keys(settings.key_prefix), slot.label
 
 
 async def stored_states(

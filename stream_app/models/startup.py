@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from scoring import InvalidState, Model, decode_state, parse_model_text
+from scoring import InvalidState, Model, decode_state, load_model, parse_model_text
 from stream_app.errors import StreamAppError
 from stream_app.models.registry import ModelRegistry, RegistryState, text_hash
-from stream_app.store.keys import Keys
+from stream_app.settings import Settings
+from stream_app.store.keys import Keys, RegistryKeys
 from stream_app.store.records import decode_record
 from stream_app.store.state import RedisClient
 
@@ -66,8 +67,6 @@ async def model_in_force(
     Raises :class:`ModelRefused` when the model in force (or the file's, on an empty
     deployment) cannot read the state stored under its namespace.
     """
-    from stream_app.store.keys import RegistryKeys
-
     registry = ModelRegistry(client, RegistryKeys(prefix))
     state = await registry.read()
     if state is None:
@@ -100,3 +99,14 @@ async def model_in_force(
             CHANGE_MODELS,
         )
     return state
+
+
+async def in_force(settings: Settings, client: RedisClient) -> tuple[Model, Keys, str]:
+    """The model in force, its keys and a label (the file's model on an empty deployment)."""
+    state = await ModelRegistry(client, RegistryKeys(settings.key_prefix)).read()
+    if state is None:
+        model = load_model(settings.model_path)
+        label = f"{model.name} v{model.version} (ENGAGEMENT_MODEL_FILE; not registered yet)"
+        return model, Keys(settings.key_prefix, model.name), label
+    slot = state.active
+    return slot.model, slot.keys(settings.key_prefix), slot.label
