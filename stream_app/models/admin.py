@@ -125,7 +125,15 @@ async def retire(
     registry: ModelRegistry, client: RedisClient, prefix: str, *, keep_data: bool
 ) -> tuple[ModelSlot, int]:
     """Stop scoring the shadow and (unless ``keep_data``) delete its keys; how many."""
-    state = await _registered(registry)
+    status = await read_status(registry)
+    state = status.state
+    if state is None:
+        raise RegistryError("no model is registered yet")
+    if not status.switch_done:
+        raise RegistryError(
+            f"the last switch is still going on ({status.cut_over()}/{status.partitions} "
+            "partitions done): the model switched from is needed until it is done"
+        )
     slot = await registry.retire(state)
     await client.delete(registry.keys.engaged(slot.id), registry.keys.progress(slot.id))
     if keep_data:

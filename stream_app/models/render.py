@@ -84,7 +84,9 @@ def plan_text(r: WhatIf) -> str:
         out.append(f"REFUSED: {c.refused}")
     out.append("changes to the model:" if c.differences else "changes to the model: none")
     out += [f"  {d}" for d in c.differences]
-    if c.from_current:
+    if c.same:
+        out.append("  (this is the model in force)")
+    elif c.from_current:
         out.append("  (no replay needed: `model shadow NEW --from-current` builds it at once)")
     else:
         out.append(f"  (needs a replay of the input: {'; '.join(c.needs_replay)})")
