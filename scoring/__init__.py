@@ -16,25 +16,24 @@ True
 """
 
 from scoring.apply import Applied, NpsResponse, apply
-from scoring.changes import SegmentChange, change_id
+from scoring.changes import Change, change_id
+from scoring.codec.explain import decode_explanation, encode_explanation
+from scoring.codec.state import decode_state, encode_state
 from scoring.crossing import advance, next_crossing, quiet_until
-from scoring.decay import ExpSum, SignSteps, decay_factor, sign_steps
-from scoring.errors import REASONS, InvalidEvent, InvalidModel, InvalidState, ScoringError
-from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
-from scoring.explain import (
-    Explanation,
-    contributions_at,
-    decode_explanation,
-    encode_explanation,
-    explain_add,
-    recent_at,
+from scoring.decay import ExpSum, decay_factor
+from scoring.errors import (
+    REASONS,
+    InvalidEvent,
+    InvalidModel,
+    InvalidState,
+    ScoringError,
+    UnknownFormat,
 )
+from scoring.events import Event, parse_event, parse_timestamp, validate_customer_id
+from scoring.explain import Explanation, contributions_at, explain_add, recent_at
 from scoring.model import (
-    Condition,
     EventType,
     Model,
-    SegmentRule,
-    Tier,
     default_model_path,
     load_default_model,
     load_model,
@@ -42,21 +41,22 @@ from scoring.model import (
     parse_model_text,
 )
 from scoring.nps import NpsCounts, category, nps
+from scoring.rules import Condition, SegmentRule
 from scoring.state import (
     CustomerState,
     Values,
-    decode_state,
-    encode_state,
     fingerprint,
     new_state,
     segment_names,
     tier_name,
     values_at,
 )
+from scoring.tiers import Tier
 
 __all__ = [
     "REASONS",
     "Applied",
+    "Change",
     "Condition",
     "CustomerState",
     "Event",
@@ -70,10 +70,9 @@ __all__ = [
     "NpsCounts",
     "NpsResponse",
     "ScoringError",
-    "SegmentChange",
     "SegmentRule",
-    "SignSteps",
     "Tier",
+    "UnknownFormat",
     "Values",
     "advance",
     "apply",
@@ -100,7 +99,6 @@ __all__ = [
     "quiet_until",
     "recent_at",
     "segment_names",
-    "sign_steps",
     "tier_name",
     "validate_customer_id",
     "values_at",

@@ -26,7 +26,7 @@
 'duplicate'
 >>> t = next_crossing(r3.state, model)         # 14 quiet days: the "lapsing" segment
 >>> state, changes = advance(r3.state, "c-1", t, model)
->>> (t - day) / day, [(c.segment, c.entered, c.cause) for c in changes]
+>>> (t - day) / day, [(c.name, c.entered, c.cause) for c in changes]
 (14.0, [('lapsing', True, 'decay')])
 >>> t = next_crossing(state, model)           # warm is left below 20 * (1 - 0.1)
 >>> state, changes = advance(state, "c-1", t, model)
@@ -42,15 +42,13 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Literal
 
-from scoring.changes import SegmentChange, diff
+from scoring.changes import Change, diff
 from scoring.crossing import advance, next_crossing
 from scoring.decay import decay_factor
 from scoring.errors import InvalidEvent
 from scoring.events import Event
 from scoring.model import EventType, Model
 from scoring.nps import category
-from scoring.plan import plan
-from scoring.segments import segment_mask
 from scoring.state import (
     CAP_WINDOW_DAYS,
     CustomerState,
@@ -59,7 +57,7 @@ from scoring.state import (
     new_state,
     utc_day,
 )
-from scoring.tiers import after_event
+from scoring.timeline import Point
 
 __all__ = ["Applied", "NpsResponse", "advance", "apply", "next_crossing"]
 
@@ -87,7 +85,7 @@ class Applied:
     """The result of :func:`apply`."""
 
     state: CustomerState
-    changes: tuple[SegmentChange, ...]
+    changes: tuple[Change, ...]
     status: Literal["applied", "duplicate", "capped"]
     nps: NpsResponse | None
 
@@ -118,7 +116,7 @@ def apply(
         raise InvalidEvent("unknown_type", f"type: {event.type!r} is not in model {model.name!r}")
 
     t = event.ts_ms
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     if current.is_new:
         clock, values = float(t), list(current.dimension_values(model))
     elif t > current.clock_ms:
@@ -129,7 +127,7 @@ def apply(
     else:  # a late event: the clock stays
         clock, values = current.clock_ms, list(current.dimension_values(model))
 
-    p = plan(model)
+    p = model.plan
     counted, caps = _count(current.caps, clock, event_type, p.type_index[event.type], t)
     if counted and event_type.points:
         i = p.dimension_of[event.type]
@@ -151,8 +149,8 @@ def apply(
 
     last_seen = _seen(current.last_seen, p.seen_slots[event.type], len(model.tracked), t)
     score = math.fsum(values)
-    tier = after_event(current.tier, score, model)
-    mask = segment_mask(p, values, score, clock_ms=clock, last_seen=last_seen, nps_score=nps_score)
+    tier = p.tiers.after_event(current.tier, score)
+    mask = p.segments_at(Point(clock, values, score, last_seen, nps_score))
     if tier != current.tier or mask != current.segments:
         changes.extend(
             diff(

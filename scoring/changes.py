@@ -5,7 +5,7 @@ its cause) and carries a deterministic ``change_id``: the same model, customer,
 change and ``occurred_at`` always give the same id, so a replay reproduces the ids
 of a live run and consumers can deduplicate.
 
->>> change = SegmentChange.create(
+>>> change = Change.create(
 ...     "c-42", "tier", "warm", from_tier="cold", to_tier="warm", entered=True,
 ...     occurred_at_ms=1.7e12, score=21.0, dimensions={"email": 21.0},
 ...     cause="event", cause_event_id="e1", model="default", model_version=1)
@@ -25,7 +25,7 @@ import orjson
 
 from scoring.model import Model
 
-__all__ = ["Cause", "SegmentChange", "change_id", "diff"]
+__all__ = ["Cause", "Change", "change_id", "diff"]
 
 Cause = Literal["event", "decay", "model"]
 
@@ -36,7 +36,7 @@ def change_id(
     model_version: int,
     customer_id: str,
     kind: str,
-    segment: str,
+    name: str,
     from_tier: str | None,
     to_tier: str | None,
     entered: bool,
@@ -52,7 +52,7 @@ def change_id(
             model_version,
             customer_id,
             kind,
-            segment,
+            name,
             from_tier,
             to_tier,
             entered,
@@ -63,18 +63,18 @@ def change_id(
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentChange:
+class Change:
     """A tier change (``kind="tier"``) or a rule segment entered/exited (``"segment"``).
 
-    For a tier change ``segment`` is the tier entered (``to_tier``) and ``entered`` is
-    True when moving up; for a segment change ``segment`` is the rule name and both
-    tier fields are None.
+    For a tier change ``name`` is the tier entered (``to_tier``) and ``entered`` is
+    True when moving up; for a segment change ``name`` is the rule's and both tier
+    fields are None. (Its CloudEvent calls ``name`` ``segment``.)
     """
 
     change_id: str
     customer_id: str
     kind: Literal["tier", "segment"]
-    segment: str
+    name: str
     from_tier: str | None
     to_tier: str | None
     entered: bool
@@ -101,7 +101,7 @@ class SegmentChange:
         cls,
         customer_id: str,
         kind: Literal["tier", "segment"],
-        segment: str,
+        name: str,
         *,
         from_tier: str | None,
         to_tier: str | None,
@@ -113,7 +113,7 @@ class SegmentChange:
         cause_event_id: str | None,
         model: str,
         model_version: int,
-    ) -> SegmentChange:
+    ) -> Change:
         """A change record with its deterministic :func:`change_id`."""
         at = float(occurred_at_ms)
         cid = change_id(
@@ -121,14 +121,14 @@ class SegmentChange:
             model_version=model_version,
             customer_id=customer_id,
             kind=kind,
-            segment=segment,
+            name=name,
             from_tier=from_tier,
             to_tier=to_tier,
             entered=entered,
             occurred_at_ms=at,
         )
         return cls(
-            cid, customer_id, kind, segment, from_tier, to_tier, entered, at, score,
+            cid, customer_id, kind, name, from_tier, to_tier, entered, at, score,
             MappingProxyType(dict(dimensions)), cause, cause_event_id, model, model_version,
         )  # fmt: skip
 
@@ -146,14 +146,14 @@ def diff(
     score: float,
     cause: Cause,
     cause_event_id: str | None,
-) -> tuple[SegmentChange, ...]:
+) -> tuple[Change, ...]:
     """The changes between two (tier, segment mask) pairs: the tier first, then the
     segments in model order."""
     dims = dict(zip(model.dimensions, values, strict=True))
 
     def make(kind: Literal["tier", "segment"], name: str, frm: str | None, to: str | None,
-             entered: bool) -> SegmentChange:  # fmt: skip
-        return SegmentChange.create(
+             entered: bool) -> Change:  # fmt: skip
+        return Change.create(
             customer_id,
             kind,
             name,
@@ -169,7 +169,7 @@ def diff(
             model_version=model.version,
         )
 
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     if tier_after != tier_before:
         to = model.tiers[tier_after].name
         changes.append(

@@ -2,11 +2,11 @@
 
 Between events a customer's metrics are known functions of time: the score and each
 dimension are sums of exponentials, ``days_since.*`` grows linearly, the NPS
-category is constant. Every bound a rule compares them with (the tier's up and down
-bounds, each segment condition's value) gives a function ``metric - bound`` whose
-right-limit sign changes are found exactly by :class:`scoring.decay.SignStream`
-(the lazy form of :func:`scoring.decay.sign_steps`). The candidate times of all of
-them are taken in order and the first at which the tier would move (up: score >=
+category is constant (:mod:`scoring.metrics`). Every bound a rule compares them with
+(the tier's up and down bounds, each segment condition's value) gives a function
+``metric - bound`` whose right-limit sign changes its metric finds exactly (for sums
+of exponentials with :class:`scoring.roots.SignStream`). The candidate times of all
+of them are taken in order and the first at which the tier would move (up: score >=
 next threshold; down: score < threshold * (1 - hysteresis)) or a segment's truth
 differs from the stored one is the next crossing.
 
@@ -14,13 +14,13 @@ Truth at a crossing is the right-limit truth: what holds just *after* it. A metr
 that only touches a bound crosses nothing; one that reaches it and turns back is
 seen for what it does next.
 
-The search is lazy but exact (see :mod:`scoring.tracks`): a sign change is first
-known as a bracket, and a bracket is only shrunk (by the very steps that would pin
-it down to adjacent floats) as far as needed to order it against the others; only
-the change that moves the tier or a segment is refined to the end. Bounds out of
-the values' reach, conditions of a rule already decided for good and metrics shown
-to stay on their side until another change is due are never searched. The times
-found are the ones the eager search over every bound finds, bit for bit.
+The search is lazy but exact (see :mod:`scoring.watch` and :mod:`scoring.track`): a
+sign change is first known as a bracket, and a bracket is only shrunk (by the very
+steps that would pin it down to adjacent floats) as far as needed to order it against
+the others; only the change that moves the tier or a segment is refined to the end.
+Bounds out of the values' reach, conditions of a rule already decided for good and
+metrics shown to stay on their side until another change is due are never searched.
+The times found are the ones an eager search over every bound finds, bit for bit.
 
 A continuous crossing moves the tier one step. :func:`advance` applies crossings in
 time order, each at its exact time, and never moves the clock past the last one.
@@ -32,13 +32,14 @@ import math
 import operator
 from dataclasses import dataclass
 
-from scoring.changes import SegmentChange, diff
+from scoring.changes import Change, diff
 from scoring.errors import ScoringError
+from scoring.metrics import SCORE, Check
 from scoring.model import Model
-from scoring.plan import plan
-from scoring.segments import holds
-from scoring.state import CustomerState, decayed_values
-from scoring.tracks import Track, Watch, days_side, side
+from scoring.rules import fold
+from scoring.state import CustomerState, decayed_values, timeline
+from scoring.track import Track
+from scoring.watch import Watch
 
 __all__ = ["Crossing", "advance", "find_crossing", "next_crossing", "quiet_until"]
 
@@ -94,13 +95,13 @@ def find_crossing(state: CustomerState, model: Model) -> Crossing | None:
 
 def advance(
     state: CustomerState, customer_id: str, until_ms: float, model: Model
-) -> tuple[CustomerState, tuple[SegmentChange, ...]]:
+) -> tuple[CustomerState, tuple[Change, ...]]:
     """Apply every crossing at or before ``until_ms``, each at its exact time.
 
     The clock moves to each crossing applied and no further; the changes have cause
     ``decay``. Pure: the same state and ``until_ms`` always give the same result.
     """
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     for _ in range(_MAX_CROSSINGS):
         crossing = _first(state, model, until_ms)
         if crossing is None:
@@ -160,12 +161,12 @@ def _search(watch: Watch, until: float) -> Crossing | None:
         rest = [t for t in active if t is not first]
         rivals = [t for t in rest if t.lo < first.hi]
         if first.hi == _INF:
-            stale = _bracket(watch, first, rest, until)
+            stale = _bracket(first, rest, until)
         elif rivals and not first.exact:
             first.narrow(min(t.lo for t in rivals))
             stale = False
         elif unsure := [t for t in rivals if not t.exact]:
-            stale = _clear(watch, min(unsure, key=_order), first.hi)
+            stale = _clear(min(unsure, key=_order), first.hi)
         else:
             roots = [t.take() for t in (first, *rivals)]
             tier, mask = watch.outcome()
@@ -178,12 +179,12 @@ def _search(watch: Watch, until: float) -> Crossing | None:
     return None
 
 
-def _bracket(watch: Watch, track: Track, rest: list[Track], until: float) -> bool:
+def _bracket(track: Track, rest: list[Track], until: float) -> bool:
     """Search ``track`` while it may change first; True once it has no change left."""
     target = min([t.hi for t in rest if t.hi < until], default=until)
     if target != _INF and track.fresh and track.tried != target:
         track.tried = target  # (once per target)
-        if watch.quiet(track, target):  # it stays put until another change is due
+        if track.quiet(target):  # it stays put until another change is due
             track.lo = target
             return False
     others = min([t.lo for t in rest], default=_INF)
@@ -192,9 +193,9 @@ def _bracket(watch: Watch, track: Track, rest: list[Track], until: float) -> boo
     return track.lo == _INF
 
 
-def _clear(watch: Watch, rival: Track, at: float) -> bool:
+def _clear(rival: Track, at: float) -> bool:
     """Show ``rival`` changes after ``at``, or narrow it; True once it has no change left."""
-    if rival.hi == _INF and rival.fresh and watch.quiet(rival, at):
+    if rival.hi == _INF and rival.fresh and rival.quiet(at):
         rival.lo = at
         return False
     rival.search()
@@ -209,53 +210,22 @@ _order = operator.attrgetter("lo")
 def _quiet(state: CustomerState, model: Model, until: float) -> bool:
     """True if surely nothing changes in ``[clock, until]``: a shortcut of :func:`_first`.
 
-    Each bound is checked with :func:`~scoring.tracks.side` between the clock and
-    ``until``, without building tracks (the score only as a monotone metric when its
-    values share a sign); then the tier and the segments those sides give must be
-    the stored ones.
+    Each bound is checked with its metric's :meth:`~scoring.metrics.Metric.side`
+    between the clock and ``until``, without building tracks (the score only as a
+    monotone metric when its values share a sign); then the tier and the segments
+    those sides give must be the stored ones.
     """
-    p = plan(model)
-    clock, values, last_seen = state.clock_ms, state.dimension_values(model), state.last_seen
-    if not (p.finite_half_lives and all(map(math.isfinite, values))):  # (the search raises)
+    values = state.dimension_values(model)
+    if not all(map(math.isfinite, values)):  # (the search raises)
         return False
-    later = decayed_values(state, model, until)
-    above = math.fsum([v for v in values if v > 0])
-    below = math.fsum([v for v in values if v < 0])
-    total, then = math.fsum(values), None if above > 0 > below else math.fsum(later)
-    scale = above - below
-
-    def where(kind: str, slot: int, bound: float) -> int:
-        if kind == "score":
-            return side(bound, total, then, high=above, low=below, scale=scale)
-        if kind == "dimension":
-            v = values[slot]
-            return side(bound, v, later[slot], high=max(v, 0.0), low=min(v, 0.0), scale=abs(v))
-        return days_side(last_seen[slot] if last_seen else None, clock, until, bound)
-
-    up, down = p.up[state.tier], p.down[state.tier]
-    if (up is not None and where("score", -1, up) != -1) or (
-        down is not None and where("score", -1, down) != 1
+    line, bounds = timeline(state, model, values), model.plan.tiers
+    up, down = bounds.up[state.tier], bounds.down[state.tier]
+    if (up is not None and SCORE.side(line, -1, up, until) != -1) or (
+        down is not None and SCORE.side(line, -1, down, until) != 1
     ):
         return False
-    mask, category = 0, state.nps_category
-    for i, (every, checks) in enumerate(p.rules):
-        unsure = False
-        for check in checks:
-            bound = check.value
-            if check.kind == "nps":
-                truth = holds(check.op, category, bound)
-            else:
-                assert not isinstance(bound, str)  # the model forbids it
-                at = where(check.kind, check.slot, bound)
-                unsure = unsure or not at
-                if not at:
-                    continue
-                truth = check.truth[at + 1]
-            if truth != every:  # decided
-                mask |= (not every) << i
-                break
-        else:
-            if unsure:
-                return False
-            mask |= every << i
-    return mask == state.segments
+
+    def truth(check: Check) -> bool | None:
+        return check.metric.truth_until(line, check, until)
+
+    return fold(model.plan.rules, truth) == state.segments

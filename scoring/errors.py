@@ -38,3 +38,15 @@ class InvalidEvent(ScoringError, ValueError):
 
 class InvalidState(ScoringError, ValueError):
     """Stored customer state cannot be decoded against the model it is read with."""
+
+
+class UnknownFormat(InvalidState):
+    """Bytes of a format this version does not read (their first byte names the format;
+    ``found`` is None for no bytes)."""
+
+    def __init__(self, what: str, found: int | None, expected: int) -> None:
+        if found is None:
+            super().__init__(f"{what}: no bytes (format {expected} expected)")
+        else:
+            super().__init__(f"{what}: format {found} is not read (only format {expected})")
+        self.found = found

@@ -2,7 +2,8 @@
 
 A bounded companion of :class:`scoring.CustomerState`: per event type, the sum of
 its points decayed to a reference time (exactly as the dimension values are), and
-the last ``keep`` events by event time. Pure, like the rest of the core.
+the last ``keep`` events by event time. Pure, like the rest of the core; its bytes
+are :mod:`scoring.codec.explain`'s.
 
 >>> from scoring.model import load_default_model
 >>> model = load_default_model()
@@ -15,20 +16,13 @@ the last ``keep`` events by event time. Pure, like the rest of the core.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import orjson
-
-from scoring.binexplain import BINARY_EXPLANATION, decode_binary, encode_binary
 from scoring.decay import decay_factor
-from scoring.errors import InvalidState
 from scoring.events import Event
 from scoring.model import Model
-from scoring.plan import plan
 
-__all__ = ["EXPLANATION_FORMAT", "Explanation", "contributions_at", "decode_explanation",
-           "encode_explanation", "explain_add", "recent_at"]  # fmt: skip
+__all__ = ["Explanation", "contributions_at", "explain_add", "recent_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,94 +89,3 @@ def recent_at(expl: Explanation, model: Model, t_ms: float) -> list[dict[str, ob
     ]
     rows.sort(key=lambda r: -abs(float(str(r["contribution"]))))
     return rows
-
-
-#: The format :func:`encode_explanation` writes (binary; formats 1 and 2, JSON, still
-#: decode: format 1 is ``[at, by_type, recent]``, format 2 starts with ``[2,``).
-EXPLANATION_FORMAT = BINARY_EXPLANATION
-_JSON_FORMAT = 2  # written when format 3 cannot hold an explanation
-_BINARY_LEAD = bytes([BINARY_EXPLANATION])
-_EXACT_INT = float(2**53)  # integral floats below this print as JSON integers, exactly
-
-
-def _compact(v: float) -> float | int:
-    """``v`` as a JSON integer when that is exact and shorter (not -0.0)."""
-    if v.is_integer() and abs(v) < _EXACT_INT and (v or math.copysign(1.0, v) > 0):
-        return int(v)
-    return v
-
-
-def encode_explanation(expl: Explanation, model: Model) -> bytes:
-    """Compact bytes; every number round-trips exactly.
-
-    Format 3 (:mod:`scoring.binexplain`): packed binary, event types by their index in
-    ``model.event_type_names``, event times relative to ``at``. One that format cannot
-    hold is written as format 2, the same in JSON: ``[2, at, [[type, sum], ...], [[at -
-    ts, type, points, event_id], ...]]``, or format 1 for a time that is not an integral
-    number of ms. Types the model no longer has are left out (nothing shows them).
-
-    >>> from scoring.model import load_default_model
-    >>> model = load_default_model()
-    >>> e = Explanation(1e12, (("email_open", 2.5),), ((999_999_000_000, "email_open", 3.0, "e1"),))
-    >>> raw = encode_explanation(e, model)
-    >>> raw[0], len(raw), decode_explanation(raw, model) == e
-    (3, 33, True)
-    """
-    index = plan(model).type_index
-    raw = encode_binary(expl.at_ms, expl.by_type, expl.recent, index)
-    if raw is not None:
-        return raw
-    by_type = [(index[t], v) for t, v in expl.by_type if t in index]
-    recent = [(ts, index[t], p, e) for ts, t, p, e in expl.recent if t in index]
-    at = expl.at_ms
-    if not (at.is_integer() and abs(at) < _EXACT_INT):  # (explain_add makes integral times)
-        return _encode_v1(expl)
-    base = int(at)
-    return orjson.dumps(
-        [
-            _JSON_FORMAT,
-            base,
-            [[i, _compact(v)] for i, v in by_type],
-            [[base - ts, i, _compact(p), e] for ts, i, p, e in recent],
-        ]
-    )
-
-
-def _encode_v1(expl: Explanation) -> bytes:
-    return orjson.dumps(
-        [expl.at_ms, [list(p) for p in expl.by_type], [list(r) for r in expl.recent]]
-    )
-
-
-def decode_explanation(raw: bytes, model: Model) -> Explanation:
-    """Inverse of :func:`encode_explanation` (formats 1, 2 and 3); :class:`InvalidState` on
-    bad bytes or a type index ``model`` does not have."""
-    names = model.event_type_names
-    if raw[:1] == _BINARY_LEAD:
-        return Explanation(*decode_binary(raw, names))
-    try:
-        doc = orjson.loads(raw)
-        if len(doc) == 3:  # format 1: type names, absolute times
-            at, by_type, recent = doc
-            return Explanation(
-                float(at),
-                tuple((str(t), float(v)) for t, v in by_type),
-                tuple((int(ts), str(t), float(p), str(e)) for ts, t, p, e in recent),
-            )
-        fmt, at, by_type, recent = doc
-        if fmt != _JSON_FORMAT:
-            raise ValueError(f"format {fmt!r} is not 1, {_JSON_FORMAT} or {EXPLANATION_FORMAT}")
-        base = int(at)
-        return Explanation(
-            float(base),
-            tuple((names[_index(i)], float(v)) for i, v in by_type),
-            tuple((base - int(dt), names[_index(i)], float(p), str(e)) for dt, i, p, e in recent),
-        )
-    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError) as exc:
-        raise InvalidState(f"explanation: {exc}") from None
-
-
-def _index(i: object) -> int:
-    if type(i) is not int or i < 0:
-        raise ValueError(f"event type index {i!r} out of range")
-    return i

@@ -28,13 +28,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scoring.changes import SegmentChange
+from scoring.changes import Change
 from scoring.errors import InvalidModel
 from scoring.model import Model, default_model_path
-from scoring.plan import plan
-from scoring.segments import segment_mask
 from scoring.state import CustomerState, decayed_values
-from scoring.tiers import after_event
+from scoring.timeline import Point
 
 __all__ = [
     "Comparison",
@@ -146,15 +144,9 @@ def derive(state: CustomerState, old: Model, new: Model) -> CustomerState:
         last_seen = tuple(slots[name] for name in new.tracked)
     values = state.dimension_values(old)
     score = math.fsum(values)
-    tier = after_event(min(state.tier, len(new.tiers) - 1), score, new)
-    mask = segment_mask(
-        plan(new),
-        values,
-        score,
-        clock_ms=state.clock_ms,
-        last_seen=last_seen,
-        nps_score=state.nps_score,
-    )
+    p = new.plan
+    tier = p.tiers.after_event(min(state.tier, len(new.tiers) - 1), score)
+    mask = p.segments_at(Point(state.clock_ms, values, score, last_seen, state.nps_score))
     return CustomerState(
         clock_ms=state.clock_ms,
         values=state.values,
@@ -195,7 +187,7 @@ def switch_changes(
     new_state: CustomerState | None,
     new_model: Model,
     at_ms: float,
-) -> tuple[SegmentChange, ...]:
+) -> tuple[Change, ...]:
     """The changes from the customer's standing under ``old_model`` to that under
     ``new_model``, occurring at ``at_ms`` with cause ``model``.
 
@@ -213,8 +205,8 @@ def switch_changes(
     dims = dict(zip(new_model.dimensions, values, strict=True))
     score = math.fsum(values)
 
-    def make(kind: str, name: str, frm: str | None, to: str | None, entered: bool) -> SegmentChange:
-        return SegmentChange.create(
+    def make(kind: str, name: str, frm: str | None, to: str | None, entered: bool) -> Change:
+        return Change.create(
             customer_id,
             "tier" if kind == "tier" else "segment",
             name,
@@ -230,7 +222,7 @@ def switch_changes(
             model_version=new_model.version,
         )
 
-    out: list[SegmentChange] = []
+    out: list[Change] = []
     if before.tier_name != after.tier_name:
         up = (after.threshold, after.tier) > (before.threshold, before.tier)
         out.append(make("tier", after.tier_name, before.tier_name, after.tier_name, up))

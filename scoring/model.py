@@ -29,24 +29,21 @@ import pathlib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import Final, Literal, NoReturn
 
 from scoring.errors import InvalidModel
-from scoring.nps import CATEGORIES
-
-if TYPE_CHECKING:
-    from scoring.plan import Plan
+from scoring.metrics import ANY, KINDS, resolve
+from scoring.plan import Plan, build_plan
+from scoring.rules import OPS, Condition, SegmentRule
+from scoring.tiers import Tier
+from scoring.timeline import DAY_MS
 
 __all__ = [
     "DAY_MS",
-    "OPS",
-    "Condition",
     "EventType",
     "Model",
-    "SegmentRule",
-    "Tier",
     "default_model_path",
     "load_default_model",
     "load_model",
@@ -54,10 +51,7 @@ __all__ = [
     "parse_model_text",
 ]
 
-DAY_MS = 86_400_000
-OPS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", re.ASCII)
-ANY = "any"  # ``days_since.any``: the last event of any type
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,87 +64,102 @@ class EventType:
     max_per_day: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """An engagement tier entered at ``threshold``."""
-
-    name: str
-    threshold: float
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """``metric op value``, e.g. ``dimension.web >= 10`` or ``nps.category == "promoter"``."""
-
-    metric: str
-    op: str
-    value: float | str
-
-    @property
-    def kind(self) -> str:
-        """``score``, ``dimension``, ``nps`` or ``days_since``."""
-        return self.metric.partition(".")[0]
-
-    @property
-    def arg(self) -> str:
-        """The part after the dot: a dimension, an event type, ``any`` or ``category``."""
-        return self.metric.partition(".")[2]
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentRule:
-    """A behavioural segment: ``all`` or ``any`` of its conditions hold."""
-
-    name: str
-    mode: Literal["all", "any"]
-    conditions: tuple[Condition, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Model:
-    """A validated scoring model. Build it with :func:`parse_model` or :func:`load_model`."""
+    """A validated scoring model and its :class:`~scoring.plan.Plan`, built here once.
 
-    name: str
-    version: int
-    half_life_days: float
-    dimensions: tuple[str, ...]
-    dimension_half_life_days: Mapping[str, float]
-    event_types: Mapping[str, EventType]
-    tiers: tuple[Tier, ...]
-    hysteresis: float
-    segments: tuple[SegmentRule, ...]
-    #: Half-life in ms of each dimension, in ``dimensions`` order.
-    half_lives_ms: tuple[float, ...] = field(init=False, repr=False, compare=False)
-    #: Event types whose last time a rule needs (``days_since.*``), sorted; may hold ``any``.
-    tracked: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    #: Event type names, sorted: the index used by compact state encodings.
-    event_type_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    #: Lookup tables for the hot paths, built on first use by :func:`scoring.plan.plan`.
-    _plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
+    Build it with :func:`parse_model` or :func:`load_model`; the constructor checks
+    the invariants the parser's messages explain. Two models are equal when their
+    data (the constructor's arguments) are.
+    """
 
-    def __post_init__(self) -> None:
-        if list(self.dimensions) != sorted(set(self.dimensions)):
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        half_life_days: float,
+        dimensions: tuple[str, ...],
+        dimension_half_life_days: Mapping[str, float],
+        event_types: Mapping[str, EventType],
+        tiers: tuple[Tier, ...],
+        hysteresis: float,
+        segments: tuple[SegmentRule, ...],
+    ) -> None:
+        if list(dimensions) != sorted(set(dimensions)):
             raise InvalidModel("dimensions: must be sorted and unique")
-        if not self.tiers or self.tiers[0].threshold != 0:
+        if not tiers or tiers[0].threshold != 0:
             raise InvalidModel("tiers: the first tier's threshold must be 0")
-        half_lives = dict(self.dimension_half_life_days)
-        events = dict(self.event_types)
+        half_lives, events = dict(dimension_half_life_days), dict(event_types)
         for et in events.values():
             if et.dimension not in half_lives:
                 raise InvalidModel(f"events.{et.name}.dimension: unknown dimension")
-        if set(half_lives) != set(self.dimensions):
+        if set(half_lives) != set(dimensions):
             raise InvalidModel("dimensions: every dimension needs a half-life")
-        tracked = {c.arg for r in self.segments for c in r.conditions if c.kind == "days_since"}
-        setattr_ = object.__setattr__
-        ordered = {d: half_lives[d] for d in self.dimensions}
-        setattr_(self, "dimension_half_life_days", MappingProxyType(ordered))
-        setattr_(self, "event_types", MappingProxyType(events))
-        setattr_(self, "half_lives_ms", tuple(half_lives[d] * DAY_MS for d in self.dimensions))
-        setattr_(self, "tracked", tuple(sorted(tracked)))
-        setattr_(self, "event_type_names", tuple(sorted(events)))
+        half_lives_ms = tuple(half_lives[d] * DAY_MS for d in dimensions)
+        if not all(0 < h < math.inf for h in half_lives_ms):
+            raise InvalidModel(f"dimensions: a half-life must be > 0 and {_MAX_HALF_LIFE}")
+        tracked: set[str] = set()
+        for rule in segments:
+            for c in rule.conditions:
+                metric = resolve(c.metric, dimensions, events)
+                if metric is None:
+                    raise InvalidModel(f"segments.{rule.name}: unknown metric {c.metric!r}")
+                event_type = metric.tracked(c.arg)
+                if event_type is not None:
+                    tracked.add(event_type)
+        #: The model's data, as given.
+        self.name: Final = name
+        self.version: Final = version
+        self.half_life_days: Final = half_life_days
+        self.dimensions: Final = dimensions
+        self.dimension_half_life_days: Final[Mapping[str, float]] = MappingProxyType(
+            {d: half_lives[d] for d in dimensions}
+        )
+        self.event_types: Final[Mapping[str, EventType]] = MappingProxyType(events)
+        self.tiers: Final = tiers
+        self.hysteresis: Final = hysteresis
+        self.segments: Final = segments
+        #: Half-life in ms of each dimension, in ``dimensions`` order.
+        self.half_lives_ms: Final = half_lives_ms
+        #: Event types whose last time a rule needs (``days_since.*``), sorted; may hold ``any``.
+        self.tracked: Final = tuple(sorted(tracked))
+        #: Event type names, sorted: the index used by compact state encodings.
+        self.event_type_names: Final = tuple(sorted(events))
+        #: Lookup tables for the hot paths.
+        self.plan: Final[Plan] = build_plan(
+            dimensions=dimensions,
+            half_lives_ms=half_lives_ms,
+            event_dimensions={t: et.dimension for t, et in events.items()},
+            event_type_names=self.event_type_names,
+            tracked=self.tracked,
+            tiers=tiers,
+            hysteresis=hysteresis,
+            segments=segments,
+        )
+
+    def _data(self) -> tuple[object, ...]:
+        return (
+            self.name,
+            self.version,
+            self.half_life_days,
+            self.dimensions,
+            self.dimension_half_life_days,
+            self.event_types,
+            self.tiers,
+            self.hysteresis,
+            self.segments,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Model):
+            return NotImplemented
+        return self._data() == other._data()
 
     def __hash__(self) -> int:
         return hash((self.name, self.version, self.dimensions, self.tiers, self.segments))
+
+    def __repr__(self) -> str:
+        return f"Model(name={self.name!r}, version={self.version!r})"
 
     def half_life_ms(self, dimension: str) -> float:
         """The half-life of ``dimension`` in milliseconds."""
@@ -169,6 +178,10 @@ class Model:
     def segment_names(self) -> tuple[str, ...]:
         """Segment rule names in file order (the bit order of state segment masks)."""
         return tuple(r.name for r in self.segments)
+
+
+#: The longest half-life: its milliseconds must be a finite float.
+_MAX_HALF_LIFE = "at most about 2e300 days"
 
 
 # --------------------------------------------------------------------------- loading
@@ -251,6 +264,12 @@ class _Parser:
             self.fail(key, "must be greater than 0")
         return number
 
+    def half_life(self, value: object, key: str) -> float:
+        days = self.positive(value, key)
+        if not math.isfinite(days * DAY_MS):
+            self.fail(key, f"must be {_MAX_HALF_LIFE}")
+        return days
+
     def name(self, value: object, key: str, what: str) -> str:
         if not isinstance(value, str) or not NAME_RE.fullmatch(value):
             self.fail(
@@ -274,7 +293,7 @@ class _Parser:
         version = head["version"]
         if type(version) is not int or version < 1:
             self.fail("model.version", "must be a positive integer")
-        default_half_life = self.positive(head["half_life_days"], "model.half_life_days")
+        default_half_life = self.half_life(head["half_life_days"], "model.half_life_days")
         half_lives = self.dimensions(data.get("dimensions", {}), default_half_life)
         events = self.events(self.table(data["events"], "events"))
         for et in events.values():
@@ -302,7 +321,7 @@ class _Parser:
             spec = self.table(raw, key)
             self.keys(spec, key, (), ("half_life_days",))
             half_life = spec.get("half_life_days", default)
-            half_lives[dim] = self.positive(half_life, f"{key}.half_life_days")
+            half_lives[dim] = self.half_life(half_life, f"{key}.half_life_days")
         return half_lives
 
     def events(self, table: Mapping[str, object]) -> dict[str, EventType]:
@@ -378,31 +397,17 @@ class _Parser:
         spec = self.table(item, key)
         self.keys(spec, key, ("metric", "op", "value"), ())
         metric, op, value = spec["metric"], spec["op"], spec["value"]
-        if not isinstance(metric, str) or not _known_metric(metric, dims, events):
-            self.fail(
-                f"{key}.metric",
-                f"unknown metric {metric!r} (score, dimension.<dimension>, nps.category, "
-                "days_since.<event type>, days_since.any)",
-            )
+        kind = resolve(metric, dims, events) if isinstance(metric, str) else None
+        if kind is None:
+            spelled = ", ".join(m.spelling for m in KINDS.values())
+            self.fail(f"{key}.metric", f"unknown metric {metric!r} ({spelled})")
+        assert isinstance(metric, str)
         if not isinstance(op, str) or op not in OPS:
             self.fail(f"{key}.op", f"unknown operator {op!r} (one of {' '.join(OPS)})")
-        if metric == "nps.category":
+        if kind.categories is not None:
             if op not in ("==", "!="):
-                self.fail(f"{key}.op", "nps.category only supports == and !=")
-            if not isinstance(value, str) or value not in CATEGORIES:
-                self.fail(f"{key}.value", "must be one of promoter, passive, detractor")
+                self.fail(f"{key}.op", f"{metric} only supports == and !=")
+            if not isinstance(value, str) or value not in kind.categories:
+                self.fail(f"{key}.value", f"must be one of {', '.join(kind.categories)}")
             return Condition(metric, op, value)
         return Condition(metric, op, self.number(value, f"{key}.value"))
-
-
-def _known_metric(metric: str, dims: tuple[str, ...], events: Mapping[str, EventType]) -> bool:
-    kind, dot, arg = metric.partition(".")
-    if kind == "score":
-        return not dot
-    if kind == "dimension":
-        return arg in dims
-    if kind == "nps":
-        return arg == "category"
-    if kind == "days_since":
-        return arg == ANY or arg in events
-    return False

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from scoring import SegmentChange
+from scoring import Change
 
 DLQ_EXTRA_REASONS = ("internal_error",)
 
@@ -40,7 +40,7 @@ def _second(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def cloudevent(change: SegmentChange) -> dict[str, Any]:
+def cloudevent(change: Change) -> dict[str, Any]:
     """A segment change as a CloudEvents 1.0 structured-mode JSON object."""
     return {
         "specversion": "1.0",
@@ -53,7 +53,7 @@ def cloudevent(change: SegmentChange) -> dict[str, Any]:
         "data": {
             "customer_id": change.customer_id,
             "kind": change.kind,
-            "segment": change.segment,
+            "segment": change.name,
             "from": change.from_tier,
             "to": change.to_tier,
             "score": change.score,

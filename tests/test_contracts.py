@@ -19,8 +19,8 @@ import pytest
 
 from scoring import (
     REASONS,
+    Change,
     Event,
-    SegmentChange,
     advance,
     apply,
     load_default_model,
@@ -52,11 +52,11 @@ def dead_letter_schema() -> jsonschema.protocols.Validator:
 
 
 @functools.cache
-def real_changes() -> tuple[SegmentChange, ...]:
+def real_changes() -> tuple[Change, ...]:
     """Changes of every kind from the real core: a tier up, a segment entered on an event,
     then decay crossings (a segment entered and a tier down with no event)."""
     model = load_default_model()
-    changes: list[SegmentChange] = []
+    changes: list[Change] = []
     state = None
     for n, (type_, nps) in enumerate(
         [("webinar_attended", None), ("webinar_attended", None), ("nps_response", 10)]

@@ -2,7 +2,7 @@
 written last when the new state is provably quiet until then (stream_app.worker.batch.DueHints).
 
 The end-to-end guarantee (the sweep fires every crossing at its exact time, as an
-offline pass does) is the live-equals-offline property of tests/scoring/test_firing_rule.py,
+offline pass does) is the live-equals-offline property of tests/scoring/test_firing_worker.py,
 which runs the same BatchProcessor and sweep; these pin the hint itself."""
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 
 from scoring import (
+    Change,
     CustomerState,
-    SegmentChange,
     decode_state,
     encode_state,
     new_state,
@@ -103,7 +103,7 @@ async def _switch_chunk(plan: SwitchPlan, ids: Sequence[str], published: Counter
         records = await new.store.load(pending)
         olds = await old.store.load(pending) if old is not None else {}
         writes: list[Write] = []
-        changes: list[SegmentChange] = []
+        changes: list[Change] = []
         members: dict[str, Membership] = {}
         for cid in pending:
             record = records[cid]

@@ -241,7 +241,7 @@ def summarize(
         if changes:
             report.customers_changed += 1
         if cid in replay.sampled:
-            moved[cid] = tuple(_move(c.kind, c.segment, c.from_tier, c.to_tier, c.entered)
+            moved[cid] = tuple(_move(c.kind, c.name, c.from_tier, c.to_tier, c.entered)
                                for c in changes)  # fmt: skip
     report.customers = len(customers)
     names = list(old.segment_names) + [n for n in new.segment_names if n not in old.segment_names]

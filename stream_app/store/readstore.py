@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from scoring import Model, SegmentChange
+from scoring import Change, Model
 from stream_app.store.keys import Keys
 from stream_app.store.records import Command, Membership, ScriptArg
 from stream_app.store.state import RedisClient
@@ -43,7 +43,7 @@ class ReadStore:
     def commands(
         self,
         members: Mapping[str, Membership],
-        changes: Sequence[SegmentChange],
+        changes: Sequence[Change],
         now_ms: float,
         *,
         previous: Mapping[str, Membership | None] | None = None,

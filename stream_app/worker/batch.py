@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scoring import (
+    Change,
     CustomerState,
     Event,
     InvalidEvent,
     Model,
-    SegmentChange,
     apply,
     decode_explanation,
     decode_state,
@@ -83,7 +83,7 @@ class Fold:
     """One customer's outcome within a batch."""
 
     write: Write | None
-    changes: list[SegmentChange]
+    changes: list[Change]
     nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
@@ -165,7 +165,7 @@ class BatchProcessor:
                 cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
-            changes: list[SegmentChange] = []
+            changes: list[Change] = []
             for fold in folds.values():
                 _count(stats, fold)
                 messages.extend(fold.dead)

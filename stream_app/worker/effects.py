@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from scoring import SegmentChange
+from scoring import Change
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from stream_app.errors import StreamAppError
@@ -29,7 +29,7 @@ from stream_app.worker.duehints import DueHints
 from stream_app.worker.ports import DueIndex, NpsCounts, Publisher, RecordStore
 
 
-def change_messages(topic: str, changes: Iterable[SegmentChange]) -> list[OutMessage]:
+def change_messages(topic: str, changes: Iterable[Change]) -> list[OutMessage]:
     """Each change as its CloudEvent on the output topic ``topic``, keyed by customer."""
     return [
         OutMessage(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from scoring import SegmentChange
+from scoring import Change
 from stream_app.messages import OutMessage
 from stream_app.store.records import Command, CustomerRecord, Membership, Write
 
@@ -63,7 +63,7 @@ class Indexes(Protocol):
     def commands(
         self,
         members: Mapping[str, Membership],
-        changes: Sequence[SegmentChange],
+        changes: Sequence[Change],
         now_ms: float,
         *,
         previous: Mapping[str, Membership | None] | None = None,

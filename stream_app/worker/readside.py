@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from scoring import CustomerState, Model, SegmentChange, segment_names
+from scoring import Change, CustomerState, Model, segment_names
 from stream_app.store.records import Command, Membership
 from stream_app.worker.ports import Indexes
 
@@ -44,7 +44,7 @@ class ReadSide:
     def commands(
         self,
         members: Mapping[str, Membership],
-        changes: Sequence[SegmentChange],
+        changes: Sequence[Change],
         now_ms: float,
         *,
         previous: Mapping[str, Membership | None] | None = None,

@@ -26,8 +26,8 @@ import logging
 import math
 
 from scoring import (
+    Change,
     Model,
-    SegmentChange,
     advance,
     decode_state,
     encode_state,
@@ -76,7 +76,7 @@ class DecaySweep:
         stats.due = len(due)
         ids = [cid for cid, _ in due]
         stored = await self.store.load(ids)
-        changes: list[SegmentChange] = []
+        changes: list[Change] = []
         writes: list[Write] = []
         members = {}
         entries: dict[str, tuple[float, float | None]] = {}

@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 
-from scoring import CustomerState, Model, decode_state, load_model, parse_model_text
-from scoring.changes import SegmentChange
+from scoring import Change, CustomerState, Model, decode_state, load_model, parse_model_text
 from scoring.migrate import standing, switch_changes
 from scoring.model import default_model_path
 from stream_app.store.keys import Keys, RegistryKeys
@@ -137,9 +136,9 @@ def expected_switch(
     after: Mapping[str, CustomerState | None],
     new: Model,
     at_ms: float,
-) -> dict[str, SegmentChange]:
+) -> dict[str, Change]:
     """Change id -> the change a switch from ``old`` to ``new`` publishes."""
-    out: dict[str, SegmentChange] = {}
+    out: dict[str, Change] = {}
     for cid in sorted(set(before) | set(after)):
         for c in switch_changes(
             cid,
@@ -167,9 +166,7 @@ def same_ids_same_contents(events: Sequence[dict[str, Any]]) -> dict[str, list[A
     return {i: sorted(c) for i, c in seen.items() if len(c) > 1}
 
 
-def matches(
-    published: Mapping[str, dict[str, Any]], expected: Mapping[str, SegmentChange]
-) -> list[str]:
+def matches(published: Mapping[str, dict[str, Any]], expected: Mapping[str, Change]) -> list[str]:
     """What differs between published model changes (id -> CloudEvent) and expected ones."""
     problems = []
     if set(published) != set(expected):
@@ -181,7 +178,7 @@ def matches(
         data, want = published[cid]["data"], expected[cid]
         got = (data["customer_id"], data["kind"], data["segment"], data["from"], data["to"],
                data["model"], data["model_version"], data["occurred_at_ms"])  # fmt: skip
-        exp = (want.customer_id, want.kind, want.segment, want.from_tier, want.to_tier,
+        exp = (want.customer_id, want.kind, want.name, want.from_tier, want.to_tier,
                want.model, want.model_version, want.occurred_at_ms)  # fmt: skip
         if got != exp or not close(data["score"], want.score):
             problems.append(f"{cid}: {got} {data['score']} != {exp} {want.score}")

@@ -25,7 +25,7 @@ import redis
 import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 
-from scoring import CustomerState, Model, SegmentChange, advance, load_default_model
+from scoring import Change, CustomerState, Model, advance, load_default_model
 from stream_app.devkit.stack import LocalService, redis_cluster_url, start_redis_cluster
 from stream_app.store.keys import Keys, slot_of
 from stream_app.store.state import connect
@@ -157,7 +157,7 @@ def test_pipeline_on_redis_cluster(
             for cid in cooled
             for c in advance(expected[cid].state, cid, horizon, model)[1]  # type: ignore[arg-type]
         ]
-        assert {(c.cause, c.segment) for c in decay_changes} >= {
+        assert {(c.cause, c.name) for c in decay_changes} >= {
             ("decay", "cold"),
             ("decay", "lapsing"),
         }
@@ -220,7 +220,7 @@ def _check_tier_counts(
     assert dict(zip(tiers, asyncio.run(read()), strict=True)) == {t: stored[t] for t in tiers}
 
 
-def _check_changes_published(worker: Worker, changes: list[SegmentChange]) -> None:
+def _check_changes_published(worker: Worker, changes: list[Change]) -> None:
     """Every change the fold and the decay imply is on the output topic, with its id."""
     wanted = {c.change_id for c in changes}
     assert wanted, "the workload should move some customers between tiers or segments"

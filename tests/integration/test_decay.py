@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from scoring import Model, SegmentChange, advance, load_model, next_crossing
+from scoring import Change, Model, advance, load_model, next_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
 from stream_app.devkit.stack import LocalService
@@ -166,7 +166,7 @@ def canonical(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def expected_doc(change: SegmentChange) -> bytes:
+def expected_doc(change: Change) -> bytes:
     return canonical(jsonutil.loads(jsonutil.dumps(cloudevent(change))))
 
 
@@ -202,10 +202,10 @@ class Published:
 
 def offline(
     raws: Iterable[bytes], model: Model, horizon_ms: float, *, at_ms: int
-) -> dict[str, list[SegmentChange]]:
+) -> dict[str, list[Change]]:
     """Per customer: apply in the given order, then every crossing up to ``horizon_ms``,
     fired one at a time (as the sweep would, whatever its ticks)."""
-    out: dict[str, list[SegmentChange]] = {}
+    out: dict[str, list[Change]] = {}
     for cid, f in fold(raws, model, at_ms=at_ms).items():
         state, changes = f.state, list(f.changes)
         assert state is not None
@@ -216,10 +216,10 @@ def offline(
     return out
 
 
-def label(c: SegmentChange) -> str:
+def label(c: Change) -> str:
     if c.kind == "tier":
         return f"{c.from_tier}->{c.to_tier}"
-    return f"{c.segment}:{'entered' if c.entered else 'exited'}"
+    return f"{c.name}:{'entered' if c.entered else 'exited'}"
 
 
 def wait_published(
@@ -447,7 +447,7 @@ def test_a_replayed_history_gives_the_changes_of_one_offline_pass(
     assert live and live[-1] < MAX_LAG_MS
 
 
-def offline_clashes(changes: Sequence[SegmentChange]) -> set[str]:
+def offline_clashes(changes: Sequence[Change]) -> set[str]:
     """Ids one offline pass itself gives twice with other contents (see the xfail test
     ``test_one_pass_never_gives_one_change_id_two_contents`` in tests/scoring)."""
     contents: dict[str, set[bytes]] = {}

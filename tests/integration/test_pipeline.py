@@ -340,7 +340,7 @@ def test_tier_change_and_segment_entry_are_published_as_cloudevents(
         event(unique("e"), cid, "nps_response", t0 + 1000, score=10),  # a promoter: advocate
     ]
     expected = fold((dumps(d) for d in docs), w.model)[cid]
-    assert [(c.kind, c.segment, c.cloudevent_type) for c in expected.changes] == [
+    assert [(c.kind, c.name, c.cloudevent_type) for c in expected.changes] == [
         ("tier", "warm", "engagement.tier.changed"),
         ("segment", "advocate", "engagement.segment.entered"),
     ]
@@ -367,7 +367,7 @@ def test_tier_change_and_segment_entry_are_published_as_cloudevents(
         assert ce["time"] == rfc3339(change.occurred_at_ms)
         data = ce["data"]
         assert data["customer_id"] == cid and data["kind"] == change.kind
-        assert data["segment"] == change.segment
+        assert data["segment"] == change.name
         assert (data["from"], data["to"]) == (change.from_tier, change.to_tier)
         assert close(data["score"], change.score)
         assert data["dimensions"].keys() == change.dimensions.keys()

@@ -30,10 +30,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from scoring import (
+    Change,
     CustomerState,
     InvalidEvent,
     Model,
-    SegmentChange,
     advance,
     apply,
     decode_state,
@@ -511,7 +511,7 @@ class Folded:
     """One customer's expected outcome: state, changes published, NPS responses counted."""
 
     state: CustomerState | None = None
-    changes: list[SegmentChange] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     nps: list[tuple[str, str, str]] = field(default_factory=list)  # (day, tier, category)
 

@@ -1,5 +1,5 @@
-"""The explanation codec: exact round trips, formats 1 and 2 still read, clear errors on
-bad bytes."""
+"""The explanation codec: exact round trips, the JSON formats of earlier versions refused,
+clear errors on bad bytes."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ from scoring import (
     Event,
     Explanation,
     InvalidState,
+    UnknownFormat,
     decay_factor,
     decode_explanation,
     encode_explanation,
     explain_add,
     load_default_model,
+    parse_model,
 )
-from scoring.explain import EXPLANATION_FORMAT
+from scoring.codec.explain import EXPLANATION_FORMAT
 
 MODEL = load_default_model()
 TYPES = sorted(MODEL.event_types)
@@ -75,8 +77,9 @@ def test_explanations_round_trip_exactly(evs: list[tuple[int, str, int, bool]], 
     raw = encode_explanation(expl, MODEL)
     assert raw[0] == EXPLANATION_FORMAT == 3
     assert decode_explanation(raw, MODEL) == expl
-    assert decode_explanation(format_1(expl), MODEL) == expl  # the old formats still read
-    assert decode_explanation(format_2(expl), MODEL) == expl
+    for old in (format_1(expl), format_2(expl)):  # the JSON formats are refused
+        with pytest.raises(UnknownFormat, match="explanation: format 91 is not read"):
+            decode_explanation(old, MODEL)
     assert len(raw) <= len(format_2(expl)) < len(format_1(expl))
 
 
@@ -97,13 +100,18 @@ def test_any_ids_times_and_points_round_trip(recent: list[tuple[str, int, float]
     assert decode_explanation(raw, MODEL) == expl
 
 
-@given(
-    st.floats(-1e15, 1e15, allow_nan=False).filter(lambda x: not x.is_integer()),
-    st.floats(allow_nan=False, allow_infinity=False),
-)
-def test_a_non_integral_time_or_any_float_still_round_trips(at: float, v: float) -> None:
-    expl = Explanation(at, (("email_open", v),), ((T0, "email_open", v, "e1"),))
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_float_round_trips(v: float) -> None:
+    expl = Explanation(float(T0), (("email_open", v),), ((T0, "email_open", v, "e1"),))
     assert decode_explanation(encode_explanation(expl, MODEL), MODEL) == expl
+
+
+@given(st.floats(-1e15, 1e15, allow_nan=False).filter(lambda x: not x.is_integer()))
+def test_a_non_integral_time_is_refused_clearly(at: float) -> None:
+    """No explanation ``explain_add`` builds has one (event times are integral ms)."""
+    expl = Explanation(at, (("email_open", 1.0),), ((T0, "email_open", 1.0, "e1"),))
+    with pytest.raises(InvalidState, match="not an integral number of ms"):
+        encode_explanation(expl, MODEL)
 
 
 @pytest.mark.parametrize("value", [-0.0, 0.0, 3.0, 2.0**60, -(2.0**53), 0.1])
@@ -126,20 +134,24 @@ def test_types_the_model_no_longer_has_are_left_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "why"),
+    "raw",
     [
-        (b"not json", "explanation"),
-        (b"[2,1,[[99,1.0]],[]]", "out of range"),
-        (b"[2,1,[[-1,1.0]],[]]", "out of range"),
-        (b'[2,1,[["3",1.0]],[]]', "out of range"),
-        (b"[7,1,[],[]]", "format 7"),
-        (b"[2,1,[],[[0,3]]]", "explanation"),
-        (b"{}", "explanation"),
+        b"not json",
+        b"[2,1,[[99,1.0]],[]]",
+        b"[7,1,[],[]]",
+        b"{}",
+        b"\x00\x00",
+        b"\x02",
+        b"\x04" + b"\x00" * 12,
     ],
 )
-def test_bad_bytes_raise_invalid_state(raw: bytes, why: str) -> None:
-    with pytest.raises(InvalidState, match=why):
+def test_any_other_format_is_refused(raw: bytes) -> None:
+    with pytest.raises(UnknownFormat, match=f"explanation: format {raw[0]} is not read") as info:
         decode_explanation(raw, MODEL)
+    assert info.value.found == raw[0]
+    assert isinstance(info.value, InvalidState)  # what a caller catches
+    with pytest.raises(UnknownFormat, match="no bytes"):
+        decode_explanation(b"", MODEL)
 
 
 def _one(event_id: str = "e1") -> bytes:
@@ -154,7 +166,8 @@ def _one(event_id: str = "e1") -> bytes:
         (_one() + b"x", "1 bytes after the ids"),
         (_one()[:11], "explanation"),  # the header cut short
         (_one()[:20], "explanation"),  # the fields cut short
-        (bytes([3, 0x20]) + _one()[2:], "widths 0x20"),
+        (bytes([3, 0x40]) + _one()[2:], "widths 0x40"),
+        (bytes([3, 0x20]) + _one()[2:], "explanation"),  # wide: the counts cut short
         (_one()[:13] + bytes([200]) + _one()[14:], "index over"),  # type index 200
         (_one()[:10] + bytes([1]) + _one()[11:], "one-event flag"),  # and a stored sum
         (_one("\u00e9")[:-2] + b"\xff\xfe", "explanation"),  # not UTF-8
@@ -185,12 +198,22 @@ def test_a_first_events_sum_is_not_stored_twice(
     assert len(raw) == 12 + 7 + 2 + 9 * stored
 
 
-def test_what_the_binary_format_cannot_hold_is_written_as_json() -> None:
+def test_more_than_255_events_or_types_are_held_wide() -> None:
     many = tuple((T0 - n, "email_open", 1.0, f"e{n}") for n in range(300))  # > 255 events
     expl = Explanation(float(T0), (("email_open", 300.0),), many)
     raw = encode_explanation(expl, MODEL)
-    assert raw.startswith(b"[2,")
+    assert raw[:2] == bytes([3, 0x20 | 0x08 | 1])  # wide, float32 points, 2-byte offsets
     assert decode_explanation(raw, MODEL) == expl
+    # a model of 300 event types: a type index over 255
+    types = {f"t{i:03d}": {"points": 1, "dimension": "d"} for i in range(300)}
+    big = parse_model({"model": {"name": "big", "version": 1, "half_life_days": 1},
+                       "tiers": {"cold": 0}, "events": types})  # fmt: skip
+    expl = Explanation(float(T0), (("t299", 2.0), ("t000", 1.0)), ((T0, "t299", 2.0, "e1"),))
+    raw = encode_explanation(expl, big)
+    assert raw[1] & 0x20
+    assert decode_explanation(raw, big) == expl
+    narrow = Explanation(float(T0), (("t001", 1.0),), ((T0, "t000", 1.0, "e1"),))
+    assert not encode_explanation(narrow, big)[1] & 0x20  # only when needed
 
 
 def test_a_one_event_explanation_is_about_half_the_old_size() -> None:

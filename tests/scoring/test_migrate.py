@@ -103,7 +103,7 @@ def test_switch_changes_move_tier_and_segments_with_stable_ids(
     changes = switch_changes(
         "c1", old_state=old, old_model=model, new_state=new, new_model=new_model, at_ms=at
     )
-    moves = [(c.kind, c.segment, c.from_tier, c.to_tier, c.entered) for c in changes]
+    moves = [(c.kind, c.name, c.from_tier, c.to_tier, c.entered) for c in changes]
     assert standing(old, model).tier_name == "warm"  # 14 points at the clock
     assert ("segment", "a_very_high", None, None, True) in moves
     assert ("segment", "a_high", None, None, False) in moves  # renamed: left, then entered

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from scoring.apply import Applied, NpsResponse, apply
-from scoring.changes import SegmentChange, change_id
+from scoring.changes import Change, change_id
 from scoring.crossing import advance, next_crossing
 from scoring.errors import InvalidEvent
 from scoring.events import Event
@@ -36,8 +36,8 @@ def run(model: Model, events: list[Event], state: CustomerState | None = None) -
     return results
 
 
-def summary(changes: tuple[SegmentChange, ...]) -> list[tuple[object, ...]]:
-    return [(c.kind, c.segment, c.from_tier, c.to_tier, c.entered, c.cause) for c in changes]
+def summary(changes: tuple[Change, ...]) -> list[tuple[object, ...]]:
+    return [(c.kind, c.name, c.from_tier, c.to_tier, c.entered, c.cause) for c in changes]
 
 
 def value(state: CustomerState, model: Model, dim: str) -> float:
@@ -147,7 +147,7 @@ def test_late_events_add_points_decayed_to_the_clock(model: Model, event: EventF
 def test_late_event_changes_occur_at_the_clock(model: Model, event: EventFactory) -> None:
     s = apply(None, event("pc", T0 + DAY), model).state
     r = apply(s, event("pa", T0 + DAY - HOUR), model)
-    entered = [c for c in r.changes if c.segment == "a_high"]
+    entered = [c for c in r.changes if c.name == "a_high"]
     assert entered and entered[0].occurred_at_ms == T0 + DAY
     assert entered[0].dimensions["a"] == pytest.approx(5 * 2 ** (-1 / 24))
 
@@ -234,7 +234,7 @@ def test_nps_latest_response_by_event_time(model: Model, event: EventFactory) ->
     r3 = apply(r2.state, event("nps_response", T0 + 2 * DAY, nps_score=7), model)
     assert r3.state.nps_category == "passive"
     assert "promoter_or_b" not in r3.state.segment_names(model)
-    assert [c.segment for c in r3.changes if not c.entered] == ["promoter_or_b"]
+    assert [c.name for c in r3.changes if not c.entered] == ["promoter_or_b"]
 
 
 def test_nps_tier_is_the_tier_before_the_response_points(
@@ -293,7 +293,7 @@ def test_change_ids_are_deterministic(model: Model, event: EventFactory) -> None
             model_version=c.model_version,
             customer_id=c.customer_id,
             kind=c.kind,
-            segment=c.segment,
+            name=c.name,
             from_tier=c.from_tier,
             to_tier=c.to_tier,
             entered=c.entered,
@@ -313,7 +313,7 @@ def test_change_id_depends_on_every_part() -> None:
         "model_version": 1,
         "customer_id": "c",
         "kind": "segment",
-        "segment": "s",
+        "name": "s",
         "from_tier": None,
         "to_tier": None,
         "entered": True,
@@ -325,7 +325,7 @@ def test_change_id_depends_on_every_part() -> None:
         ("model_version", 2),
         ("customer_id", "d"),
         ("kind", "tier"),
-        ("segment", "t"),
+        ("name", "t"),
         ("from_tier", "cold"),
         ("to_tier", "warm"),
         ("entered", False),

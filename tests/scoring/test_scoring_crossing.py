@@ -12,9 +12,11 @@ import pytest
 from scoring.apply import apply
 from scoring.crossing import advance, next_crossing, quiet_until
 from scoring.events import Event
+from scoring.metrics import KINDS
 from scoring.model import DAY_MS, Model, parse_model
-from scoring.segments import evaluate, holds, metric_value
-from scoring.state import CustomerState, decayed_values, new_state, values_at
+from scoring.rules import holds
+from scoring.state import CustomerState, decayed_values, new_state, timeline, values_at
+from tests.scoring.oracles import reference_metric, reference_segments
 
 T0 = 1_699_920_000_000
 DAY = DAY_MS
@@ -66,8 +68,8 @@ def test_advance_stops_before_until(model: Model, event: EventFactory) -> None:
 def test_days_since_crossings(model: Model, event: EventFactory) -> None:
     state = apply(None, event("pa", T0), model).state
     _, changes = advance(state, "c1", T0 + 3 * DAY, model)
-    quiet = next(c for c in changes if c.segment == "quiet_pa")
-    active = next(c for c in changes if c.segment == "active")
+    quiet = next(c for c in changes if c.name == "quiet_pa")
+    active = next(c for c in changes if c.name == "active")
     assert quiet.entered and quiet.occurred_at_ms == T0 + 2 * DAY
     assert not active.entered and active.occurred_at_ms == T0 + 1.5 * DAY
 
@@ -80,7 +82,7 @@ def test_mixed_signs_can_rise_with_time(model: Model, event: EventFactory) -> No
     assert values_at(state, model, T0).score == 4.0
     assert values_at(state, model, T0 + 2 * DAY).score > 6.5
     _, changes = advance(state, "c1", T0 + 100 * DAY, model)
-    assert [c.score for c in changes if c.segment == "score_band"] == pytest.approx([2.0])
+    assert [c.score for c in changes if c.name == "score_band"] == pytest.approx([2.0])
 
 
 def test_right_limit_truth_at_a_touch(
@@ -98,7 +100,8 @@ def test_right_limit_truth_at_a_touch(
     state = apply(None, event("pa", T0), model).state
     state = apply(state, event("nb", T0), model).state
     assert values_at(state, model, T0).score == 0.0
-    assert evaluate(state, model) == 0
+    assert reference_segments(state, model) == 0
+    assert model.plan.segments_at(timeline(state, model)) == 0
     assert next_crossing(state, model) is None
 
 
@@ -110,9 +113,9 @@ def test_equality_holds_only_at_the_instant(
         segments={"five": {"all": [{"metric": "dimension.a", "op": "==", "value": 5}]}},
     )
     result = apply(None, event("pa", T0), model)
-    assert [(c.segment, c.entered) for c in result.changes] == [("five", True)]
+    assert [(c.name, c.entered) for c in result.changes] == [("five", True)]
     state, changes = advance(result.state, "c1", T0 + DAY, model)
-    assert [(c.segment, c.entered, c.occurred_at_ms) for c in changes] == [("five", False, T0)]
+    assert [(c.name, c.entered, c.occurred_at_ms) for c in changes] == [("five", False, T0)]
     assert next_crossing(state, model) is None
 
 
@@ -165,21 +168,6 @@ CASES = [
 ]
 
 
-def reference_metric(state: CustomerState, model: Model, metric: str, t: float) -> object:
-    """The metric at ``t``, computed from first principles (not through scoring.crossing)."""
-    kind, _, arg = metric.partition(".")
-    if kind == "nps":
-        return state.nps_category
-    if kind == "days_since":
-        last = state.last_seen_of(model, arg)
-        return math.inf if last is None else (t - last) / DAY
-    values = [
-        v * 2 ** (-(t - state.clock_ms) / h)
-        for v, h in zip(state.values, model.half_lives_ms, strict=True)
-    ]
-    return math.fsum(values) if kind == "score" else values[model.dimension_index(arg)]
-
-
 @pytest.mark.parametrize(("metric", "op", "value"), CASES)
 def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> None:
     data = dict(CONTRACT_MODEL)
@@ -188,7 +176,7 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
     state = apply(None, Event("e1", "c", "nps_response", T0, 9), model).state
     state = apply(state, Event("e2", "c", "pa", T0, None), model).state
     state = apply(state, Event("e3", "c", "nb", T0, None), model).state
-    condition = model.segments[0].conditions[0]
+    check = model.plan.rules[0][1][0]
 
     def truth(t: float) -> bool:
         return holds(op, reference_metric(state, model, metric, t), value)  # type: ignore[arg-type]
@@ -196,7 +184,8 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
     # after the event: the metric compared at the event time
     stored = bool(state.segments & 1)
     assert stored == truth(T0)
-    assert metric_value(condition, state, model, state.values) == reference_metric(
+    assert check.metric is KINDS[metric.partition(".")[0]]
+    assert check.metric.value(timeline(state, model), check.slot) == reference_metric(
         state, model, metric, T0
     )
     crossing = next_crossing(state, model)
@@ -210,7 +199,7 @@ def test_every_metric_and_operator(metric: str, op: str, value: float | str) -> 
         # ... and just after it, it does
         assert truth(crossing + 1) != stored
         after, changes = advance(state, "c", crossing, model)
-        assert [(c.segment, c.entered) for c in changes] == [("s", not stored)]
+        assert [(c.name, c.entered) for c in changes] == [("s", not stored)]
         assert bool(after.segments & 1) == (not stored)
         # and the next crossing of the new state is consistent with it
         again = next_crossing(after, model)

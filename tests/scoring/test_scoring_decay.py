@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from scoring.decay import (
-    LN2,
-    ExpSum,
-    SignSteps,
-    decay_factor,
-    first_change,
-    monotone_pieces,
-    sign,
-    sign_steps,
-)
+from scoring.decay import LN2, ExpSum, decay, decay_factor, sign
+from scoring.roots import Root, SignStream, monotone_pieces
 
 RATES = [0.0, 0.05, 0.1, 0.3, 0.5, 1.0, 1.7, 2.0, 5.0]
+
+
+@dataclass(frozen=True)
+class SignSteps:
+    """Every sign change of a :class:`SignStream`, its roots refined: ``initial`` holds
+    just after ``origin``, and from each ``x`` of ``changes`` on its ``sign``."""
+
+    origin: float
+    initial: int
+    changes: tuple[tuple[float, int], ...] = ()
+
+    def sign_at(self, x: float) -> int:
+        current = self.initial
+        for at, new in self.changes:
+            if at > x:
+                break
+            current = new
+        return current
+
+
+def sign_steps(
+    f: ExpSum, *, origin: float = 0.0, exact: Callable[[float], float] | None = None
+) -> SignSteps:
+    stream = SignStream(f, origin=origin, exact=exact)
+    changes = tuple((item.refine(), -item.old) for item in stream if isinstance(item, Root))
+    return SignSteps(origin, stream.initial, changes)
+
+
+def first_change(
+    lo: float, v_lo: float, hi: float, v_hi: float, value: Callable[[float], float], *, old: int
+) -> float:
+    return Root(lo, v_lo, hi, v_hi, value, old=old).refine()
 
 
 def scale(f: ExpSum, s: float) -> float:
@@ -34,6 +60,7 @@ def test_decay_factor_is_exact_on_half_lives() -> None:
     assert decay_factor(-h, h) == 2.0
     assert decay_factor(-1e30, h) == math.inf  # no OverflowError
     assert decay_factor(1e30, h) == 0.0
+    assert [decay(k * h, h) for k in range(-1, 4)] == [2.0, 1.0, 0.5, 0.25, 0.125]
 
 
 @pytest.mark.parametrize("half_life", [0.0, -1.0, math.inf, math.nan])

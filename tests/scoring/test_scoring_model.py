@@ -13,16 +13,16 @@ import pytest
 
 from scoring.errors import InvalidModel
 from scoring.model import (
-    Condition,
     EventType,
     Model,
-    Tier,
     default_model_path,
     load_default_model,
     load_model,
     parse_model,
     parse_model_text,
 )
+from scoring.rules import Condition, SegmentRule
+from scoring.tiers import Tier
 
 DEFAULT_TYPES = {
     "email_open",
@@ -172,6 +172,11 @@ BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
         "model.half_life_days: must be a finite",
     ),
     ("half-life str", with_("model.half_life_days", "30"), "model.half_life_days: must be a num"),
+    (
+        "half-life beyond float ms",
+        with_("dimensions.email.half_life_days", 1e306),
+        "dimensions.email.half_life_days: must be at most about 2e300 days",
+    ),
     ("dim typo", with_("dimensions.email.half_life", 3), "dimensions.email.half_life: unknown key"),
     ("dim hl 0", with_("dimensions.email.half_life_days", 0), "dimensions.email.half_life_days: "),
     ("dim not table", with_("dimensions.email", 14), "dimensions.email: must be a table"),
@@ -404,6 +409,11 @@ def test_model_construction_checks_invariants() -> None:
         ({"dimensions": ("web", "email")}, "dimensions: must be sorted"),
         ({"tiers": ()}, "tiers: the first tier's threshold must be 0"),
         ({"dimension_half_life_days": {"email": 1.0}}, "events.web_visit.dimension"),
+        ({"dimension_half_life_days": {"email": 1e306, "web": 1.0}}, "a half-life must be > 0"),
+        (
+            {"segments": (SegmentRule("s", "all", (Condition("dimension.x", "<", 1.0),)),)},
+            "dimension.x",
+        ),
     ]:
         with pytest.raises(InvalidModel, match=re.escape(message)):
             Model(**{**fields, **change})

@@ -15,9 +15,8 @@ from scoring.crossing import advance, find_crossing, next_crossing, quiet_until
 from scoring.decay import decay_factor
 from scoring.events import Event
 from scoring.model import DAY_MS, Model
-from scoring.segments import evaluate
 from scoring.state import CustomerState, decayed_values, values_at
-from scoring.tiers import down_bound, up_bound
+from tests.scoring.oracles import reference_segments
 from tests.scoring.scoring_models import small_model
 
 T0 = 1_699_920_000_000
@@ -129,11 +128,11 @@ def would_change(state: CustomerState, model: Model, t: float) -> bool:
     """Point evaluation at ``t`` (no crossing applied): would the tier or a segment move?"""
     values = decayed_values(state, model, t)
     score = math.fsum(values)
-    up, down = up_bound(state.tier, model), down_bound(state.tier, model)
+    up, down = model.plan.tiers.up[state.tier], model.plan.tiers.down[state.tier]
     if (up is not None and score >= up) or (down is not None and score < down):
         return True
     moved = replace(state, clock_ms=t, values=values)
-    return evaluate(moved, model) != state.segments
+    return reference_segments(moved, model) != state.segments
 
 
 def bounds_at(state: CustomerState, model: Model, t: float) -> list[float]:
@@ -142,7 +141,7 @@ def bounds_at(state: CustomerState, model: Model, t: float) -> list[float]:
     scale = math.fsum(abs(v) for v in values)
     score = math.fsum(values)
     out = []
-    for bound in (up_bound(state.tier, model), down_bound(state.tier, model)):
+    for bound in (model.plan.tiers.up[state.tier], model.plan.tiers.down[state.tier]):
         if bound is not None:
             out.append(abs(score - bound) / max(abs(bound), scale, 1e-300))
     for rule in model.segments:
@@ -210,8 +209,8 @@ def test_hysteresis_never_flaps_within_a_band(tier: int, steps: list[int]) -> No
         },
         segments={},
     )
-    low = down_bound(tier, model) or 0.0
-    high = up_bound(tier, model) or 100.0
+    low = model.plan.tiers.down[tier] or 0.0
+    high = model.plan.tiers.up[tier] or 100.0
     start = [Event(f"s{i}", "c1", "up", T0) for i in range(int(model.tiers[tier].threshold * 2))]
     state = run(start, model) if start else apply(None, Event("z", "c1", "up", T0), model).state
     assert state.tier == tier

@@ -1,8 +1,7 @@
-"""State format 3: a :class:`~scoring.state.CustomerState` as packed binary.
+"""State format 3: a :class:`~scoring.state.CustomerState` as packed binary, the one
+state format.
 
-The JSON formats (1 and 2, :mod:`scoring.state`) spend most of their bytes on digits,
-brackets and base64; a one-event state takes 81 bytes there and ~45 here. Layout, all
-little-endian (docs/scoring.md, "State encoding"):
+Layout, all little-endian (docs/scoring.md, "State encoding"):
 
 * ``B`` format (3), ``B`` flags (:data:`_NEW` ...), ``B`` widths: the byte width of the
   "small" unsigned integers (bits 0-1), of the signed time offsets (bits 2-3) and of the
@@ -17,11 +16,14 @@ little-endian (docs/scoring.md, "State encoding"):
   concatenated.
 
 Every float round-trips to the bit. One :class:`struct.Struct` per layout, cached, so
-encoding is one C call and decoding three, plus a little arithmetic.
+encoding is one C call and decoding three, plus a little arithmetic. Bytes that do not
+start with the format byte are refused with :class:`~scoring.errors.UnknownFormat`.
 
->>> from scoring.state import new_state
->>> encode_binary(new_state())
-b'\\x03\\x01\\x00\\x00\\x00\\x00\\x00\\x00'
+>>> from scoring.model import load_default_model
+>>> decode_state(b"[2,null]", load_default_model())
+Traceback (most recent call last):
+...
+scoring.errors.UnknownFormat: state: format 91 is not read (only format 3)
 """
 
 from __future__ import annotations
@@ -29,19 +31,18 @@ from __future__ import annotations
 import math
 import struct
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scoring.errors import InvalidState
-from scoring.model import DAY_MS
+from scoring.codec.widths import SIGNED, UNSIGNED, never, signed_code, unsigned_code
+from scoring.errors import InvalidState, UnknownFormat
+from scoring.model import Model
+from scoring.state import FINGERPRINT_BYTES, CustomerState
+from scoring.timeline import DAY_MS
 
-if TYPE_CHECKING:
-    from scoring.state import CustomerState
+__all__ = ["STATE_FORMAT", "decode_state", "encode_state"]
 
-__all__ = ["BINARY_FORMAT", "SIGNED", "decode_binary", "encode_binary", "signed_code", "sparse"]
-
-#: The first byte of a format-3 state (a JSON state starts with ``[``).
-BINARY_FORMAT = 3
-FINGERPRINT = 6  # = scoring.state.FINGERPRINT_BYTES (not imported: state imports this)
+#: The version byte of a state: the first byte of :func:`encode_state`'s bytes.
+STATE_FORMAT = 3
 
 _NEW = 1  # no clock yet (and nothing else)
 _CLOCK_AT_LAST = 2  # the clock is the last event time: not stored
@@ -52,31 +53,14 @@ _HAS_NPS_AT = 32  # an NPS answer time
 _HAS_VALUES = 64  # dimension values (a mask and the non-zero ones)
 _FLAGS = 127
 
-_UNSIGNED = "BHIQ"
-SIGNED = "bhiq"  # struct codes of the signed widths 1, 2, 4, 8 (code 0-3)
 _HEAD = struct.Struct("<BBB")
-
-
-def _ucode(n: int) -> int:
-    """The width code of the smallest unsigned field holding ``n`` (>= 0)."""
-    return 0 if n < 0x100 else 1 if n < 0x10000 else 2 if n < 0x1_0000_0000 else 3
-
-
-def signed_code(n: int) -> int:
-    """The width code of the smallest signed field holding ``n``, its lowest value kept free."""
-    m = n if n >= 0 else -n
-    return 0 if m < 0x80 else 1 if m < 0x8000 else 2 if m < 0x8000_0000 else 3
-
-
-def _never(code: int) -> int:
-    """The "never" sentinel of a signed width: its lowest value, which no offset takes."""
-    return -(1 << (8 << code) - 1)
+_LEAD = bytes([STATE_FORMAT])
 
 
 @lru_cache(maxsize=1024)
 def _fixed(flags: int, small: int, applied: int) -> struct.Struct:
-    u = _UNSIGNED[small]
-    fmt = "<" + u * 4 + _UNSIGNED[applied]
+    u = UNSIGNED[small]
+    fmt = "<" + u * 4 + UNSIGNED[applied]
     fmt += u if flags & _HAS_VALUES else ""
     fmt += u if flags & _HAS_NPS else ""
     fmt += "q" if flags & _HAS_LAST else ""
@@ -88,15 +72,15 @@ def _fixed(flags: int, small: int, applied: int) -> struct.Struct:
 def _rest(small: int, delta: int, shape: tuple[int, int, bool, int, int]) -> struct.Struct:
     """``shape``: values, last_seen entries, NPS time or not, caps, ids."""
     n_values, n_seen, nps_at, n_caps, n_ids = shape
-    u, s = _UNSIGNED[small], SIGNED[delta]
+    u, s = UNSIGNED[small], SIGNED[delta]
     offsets = n_seen + nps_at + n_caps
-    return struct.Struct(f"<{n_values}d{offsets}{s}{2 * n_caps}{u}{FINGERPRINT * n_ids}s")
+    return struct.Struct(f"<{n_values}d{offsets}{s}{2 * n_caps}{u}{FINGERPRINT_BYTES * n_ids}s")
 
 
-def sparse(values: tuple[float, ...]) -> tuple[int, list[float]]:
-    """A bit mask of the values that are not +0.0, and those values (formats 2 and 3).
+def _sparse(values: tuple[float, ...]) -> tuple[int, list[float]]:
+    """A bit mask of the values that are not +0.0, and those values.
 
-    >>> sparse((0.0, 2.5, 0.0, -0.0))
+    >>> _sparse((0.0, 2.5, 0.0, -0.0))
     (10, [2.5, -0.0])
     """
     mask, kept = 0, []
@@ -125,16 +109,20 @@ def _flags(state: CustomerState) -> int:
     return flags
 
 
-def encode_binary(state: CustomerState) -> bytes:
-    """Format-3 bytes of ``state``.
+def encode_state(state: CustomerState) -> bytes:
+    """Format-3 bytes of ``state``; every float round-trips exactly.
 
     Raises :class:`~scoring.errors.InvalidState` for a value a 64-bit field cannot hold
-    (no real history has one; JSON cannot hold it either).
+    (no real history has one).
+
+    >>> from scoring.state import new_state
+    >>> encode_state(new_state())
+    b'\\x03\\x01\\x00\\x00\\x00\\x00\\x00\\x00'
     """
     flags = _flags(state)
     last, nps_at, seen, caps_in = state.last_event_ms, state.nps_at_ms, state.last_seen, state.caps
     base = last or 0
-    mask, kept = sparse(state.values)
+    mask, kept = _sparse(state.values)
     n_ids, n_caps = len(state.recent_ids), len(caps_in)
     out: list[float | bytes] = [state.tier, state.segments, n_caps, n_ids, state.events_applied]
     top = max(state.tier, state.segments, n_caps, n_ids, mask, state.nps_score or 0)
@@ -157,9 +145,13 @@ def encode_binary(state: CustomerState) -> bytes:
         pairs = [x for kind, _, count in caps_in for x in (kind, count)]
         top = max(top, *pairs)
     far = max([abs(o) for o in offsets if o is not None], default=0)
-    small, delta, applied = _ucode(top), signed_code(far), _ucode(state.events_applied)
-    never = _never(delta)
-    out += [never if o is None else o for o in offsets]
+    small, delta, applied = (
+        unsigned_code(top),
+        signed_code(far),
+        unsigned_code(state.events_applied),
+    )
+    sentinel = never(delta)
+    out += [sentinel if o is None else o for o in offsets]
     out += pairs
     out.append(b"".join(state.recent_ids))
     key = (flags, small, delta, applied, len(kept), len(seen), n_caps, n_ids)
@@ -167,13 +159,13 @@ def encode_binary(state: CustomerState) -> bytes:
         head, layout = _WHOLE.get(key) or _whole(key)
         return head + layout.pack(*out)
     except struct.error as exc:
-        raise InvalidState(f"state does not fit format {BINARY_FORMAT}: {exc}") from None
+        raise InvalidState(f"state does not fit format {STATE_FORMAT}: {exc}") from None
 
 
 def _whole(key: tuple[int, ...]) -> tuple[bytes, struct.Struct]:
     """The header's bytes, and the fixed part and rest as one layout (one call to encode)."""
     flags, small, delta, applied, n_values, n_seen, n_caps, n_ids = key
-    head = _HEAD.pack(BINARY_FORMAT, flags, small | delta << 2 | applied << 4)
+    head = _HEAD.pack(STATE_FORMAT, flags, small | delta << 2 | applied << 4)
     fixed = _fixed(flags, small, applied).format[1:]
     shape = (n_values, n_seen, bool(flags & _HAS_NPS_AT), n_caps, n_ids)
     whole = head, struct.Struct(f"<{fixed}{_rest(small, delta, shape).format[1:]}")
@@ -186,22 +178,34 @@ _WHOLE: dict[tuple[int, ...], tuple[bytes, struct.Struct]] = {}
 _CACHED = 4096  # layouts kept for reuse
 
 
-#: What :func:`decode_binary` returns, in :class:`~scoring.state.CustomerState`'s order:
-#: clock, values, tier, segments, last_seen, nps_score, nps_at_ms, caps, recent_ids,
-#: events_applied, last_event_ms.
-Fields = tuple[Any, ...]
+def decode_state(raw: bytes, model: Model) -> CustomerState:
+    """Inverse of :func:`encode_state`, checked against ``model``'s layout.
 
-
-def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
-    """The fields of a format-3 state, to be range-checked against the model by the caller.
-
-    ``dims`` and ``tracked`` are the model's dimension and tracked-type counts.
-    Raises :class:`InvalidState` when the bytes are not a whole format-3 state.
+    Raises :class:`~scoring.errors.UnknownFormat` for bytes of another format, and
+    :class:`~scoring.errors.InvalidState` when they are not a whole format-3 state or do
+    not fit the model (other dimensions, tiers, segments or tracked types).
     """
+    if raw[:1] != _LEAD:
+        raise UnknownFormat("state", raw[0] if raw else None, STATE_FORMAT)
+    fields = _fields(raw, len(model.dimensions), len(model.tracked))
+    _, _, tier, segments, _, nps, _, caps, _, _, _ = fields
+    _index(tier, len(model.tiers), "tier")
+    _index(segments, 1 << len(model.segments), "segments")
+    if nps is not None:
+        _index(nps, 11, "nps_score")
+    types = len(model.event_type_names)
+    for kind, _, _ in caps:
+        _index(kind, types, "caps type")
+    return CustomerState(*fields)
+
+
+def _fields(raw: bytes, dims: int, tracked: int) -> tuple[Any, ...]:
+    """The fields of a format-3 state, in :class:`CustomerState`'s order, to be checked
+    against the model (``dims`` and ``tracked``: its dimension and tracked-type counts)."""
     try:
-        fmt, flags, widths = _HEAD.unpack_from(raw)
-        if fmt != BINARY_FORMAT or flags & ~_FLAGS or widths > 63:
-            raise InvalidState(f"state: not a format-{BINARY_FORMAT} header")
+        _, flags, widths = _HEAD.unpack_from(raw)
+        if flags & ~_FLAGS or widths > 63:
+            raise InvalidState(f"state: not a format-{STATE_FORMAT} header")
         small, delta, applied = widths & 3, widths >> 2 & 3, widths >> 4
         fixed_s = _fixed(flags, small, applied)
         tier, segments, n_caps, n_ids, count, *more = fixed_s.unpack_from(raw, 3)
@@ -219,7 +223,7 @@ def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
             raise InvalidState(f"state: {len(raw)} bytes, its layout needs {size}")
         rest = rest_s.unpack_from(raw, 3 + fixed_s.size)
     except struct.error as exc:
-        raise InvalidState(f"state: not a format-{BINARY_FORMAT} state: {exc}") from None
+        raise InvalidState(f"state: not a format-{STATE_FORMAT} state: {exc}") from None
     base = last or 0
     values: tuple[float, ...] = ()
     if mask is not None:
@@ -229,8 +233,8 @@ def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
             kept = iter(rest[:n_values])
             values = tuple(next(kept) if mask >> d & 1 else 0.0 for d in range(dims))
     j = n_values + n_seen
-    never = _never(delta)
-    seen = tuple(None if o == never else base - o for o in rest[n_values:j])
+    sentinel = never(delta)
+    seen = tuple(None if o == sentinel else base - o for o in rest[n_values:j])
     nps_at = None
     if has_nps_at:
         nps_at, j = base - rest[j], j + 1
@@ -239,7 +243,7 @@ def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
         base_day = int(base // DAY_MS)
         days, pairs = rest[j : j + n_caps], rest[j + n_caps : j + 3 * n_caps]
         caps = tuple((pairs[2 * k], base_day - day, pairs[2 * k + 1]) for k, day in enumerate(days))
-    ids = rest[-1]
+    ids, step = rest[-1], FINGERPRINT_BYTES
     return (
         _clock(flags, last, more),
         values,
@@ -249,7 +253,7 @@ def decode_binary(raw: bytes, dims: int, tracked: int) -> Fields:
         nps,
         nps_at,
         caps,
-        tuple(ids[k : k + FINGERPRINT] for k in range(0, len(ids), FINGERPRINT)),
+        tuple(ids[k : k + step] for k in range(0, len(ids), step)),
         count,
         last,
     )
@@ -263,3 +267,8 @@ def _clock(flags: int, last: int | None, more: list[Any]) -> float:
     if last is None:
         raise InvalidState("clock: at the last event time, but there is no last event")
     return float(last)
+
+
+def _index(value: int, limit: int, what: str) -> None:
+    if value >= limit:
+        raise InvalidState(f"{what}: out of range for this model")
