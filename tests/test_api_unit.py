@@ -30,6 +30,7 @@ from stream_app.http import api as api_module
 from stream_app.http.api import MAX_LIMIT, MAX_NPS_DAYS, Answer, ApiError, ReadApi, authorized
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
 from stream_app.worker.metrics import LATENCY_BUCKETS, Registry, WorkerMetrics
@@ -116,7 +117,13 @@ def read_api() -> Iterator[ReadApi]:
     model = load_default_model()
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
     keys = Keys("unit", model.name)
-    yield ReadApi(model, keys, StateStore(client, keys), ReadStore(client, keys, model))
+    yield ReadApi(
+        model,
+        keys,
+        StateStore(client, keys),
+        ReadStore(client, keys, model),
+        NpsCounters(client, keys),
+    )
     asyncio.run(client.aclose())
 
 
@@ -267,6 +274,7 @@ COUNTERS = {
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
+    "engagement_retries": ("cause",),
 }
 HISTOGRAMS = (
     "engagement_batch_size",
@@ -280,6 +288,7 @@ GAUGES = {
     "engagement_event_time_lag_seconds": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
+    "engagement_oldest_unprocessed_age_seconds": (),
 }
 
 

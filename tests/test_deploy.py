@@ -46,7 +46,7 @@ from stream_app import jsonutil
 from stream_app.cli.main import build_parser
 from stream_app.contracts import DLQ_EXTRA_REASONS, cloudevent, dead_letter
 from stream_app.devkit import simulator
-from stream_app.settings import PREFIX, Settings
+from stream_app.settings import PREFIX, Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -243,7 +243,30 @@ def test_prometheus_scrapes_every_worker_replica(services: dict[str, dict[str, A
     (sd,) = job["dns_sd_configs"]
     web_port = Settings.from_env(_env(services["worker"])).web_port
     assert sd["names"] == ["worker"] and sd["port"] == web_port
-    assert "not serve /metrics yet" in (REPO / source).read_text("utf-8")
+    # /metrics takes the ops token: Prometheus reads it from the compose secret
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer" and auth["credentials_file"] == "/run/secrets/ops_token"
+    assert services["prometheus"]["secrets"] == ["ops_token"]
+
+
+def test_the_stack_ships_tokens_from_the_environment_and_a_lossless_redis(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The image serves the API beyond loopback, so the stack must give tokens (the worker
+    refuses to start otherwise), from the environment, never written in the file."""
+    env = _env(services["worker"])
+    for name in ("ENGAGEMENT_API_TOKENS", "ENGAGEMENT_OPS_TOKENS"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), env[name]
+    assert compose["secrets"]["ops_token"] == {"environment": "ENGAGEMENT_OPS_TOKENS"}
+    cmd = _command(services["redis"])
+    assert cmd[cmd.index("--appendfsync") + 1] == "always"
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    settings = Settings.from_env({**env, "ENGAGEMENT_WEB_BIND": "0.0.0.0"})
+    settings.check_exposure()  # tokens given: accepted beyond loopback
+    with pytest.raises(SettingsError, match="ENGAGEMENT_API_TOKENS and ENGAGEMENT_OPS_TOKENS"):
+        Settings.from_env(
+            {k: v for k, v in env.items() if "TOKENS" not in k} | {"ENGAGEMENT_WEB_BIND": "0.0.0.0"}
+        ).check_exposure()
 
 
 # --------------------------------------------------------------------------- Dockerfile

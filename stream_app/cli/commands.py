@@ -190,6 +190,39 @@ async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int
     return 0
 
 
+def redrive(args: argparse.Namespace) -> int:
+    """Re-produce dead letters to the input topic (``stream_app/cli/redrive.py``)."""
+    from datetime import UTC, datetime
+
+    from stream_app.cli.redrive import parse_since
+    from stream_app.cli.redrive import redrive as run
+
+    settings = Settings.from_env()
+    reasons = [r.strip() for given in args.reason for r in given.split(",") if r.strip()]
+    since = parse_since(args.since, datetime.now(tz=UTC)) if args.since else None
+
+    async def main() -> str:
+        from stream_app.models.startup import in_force
+
+        client = connect(settings.redis_url)
+        try:
+            _, keys, _ = await in_force(settings, client)  # the model in force's namespace
+            report = await run(
+                settings, client, keys, reasons=reasons,
+                since=since, dry_run=args.dry_run, force=args.force,
+                idle_timeout_s=args.idle_timeout,
+            )  # fmt: skip
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable.from_redis(exc) from None
+        finally:
+            await client.aclose()
+        return report.line()
+
+    line = asyncio.run(main())
+    print(("dry run: " if args.dry_run else "") + line, file=sys.stderr)
+    return 0
+
+
 def check_model(args: argparse.Namespace) -> int:
     """Validate a model file; print a summary of what it defines."""
     model = load_model(args.file)

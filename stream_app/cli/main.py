@@ -77,6 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlq", action="store_true", help="tail the dead-letter topic instead")
     p.set_defaults(func=commands.tail)
 
+    p = sub.add_parser(
+        "redrive", help="re-produce dead letters to the input topic once their cause is fixed"
+    )
+    p.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        help="only dead letters with this reason (repeatable, or comma-separated)",
+    )
+    p.add_argument(
+        "--since", help="only dead letters received since: 2026-12-01T10:00:00Z, a date, or 2h"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be re-driven")
+    p.add_argument("--force", action="store_true", help="also what was re-driven before")
+    p.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=5.0,
+        help="stop reading the dead-letter topic after this many seconds without a new one",
+    )
+    p.set_defaults(func=commands.redrive)
+
     p = sub.add_parser("check-model", help="validate a scoring model file and summarise it")
     p.add_argument("file")
     p.set_defaults(func=commands.check_model)

@@ -7,6 +7,7 @@ timers and the HTTP routes are registered on the App with what each of them uses
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import redis.exceptions
 
@@ -18,10 +19,14 @@ from stream_app.store.state import StoreUnavailable, connect
 
 def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     """Build the worker for ``settings`` and run it until it is stopped."""
+    settings.check_exposure()  # before anything else: no open API beyond loopback
+    logging.getLogger("stream_app").setLevel(settings.log_level.upper())
     load_model(settings.model_path)  # a bad model file fails here, with its key named
     from stream_app.kafka.topics import prepare
+    from stream_app.worker.preflight import preflight
 
     partitions = asyncio.run(prepare(settings))
+    idempotent = asyncio.run(preflight(settings))
     registry = asyncio.run(model_registry(settings, partitions))
     if loop == "uvloop":
         import mode.loop
@@ -38,7 +43,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.worker.runtime import Runtime
     from stream_app.worker.services import build_services
 
-    app = create_app(settings)
+    app = create_app(settings, idempotent=idempotent)
     services = build_services(
         settings,
         registry=registry,
@@ -46,7 +51,8 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
         publisher=FaustPublisher(app),
         consumer=FaustConsumer(app),
     )
-    agents.register(app, Runtime(services), settings, services.topics)
+    runtime = Runtime(services)
+    agents.register(app, runtime, settings, services.topics)
     health = Health(
         store=services.store,
         consumer=services.consumer,
@@ -54,6 +60,8 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
         topics=services.topics,
         metrics=services.metrics,
         ready_max_lag=settings.ready_max_lag,
+        liveness=runtime.liveness,
+        stall_seconds=settings.stall_seconds,
     )
     views.register(
         app,

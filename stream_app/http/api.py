@@ -9,6 +9,7 @@ windows); keys are built by :mod:`stream_app.store.keys`, which escapes ids.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from collections import Counter
@@ -33,10 +34,17 @@ from scoring import (
 from stream_app.contracts import rfc3339
 from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters, days
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
 
 Answer = tuple[int, dict[str, Any]]
+log = logging.getLogger("stream_app.http")
+#: What a client learns of a record that no longer decodes (details go to the log only).
+UNREADABLE = (
+    "the customer's stored record cannot be read by this model; its events are "
+    "dead-lettered (corrupt_state) until an operator repairs or deletes it"
+)
 MAX_LIMIT = 1000
 MAX_NPS_DAYS = 366
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -87,11 +95,14 @@ def authorized(header: str | None, tokens: Sequence[str]) -> bool:
 class ReadApi:
     """Answers for the /v1/ endpoints, over the worker's Redis state."""
 
-    def __init__(self, model: Model, keys: Keys, store: StateStore, readstore: ReadStore) -> None:
+    def __init__(
+        self, model: Model, keys: Keys, store: StateStore, readstore: ReadStore, nps: NpsCounters
+    ) -> None:
         self.model = model
         self.keys = keys
         self.store = store
         self.readstore = readstore
+        self.counters = nps
 
     async def customer(self, customer_id: str, now_ms: float | None = None) -> Answer:
         state, record_version, _ = await self._load(customer_id)
@@ -151,12 +162,17 @@ class ReadApi:
         except InvalidEvent as exc:
             raise ApiError(400, "bad_customer_id", exc.detail) from None
         record = (await self.store.load([customer_id]))[customer_id]
-        if record.state is None:
+        if record.fault is None and record.state is None:
             raise ApiError(404, "unknown_customer", f"no state for customer {customer_id!r}")
         try:
+            if record.fault is not None or record.state is None:
+                raise InvalidState(record.fault[1] if record.fault else "no state")
             state = decode_state(record.state, self.model)
-        except InvalidState as exc:
-            raise ApiError(409, "state_unreadable", f"stored state does not fit: {exc}") from None
+            if record.explain is not None:
+                decode_explanation(record.explain, self.model)  # (unreadable: the same 409)
+        except Exception:
+            log.warning("customer %r: stored record unreadable", customer_id, exc_info=True)
+            raise ApiError(409, "state_unreadable", UNREADABLE) from None
         return state, record.version, record.explain
 
     async def tiers(self, now_ms: float | None = None) -> Answer:
@@ -212,13 +228,13 @@ class ReadApi:
         by = query.get("by")
         if by not in (None, "", "tier"):
             return error(400, "bad_by", "by: only 'tier' is supported")
-        counts = await self.store.nps_counts()
+        tiers = [t.name for t in self.model.tiers] if by == "tier" else []
+        counts = await self.counters.window(days(start, end), tiers)  # the window's fields only
         lo, hi = start.isoformat(), end.isoformat()
         groups: dict[str, Counter[str]] = {}
         for fld, n in counts.items():
-            day, tier, cat = fld.split("|")
-            if lo <= day <= hi:
-                groups.setdefault(tier, Counter())[cat] += n
+            _, tier, cat = fld.split("|")
+            groups.setdefault(tier, Counter())[cat] += n
         body: dict[str, Any] = {"from": lo, "to": hi, "overall": _nps_body(groups.get("*"))}
         if by == "tier":
             body["by_tier"] = {t.name: _nps_body(groups.get(t.name)) for t in self.model.tiers}

@@ -7,6 +7,7 @@ or :class:`stream_app.http.health.Health`, and renders JSON. faust's own /router
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -14,7 +15,10 @@ from faust import web
 
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
 from stream_app.http.health import Health
+from stream_app.worker.errors import transient_cause
 from stream_app.worker.metrics import WorkerMetrics
+
+log = logging.getLogger("stream_app.http")
 
 
 class ApiSource(Protocol):
@@ -50,13 +54,20 @@ class _JsonView(web.View):
                          status=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     async def answered(self, request: Any, ask: Callable[[], Awaitable[Answer]]) -> Any:
-        """The answer of ``ask`` when the request's token is good."""
+        """The answer of ``ask`` when the request's token is good. Any failure is answered
+        in JSON without internals (they go to the worker's log): 503 when Redis or the
+        broker cannot answer now, 500 otherwise."""
         if (refused := self.denied(request)) is not None:
             return refused
         try:
             return self.answer(await ask())
         except ApiError as exc:
             return self.answer(exc.answer)
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, request.path)
+            if transient_cause(exc) is not None:
+                return self.answer(error(503, "unavailable", "the state store cannot answer now"))
+            return self.answer(error(500, "internal_error", "the request failed"))
 
 
 def register(
@@ -119,8 +130,9 @@ def register(
 
     @app.page("/healthz")
     class HealthView(ApiView):
-        async def get(self, request: Any) -> Any:
-            return self.json({"status": "ok"})
+        async def get(self, request: Any) -> Any:  # open: liveness probes carry no token
+            alive, body = health.liveness()
+            return self.json(body, status=200 if alive else 503)
 
     @app.page("/readyz")
     class ReadyView(OpsView):
@@ -135,5 +147,13 @@ def register(
         async def get(self, request: Any) -> Any:
             if (refused := self.denied(request)) is not None:
                 return refused
-            await health.refresh_gauges()
+            await _refreshed(health)
             return self.bytes(metrics.registry.render(), content_type="text/plain; version=0.0.4")
+
+
+async def _refreshed(health: Health) -> None:
+    """Refresh the gauges for a scrape; should that fail, the counters still render."""
+    try:
+        await health.refresh_gauges()
+    except Exception as exc:  # noqa: BLE001 - a scrape never fails for a gauge
+        log.warning("gauges not refreshed for /metrics: %s", exc)

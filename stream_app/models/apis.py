@@ -14,6 +14,7 @@ from typing import cast
 from stream_app.http.api import ApiError, ReadApi
 from stream_app.models.lanes import Derivation, LaneStore
 from stream_app.models.registry import ModelRegistry, ModelSlot
+from stream_app.store.nps import NpsCounters
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore
 
@@ -62,7 +63,8 @@ class ModelApis:
                 )
             keys = slot.keys(self.prefix)
             store = LaneStore(client, keys, derivation=derivation)
-            api = ReadApi(slot.model, keys, store, ReadStore(client, keys, slot.model))
+            readstore = ReadStore(client, keys, slot.model)
+            api = ReadApi(slot.model, keys, store, readstore, NpsCounters(client, keys))
             if derivation is None:  # (a derivation depends on which models are scored)
                 self._apis[slot_id] = api
         return api

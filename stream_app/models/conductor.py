@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from stream_app.messages import Record, Topics
 from stream_app.models.lanes import Lane, StaleEpoch, build_lane, derivation_for
@@ -33,6 +33,7 @@ from stream_app.models.registry import ModelRegistry, ModelSlot, RegistryState
 from stream_app.models.replay import ReplayConsumer
 from stream_app.models.switch import SwitchPlan, switch_partitions
 from stream_app.settings import Settings
+from stream_app.store.keys import Keys
 from stream_app.store.state import RedisClient
 from stream_app.worker.ports import Consumer, Publisher
 from stream_app.worker.progress import PartitionProgress
@@ -270,8 +271,17 @@ class Conductor:
             lane.scorer.hints.clear()
         self.cut -= moved
 
-    async def run_replays(self, retryable: tuple[type[BaseException], ...]) -> None:
-        """Run the shadow's replay while one is wanted (a long-running task)."""
+    async def dead_letter(self, failed: Sequence[tuple[Record, str]], reason: str) -> None:
+        """Dead-letter records that failed on their own, through the model in force."""
+        await self.active.scorer.dead_letter(failed, reason)
+
+    def namespaces(self) -> list[Keys]:
+        """The keys of every model scored here."""
+        return [lane.store.keys for lane in self.lanes.values()]
+
+    async def run_replays(self, transient: Callable[[BaseException], str | None]) -> None:
+        """Run the shadow's replay while one is wanted (a long-running task); failures
+        ``transient`` names a cause of are waited out with backoff, others logged too."""
         delay = 0.5
         try:
             while True:
@@ -292,10 +302,11 @@ class Conductor:
                     await self.replay.step()
                     delay = 0.5
                     continue
-                except retryable as exc:
-                    log.warning("replay waits %.1fs: %s: %s", delay, type(exc).__name__, exc)
-                except Exception:
-                    log.exception("replay failed; retrying in %.1fs", delay)
+                except Exception as exc:
+                    if transient(exc) is not None:
+                        log.warning("replay waits %.1fs: %s: %s", delay, type(exc).__name__, exc)
+                    else:
+                        log.exception("replay failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)  # back-off while Kafka or Redis is away
                 delay = min(delay * 2, self.settings.retry_max_backoff_s)
         finally:

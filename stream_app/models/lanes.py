@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from scoring import Model, decode_state, encode_state
+from scoring import Model, ScoringError, decode_state, encode_state
 from scoring.migrate import derive
 from stream_app.errors import StreamAppError
 from stream_app.messages import OutMessage, Topics, expected_partition
@@ -54,6 +54,8 @@ CLAIMED = 2**62
 
 class StaleEpoch(StreamAppError):
     """A record was written under a later registry epoch than this worker knows."""
+
+    retry_cause = "conflict"  # read the registry again and retry (stream_app.worker.errors)
 
 
 def epoch_of(record: CustomerRecord) -> int:
@@ -131,9 +133,12 @@ class LaneStore(StateStore):
         assert d is not None
         out: dict[str, CustomerRecord] = {}
         for cid, src in (await d.source.load(customer_ids)).items():
-            if src.state is None:
+            if src.state is None or src.fault is not None:
+                continue  # (an unreadable record is the batch's to dead-letter)
+            try:
+                state = derive(decode_state(src.state, d.source_model), d.source_model, d.model)
+            except ScoringError:
                 continue
-            state = derive(decode_state(src.state, d.source_model), d.source_model, d.model)
             out[cid] = CustomerRecord(0, src.marks, encode_state(state), src.explain)
         return out
 

@@ -52,6 +52,8 @@ log = logging.getLogger("stream_app.models")
 class SwitchConflicts(StreamAppError):
     """Fenced writes of a switch kept losing races (another worker writes the customers)."""
 
+    retry_cause = "conflict"  # retried, like a batch's (stream_app.worker.errors)
+
 
 #: Customers read, compared and written per round trip.
 CHUNK = 500
@@ -109,6 +111,9 @@ async def _switch_chunk(plan: SwitchPlan, ids: Sequence[str], published: Counter
             record = records[cid]
             if epoch_of(record) >= plan.epoch:
                 continue  # switched already
+            if record.fault is not None or (old is not None and olds[cid].fault is not None):
+                log.warning("customer %r not switched: its record cannot be read", cid)
+                continue
             after = _state(record, new)
             before = _state(olds[cid], old) if old is not None else None
             moved = switch_changes(
@@ -133,6 +138,7 @@ async def _switch_chunk(plan: SwitchPlan, ids: Sequence[str], published: Counter
                     due_at_ms=next_crossing(state, new.model) if fresh else None,
                     explain=record.explain,
                     tier_move=readside.tier_move(None if fresh else state, state),
+                    read_token=record.fence,
                 )
             )
             members[cid] = readside.membership(state)

@@ -100,6 +100,11 @@ class Keys:
     def segment_members(self, segment: str) -> str:
         return f"{self.base}:segment:{escape(segment)}"
 
+    # redriven:{<event id>} -- string with a TTL (the topics' retention): the dead letter of
+    # that event was re-produced to the input by `engagement-scorer redrive` (not again)
+    def redriven(self, dedup_key: str) -> str:
+        return f"{self.base}:redriven:{{{escape(dedup_key)}}}"
+
     # tier-moves:<name>:<in|out> -- sorted set: change id -> occurred_at ms (last 2 days)
     def tier_moves(self, tier: str, direction: str) -> str:
         return f"{self.base}:tier-moves:{escape(tier)}:{direction}"

@@ -43,13 +43,14 @@ from scoring import (
     parse_event,
     quiet_until,
 )
-from stream_app import jsonutil
-from stream_app.contracts import dead_letter
 from stream_app.errors import StreamAppError
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
+from stream_app.worker.deadletter import MAX_KEY_BYTES
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.isolation import dead_message, fold_isolated
 from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
@@ -63,6 +64,8 @@ MAX_CONFLICT_ROUNDS = 5
 
 class WriteConflicts(StreamAppError):
     """Fenced writes kept losing races (another worker writes the same customers)."""
+
+    retry_cause = "conflict"  # (a rebalance: retrying cures it)
 
 
 @dataclass(slots=True)
@@ -88,6 +91,7 @@ class Fold:
     state: CustomerState | None = None
     stored: CustomerState | None = None  # the state as read (its standing: only if needed)
     dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
+    dead_reason: str = "internal_error"  # (or why the whole customer was dead-lettered)
     applied: int = 0
     duplicate: int = 0
     capped: int = 0
@@ -115,6 +119,8 @@ class BatchProcessor:
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
+        max_age_ms: int | None = None,
+        max_message_bytes: int = 1_000_000,
         clock: Callable[[], float] = time.time,
         hints: DueHints | None = None,
         progress: PartitionProgress | None = None,
@@ -127,6 +133,10 @@ class BatchProcessor:
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
         self.due_horizon_ms = due_horizon_ms
+        #: Events older than this (ms before the processing clock) are dead-lettered.
+        self.max_age_ms = max_age_ms
+        #: The largest message the broker takes: every dead letter fits in it.
+        self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.due_hints = DueHints() if hints is None else hints
         self.progress = PartitionProgress(topics) if progress is None else progress
@@ -162,7 +172,7 @@ class BatchProcessor:
             stored = await self.store.load(list(pending))
             timer.lap("read")
             folds = {
-                cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
+                cid: fold_isolated(self, cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
             changes: list[Change] = []
@@ -206,20 +216,27 @@ class BatchProcessor:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(rec.offset, offsets.get(tp, -1))
             try:
+                if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
+                    raise _Refused(
+                        "key_too_large",
+                        f"message key is {len(rec.key)} bytes, the limit is {MAX_KEY_BYTES}",
+                    )
                 if rec.value is None:  # a tombstone: retrying it forever would stall the batch
                     raise InvalidEvent("not_json", "message has no value (a tombstone)")
                 event = parse_event(
-                    rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
+                    rec.value,
+                    self.model,
+                    now_ms=int(now_ms),
+                    max_future_ms=self.max_future_ms,
+                    max_age_ms=self.max_age_ms,
                 )
-            except InvalidEvent as exc:
-                out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
+            except (InvalidEvent, _Refused) as exc:
+                out.append(self.dead(rec, exc.reason, exc.detail, now_ms))
                 parsed.dead[exc.reason] += 1
                 continue
             except Exception as exc:  # a message that breaks the parser is a poison pill too
                 log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
-                out.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
+                out.append(self.dead(rec, "internal_error", describe(exc), now_ms))
                 parsed.dead["internal_error"] += 1
                 continue
             if rec.topic == self.topics.input and rec.partition != expected_partition(
@@ -233,7 +250,7 @@ class BatchProcessor:
             parsed.events[event.customer_id].append((rec, event))
         return parsed
 
-    def _fold(
+    def fold(
         self,
         customer_id: str,
         *,
@@ -241,18 +258,28 @@ class BatchProcessor:
         events: list[tuple[Record, Event]],
         now_ms: float,
     ) -> Fold:
-        """Step 2, for one customer: its events through :func:`scoring.apply`."""
-        state: CustomerState | None = (
-            decode_state(stored.state, self.model) if stored.state is not None else None
-        )
+        """Step 2, for one customer: its events through :func:`scoring.apply`.
+
+        Raises :class:`CorruptState` when the stored record does not decode, and whatever
+        else fails for this customer: :func:`stream_app.worker.isolation.fold_isolated`
+        keeps that to the customer.
+        """
+        try:
+            state: CustomerState | None = (
+                decode_state(stored.state, self.model) if stored.state is not None else None
+            )
+            expl = (
+                decode_explanation(stored.explain, self.model)
+                if stored.explain is not None
+                else None
+            )
+        except Exception as exc:  # (whatever the decoder says: unreadable)
+            raise CorruptState(f"the stored state does not decode: {describe(exc)}") from exc
         fold = Fold(None, [], [], stored=state)
         marks = dict(stored.marks)
-        expl = (
-            decode_explanation(stored.explain, self.model) if stored.explain is not None else None
-        )
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
-        quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
+        quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
         for rec, event in events:
             src = self.source_id(rec.topic, rec.partition)
             if rec.offset <= marks.get(src, -1):
@@ -273,9 +300,7 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                fold.dead.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
+                fold.dead.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
                 continue
             state = result.state
             fold.changes.extend(result.changes)
@@ -304,6 +329,7 @@ class BatchProcessor:
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
                 tier_move=self.readside.tier_move(fold.stored, state),
+                read_token=stored.fence,
             )
         return fold
 
@@ -367,17 +393,21 @@ class BatchProcessor:
                 counts[(topic, partition)].append((offset, fld))
         return counts
 
-    def _dead(self, rec: Record, reason: str, detail: str, now_ms: float) -> OutMessage:
-        body = dead_letter(
-            reason=reason,
-            detail=detail,
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            payload=rec.value if rec.value is not None else b"",
-            received_ms=now_ms,
+    def dead(
+        self, rec: Record, reason: str, detail: str, now_ms: float, event: Event | None = None
+    ) -> OutMessage:
+        """The dead letter of ``rec`` (always within the broker's message limit)."""
+        return dead_message(
+            rec, reason, detail, dlq=self.topics.dlq, now_ms=now_ms,
+            max_bytes=self.max_message_bytes, event=event,
+        )  # fmt: skip
+
+    async def dead_letter(self, failed: Sequence[tuple[Record, str]], reason: str) -> None:
+        """Publish the dead letters of ``failed`` (record, detail) with ``reason``."""
+        now_ms = self.clock() * 1000.0
+        await self.effects.publisher.publish(
+            [self.dead(rec, reason, detail, now_ms) for rec, detail in failed]
         )
-        return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))
 
 
 def _count(stats: BatchStats, fold: Fold) -> None:
@@ -388,6 +418,15 @@ def _count(stats: BatchStats, fold: Fold) -> None:
     stats.redelivered += fold.redelivered
     stats.suspect_redelivered += fold.suspect
     if fold.dead:
-        stats.dead["internal_error"] += len(fold.dead)
+        stats.dead[fold.dead_reason] += len(fold.dead)
     for change in fold.changes:
         stats.changes[change.cloudevent_type] += 1
+
+
+class _Refused(StreamAppError):
+    """A message refused before parsing (like :class:`scoring.InvalidEvent`, worker reasons)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -160,6 +160,17 @@ class WorkerMetrics:
             p + "segment_changes_published_total", "Segment-change events published.", ("type",)
         )
         self.conflicts = r.counter(p + "fenced_write_conflicts_total", "Fenced writes that lost.")
+        self.retries = r.counter(
+            p + "retries_total",
+            "Batch and sweep retries, by cause (connection, timeout, loading, busy, failover, "
+            "oom, auth, kafka, conflict, error).",
+            ("cause",),
+        )
+        self.oldest_unprocessed = r.gauge(
+            p + "oldest_unprocessed_age_seconds",
+            "Age (now minus Kafka timestamp) of the oldest message taken but not yet done: "
+            "the batch in hand, retried or not; 0 between batches.",
+        )
         self.decay_fired = r.counter(p + "decay_crossings_fired_total", "Decay crossings fired.")
         self.batch_size = r.histogram(p + "batch_size", "Messages per batch.", SIZE_BUCKETS)
         self.batch_seconds = r.histogram(

@@ -34,6 +34,8 @@ class ScoringOptions:
     max_future_ms: int = 300_000
     due_horizon_ms: float = 86_400_000.0
     sweep_limit: int = 500
+    max_age_ms: int | None = None
+    max_message_bytes: int = 1_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringOptions:
@@ -43,6 +45,8 @@ class ScoringOptions:
             max_future_ms=int(settings.max_future_seconds * 1000),
             due_horizon_ms=settings.due_horizon_seconds * 1000.0,
             sweep_limit=settings.decay_sweep_limit,
+            max_age_ms=settings.max_event_age_ms,
+            max_message_bytes=settings.max_message_bytes,
         )
 
 
@@ -74,6 +78,8 @@ class Scorer:
             dedup_memory=options.dedup_memory,
             max_future_ms=options.max_future_ms,
             due_horizon_ms=options.due_horizon_ms,
+            max_age_ms=options.max_age_ms,
+            max_message_bytes=options.max_message_bytes,
             clock=clock,
             hints=self.hints,
             progress=self.progress,
@@ -97,6 +103,11 @@ class Scorer:
     ) -> SweepStats:
         """Fire the crossings due on one partition (:meth:`DecaySweep.partition`)."""
         return await self.sweep.partition(partition, until_ms, now_ms=now_ms)
+
+    async def dead_letter(self, failed: Sequence[tuple[Record, str]], reason: str) -> None:
+        """Dead-letter records that failed on their own, with ``reason`` and each one's
+        detail (:meth:`BatchProcessor.dead_letter`)."""
+        await self.batch.dead_letter(failed, reason)
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop what is known of partitions moved away in a rebalance (and every due hint:

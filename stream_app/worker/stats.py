@@ -36,6 +36,7 @@ class SweepStats:
     fired: int = 0
     changes: int = 0
     conflicts: int = 0
+    skipped: int = 0  # customers whose record cannot be read (left as they are)
     max_lag_ms: float = 0.0
     by_type: Counter[str] = field(default_factory=Counter)
 

@@ -873,7 +873,7 @@ class Run:
         except redis.RedisError:
             return None
         return {
-            c: int(raw.split(b" ", 1)[0])
+            c: int(raw.split(b" ", 1)[0].split(b".", 1)[0])  # "<version>.<write id>"
             for c, raw in zip(cids, raws, strict=True)
             if raw is not None
         }
@@ -992,7 +992,7 @@ class Run:
     def settle(self, ref: Reference) -> list[str]:
         """Wait until every customer's ``events_applied`` reaches the reference (deadline:
         ``settle_timeout``); return the customers still behind."""
-        cache: dict[str, tuple[int, int]] = {}  # cid -> (version, events_applied)
+        cache: dict[str, tuple[bytes, int]] = {}  # cid -> (fence token, events_applied)
         wanted = {c: s.events_applied for c, s in ref.states.items()}
         cids = sorted(wanted)
 
@@ -1006,7 +1006,7 @@ class Run:
                 if raw is None:
                     late.append(cid)
                     continue
-                version = int(raw.split(b" ", 1)[0])
+                version = raw.split(b" ", 1)[0]  # the fence token: changes with every write
                 hit = cache.get(cid)
                 if hit is None or hit[0] != version:
                     rec = decode_record(raw)
@@ -1681,6 +1681,12 @@ def scenario_slow_redis(cfg: Config) -> Result:
     return res
 
 
+def _poison_state(cfg: Config) -> list[Result]:
+    from tests.faults.poison_state import scenario_poison_state  # (it imports this module)
+
+    return [scenario_poison_state(cfg)]
+
+
 SCENARIOS: dict[str, Callable[[Config], list[Result]]] = {
     "kill": lambda c: [scenario_kill(c)],
     "group": lambda c: [scenario_group(c)],
@@ -1688,8 +1694,10 @@ SCENARIOS: dict[str, Callable[[Config], list[Result]]] = {
     "broker": lambda c: [scenario_broker(c)],
     "poison": lambda c: [scenario_poison(c)],
     "slow": lambda c: [scenario_slow_redis(c)],
+    "state": _poison_state,
 }
-ALIASES = {"1": "kill", "2": "group", "3": "redis", "4": "broker", "5": "poison", "6": "slow"}
+ALIASES = {"1": "kill", "2": "group", "3": "redis", "4": "broker", "5": "poison", "6": "slow",
+           "7": "state"}  # fmt: skip
 
 
 def run_scenario(name: str, cfg: Config) -> list[Result]:
@@ -1710,7 +1718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scenario",
         default="all",
-        help="all, or a comma-separated list of: 1|kill 2|group 3|redis 4|broker 5|poison 6|slow",
+        help="all, or a comma-separated list of: 1|kill 2|group 3|redis 4|broker 5|poison "
+        "6|slow 7|state",
     )
     parser.add_argument("--soak", action="store_true", help="soak sizes (else small defaults)")
     parser.add_argument("--events", type=int)

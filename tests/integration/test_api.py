@@ -803,7 +803,7 @@ def test_auth_on_v1_and_ops_endpoints(served: dict[str, Served], spec: Spec) -> 
     metrics = s.get("/metrics", token=OPS_TOKEN)
     assert metrics.status == 200 and metrics.headers.get_content_type() == "text/plain"
     # liveness is always open
-    assert spec.check("/healthz", s.get("/healthz")) == {"status": "ok"}
+    assert spec.check("/healthz", s.get("/healthz"))["status"] == "ok"
 
 
 def test_no_auth_configured_and_faust_views_off(served: dict[str, Served], spec: Spec) -> None:
@@ -840,7 +840,7 @@ def test_readyz_follows_redis(served: dict[str, Served], spec: Spec) -> None:
     body = down[1]
     assert body["ready"] is False and body["checks"]["redis"]["ok"] is False, body
     assert body["checks"]["redis"]["error"]
-    assert spec.check("/healthz", s.get("/healthz")) == {"status": "ok"}  # alive all along
+    assert spec.check("/healthz", s.get("/healthz"))["status"] == "ok"  # alive all along
 
     s.redis = restart_redis(s.redis)
     back = s.worker.wait(lambda: (r := readyz())[0] == 200 and r, timeout=30, what="/readyz 200")

@@ -65,7 +65,17 @@ def workers(
         started.append(
             start_worker(tansu, redis_server, workdir / "nocaps", name="nocaps", model_file=nocaps)
         )
-        started.append(start_worker(tansu, redis_server, workdir / "default", name="default"))
+        # an age limit that still takes the probes at 2000-01-01 (and not 1970)
+        max_age_days = str((now_ms() - OLD_MS) // DAY_MS + 365)
+        started.append(
+            start_worker(
+                tansu,
+                redis_server,
+                workdir / "default",
+                name="default",
+                ENGAGEMENT_MAX_EVENT_AGE_DAYS=max_age_days,
+            )
+        )
         for w in started:
             w.wait_ready(at_ms=OLD_MS)  # the tests replay history into these workers
         yield {w.name: w for w in started}
@@ -251,6 +261,7 @@ def bad_messages(tag: str, now: int) -> dict[str, bytes]:
         "unknown_type": dumps(doc(type="teleported")),
         "bad_timestamp": dumps(doc(timestamp="yesterday at noon")),
         "timestamp_in_future": dumps(doc(timestamp=now + DAY_MS)),
+        "timestamp_too_old": dumps(doc(timestamp=1_000)),  # 1970: beyond the worker's limit
         "bad_customer_id": dumps(doc(customer_id=f"{tag} with spaces")),
         "bad_nps_score": dumps(doc(type="nps_response", properties={"score": 11})),
     }
@@ -267,7 +278,7 @@ def test_every_dead_letter_reason(
     model = load_default_model()
     for reason, raw in bad.items():  # the core gives each message the reason it stands for
         with pytest.raises(InvalidEvent) as info:
-            parse_event(raw, model, now_ms=now)
+            parse_event(raw, model, now_ms=now, max_age_ms=w.settings.max_event_age_ms)
         assert info.value.reason == reason
 
     # valid events before, between and after the bad ones, on every partition

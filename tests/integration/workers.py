@@ -131,6 +131,8 @@ def worker_env(
             "ENGAGEMENT_DATA_DIR": str(workdir / "faust"),
             "ENGAGEMENT_PARTITIONS": str(partitions),
             "ENGAGEMENT_LOG_LEVEL": "info",
+            # replays reach years back (probes at 2000-01-01: see Worker.wait_ready)
+            "ENGAGEMENT_MAX_EVENT_AGE_DAYS": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
