@@ -125,6 +125,26 @@ def cutover(w: Worker) -> dict[bytes, bytes]:
     return w.redis.hgetall(RegistryKeys(w.settings.key_prefix).cutover())  # type: ignore[return-value]
 
 
+def freeze_and_kill(a: Worker, b: Worker) -> None:
+    """Once the switch is registered, freeze Redis writes so that both workers stop between
+    publishing their model changes and marking the customers switched; kill -9 ``a``
+    there, then let Redis go on."""
+    a.wait(lambda: registry(a).epoch == 1, what="the switch registered")
+    b.redis.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
+    try:
+        a.read(
+            a.settings.output_topic,
+            lambda ms: len(partitions_switching(ms)) == PARTITIONS,
+            timeout=7,
+            what="both workers' model changes",
+        )
+        a.wait(lambda: "registry epoch 1" in a.log_tail(50_000), what="a switching")
+        assert len(cutover(b)) < PARTITIONS  # their marks are not written yet
+        kill(a)
+    finally:
+        b.redis.execute_command("CLIENT", "UNPAUSE")
+
+
 def decoded(messages: list[Message]) -> list[dict[str, object]]:
     return [orjson.loads(m.value) for m in messages if m.value != MARKER]
 
@@ -180,25 +200,16 @@ def test_a_points_and_half_life_change_by_replay_survives_kills_and_rolls_back(
 
         # 3. promote; Redis writes are frozen so that the switch stops between publishing
         #    its changes and marking the customers switched; one worker is killed there
-        promote = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "stream_app.cli", "model", "promote", "--wait", "120"],
             env=a.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        a.wait(lambda: registry(a).epoch == 1, what="the switch registered")
-        b.redis.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
-        try:
-            a.read(
-                a.settings.output_topic,
-                lambda ms: len(partitions_switching(ms)) == PARTITIONS,
-                timeout=7,
-                what="both workers' model changes",
-            )
-            a.wait(lambda: "registry epoch 1" in a.log_tail(50_000), what="a switching")
-            assert len(cutover(b)) < PARTITIONS  # their marks are not written yet
-            kill(a)
-        finally:
-            b.redis.execute_command("CLIENT", "UNPAUSE")
-        out, _ = promote.communicate(timeout=150)
+        ) as promote:  # fmt: skip
+            try:
+                freeze_and_kill(a, b)
+                out, _ = promote.communicate(timeout=150)
+            finally:
+                if promote.poll() is None:
+                    promote.kill()
         assert promote.returncode == 0 and "every partition switched" in out, out
         first_switch = registry(b).switched_at
         states = stored_states(b, "default@2", new, customers)
