@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from stream_app.http.api import ApiError, ReadApi
+from stream_app.http.api import ReadApi, bad_model, no_model, no_shadow
 from stream_app.models.lanes import Derivation, LaneStore
 from stream_app.models.registry import ModelRegistry, ModelSlot
 from stream_app.store.nps import NpsCounters
@@ -40,7 +40,7 @@ class ModelApis:
         """The API of ``active`` (None: the default) or ``shadow``."""
         which = which or "active"
         if which not in WHICH:
-            raise ApiError(400, "bad_model", "model: must be 'active' or 'shadow'")
+            raise bad_model()
         client = self.registry.client
         raw = cast(
             list[bytes | None],
@@ -50,8 +50,8 @@ class ModelApis:
         slot_id = ids[which]
         if slot_id is None:
             if which == "shadow":
-                raise ApiError(404, "no_shadow", "there is no shadow model now")
-            raise ApiError(503, "no_model", "no model is registered yet")
+                raise no_shadow()
+            raise no_model()
         api = self._apis.get(slot_id)
         if api is None:
             slot = await self._slot(slot_id)
