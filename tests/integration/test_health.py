@@ -201,9 +201,8 @@ def test_a_worker_without_partitions_is_ready_and_alive(
     )  # fmt: skip
     workers = [first]
     try:
-        first.wait_ready()
         second = _launch_on(first, "two", ports[1])  # the same group, its own web port
-        workers.append(second)
+        workers.append(second)  # (both start together)
 
         def assigned(port: int) -> int | None:
             try:
