@@ -65,7 +65,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     )
     views.register(
         app,
-        apis=ModelApis(services.registry, settings.key_prefix),
+        apis=ModelApis(lambda: services.conductor.state, services.redis, settings.key_prefix),
         health=health,
         metrics=services.metrics,
         api_tokens=settings.api_token_list,

@@ -68,11 +68,6 @@ def bad_model() -> ApiError:
     return ApiError(400, "bad_model", "model: must be 'active' or 'shadow'")
 
 
-def no_model() -> ApiError:
-    """No model is registered yet (a deployment whose first worker has not started)."""
-    return ApiError(503, "unavailable", "no scoring model is registered yet")
-
-
 def no_shadow() -> ApiError:
     """``?model=shadow`` while no shadow model is scored."""
     return ApiError(404, "no_shadow", "there is no shadow model now")

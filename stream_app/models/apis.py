@@ -1,22 +1,22 @@
 """The read API of whichever model the request asks for: the one in force, or the shadow.
 
-The registry is read at every request (one ``HMGET``; a model's slot is read once), so
-the API serves the new model from the instant of a promotion, whatever the worker
-serving the request has noticed yet. ``?model=shadow`` answers from the shadow's
-namespace (for a shadow built from current state, a customer it has not written yet is
-derived on the fly, as the worker would).
+Which models those are is what the worker's :class:`~stream_app.models.conductor.Conductor`
+last read from the registry (it reads it every half second, and before it scores anything
+after a switch), so a request costs no read of the registry. ``?model=shadow`` answers
+from the shadow's namespace (for a shadow built from current state, a customer it has not
+written yet is derived on the fly, as the worker would).
 """
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
 
-from stream_app.http.api import ReadApi, bad_model, no_model, no_shadow
+from stream_app.http.api import ReadApi, bad_model, no_shadow
 from stream_app.models.lanes import Derivation, LaneStore
-from stream_app.models.registry import ModelRegistry, ModelSlot
+from stream_app.models.registry import ModelSlot, RegistryState
 from stream_app.store.nps import NpsCounters
 from stream_app.store.readstore import ReadStore
-from stream_app.store.state import StateStore
+from stream_app.store.state import RedisClient, StateStore
 
 WHICH = ("active", "shadow")
 
@@ -24,47 +24,46 @@ WHICH = ("active", "shadow")
 class ModelApis:
     """:class:`ReadApi` per registered model, chosen per request."""
 
-    def __init__(self, registry: ModelRegistry, prefix: str) -> None:
-        self.registry = registry
+    def __init__(
+        self, current: Callable[[], RegistryState], client: RedisClient, prefix: str
+    ) -> None:
+        self.current = current
+        self.client = client
         self.prefix = prefix
-        self._slots: dict[int, ModelSlot] = {}
-        self._apis: dict[int, ReadApi] = {}
-
-    async def _slot(self, slot_id: int) -> ModelSlot:
-        slot = self._slots.get(slot_id)
-        if slot is None:
-            slot = self._slots[slot_id] = await self.registry.read_slot(slot_id)
-        return slot
+        self._apis: dict[tuple[int, int], ReadApi] = {}
 
     async def get(self, which: str | None) -> ReadApi:
         """The API of ``active`` (None: the default) or ``shadow``."""
         which = which or "active"
         if which not in WHICH:
             raise bad_model()
-        client = self.registry.client
-        raw = cast(
-            list[bytes | None],
-            await client.hmget(self.registry.keys.registry(), ["active", "shadow"]),
-        )
-        ids = {w: int(v) if v else None for w, v in zip(WHICH, raw, strict=True)}
-        slot_id = ids[which]
-        if slot_id is None:
-            if which == "shadow":
-                raise no_shadow()
-            raise no_model()
-        api = self._apis.get(slot_id)
+        state = self.current()
+        slot = state.active if which == "active" else state.shadow
+        if slot is None:
+            raise no_shadow()
+        source = self._source(slot, state)
+        key = (slot.id, 0 if source is None else source.id)
+        api = self._apis.get(key)
         if api is None:
-            slot = await self._slot(slot_id)
-            derivation = None
-            if slot.mode == "from-current" and slot.source in ids.values():
-                source = await self._slot(slot.source)
-                derivation = Derivation(
-                    StateStore(client, source.keys(self.prefix)), source.model, slot.model
-                )
-            keys = slot.keys(self.prefix)
-            store = LaneStore(client, keys, derivation=derivation)
-            readstore = ReadStore(client, keys, slot.model)
-            api = ReadApi(slot.model, keys, store, readstore, NpsCounters(client, keys))
-            if derivation is None:  # (a derivation depends on which models are scored)
-                self._apis[slot_id] = api
+            api = self._apis[key] = self._build(slot, source)
         return api
+
+    @staticmethod
+    def _source(slot: ModelSlot, state: RegistryState) -> ModelSlot | None:
+        """The model a shadow built from current state is derived from, while it is scored."""
+        if slot.mode != "from-current" or not slot.source:
+            return None
+        for other in (state.active, state.shadow):
+            if other is not None and other.id == slot.source:
+                return other
+        return None
+
+    def _build(self, slot: ModelSlot, source: ModelSlot | None) -> ReadApi:
+        client, keys = self.client, slot.keys(self.prefix)
+        derivation = None
+        if source is not None:
+            base = StateStore(client, source.keys(self.prefix))
+            derivation = Derivation(base, source.model, slot.model)
+        store = LaneStore(client, keys, derivation=derivation)
+        readstore = ReadStore(client, keys, slot.model)
+        return ReadApi(slot.model, keys, store, readstore, NpsCounters(client, keys))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 from stream_app.messages import Record, Topics
@@ -42,7 +41,7 @@ from stream_app.worker.stats import BatchStats, SweepStats
 
 log = logging.getLogger("stream_app.models")
 
-#: How often the registry is read (the latency of noticing a new shadow or a switch).
+#: How often a worker reads the registry (how soon it notices a new shadow or a switch).
 POLL_S = 0.5
 
 
@@ -82,7 +81,6 @@ class Conductor:
         #: Partitions of this worker known switched to ``epoch``.
         self.cut: set[int] = set()
         self.replay: ReplayConsumer | None = None
-        self._checked = 0.0
         self._reconcile_lanes(state)
 
     # ------------------------------------------------------------------ lanes
@@ -124,11 +122,8 @@ class Conductor:
     # ------------------------------------------------------------------ registry
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Read the registry (at most every :data:`POLL_S` unless ``force``) and follow it."""
-        now = time.monotonic()
-        if not force and now - self._checked < POLL_S:
-            return
-        self._checked = now
+        """Read the registry (its ``rev`` only, unless it moved or ``force``) and follow it;
+        the worker calls it every :data:`POLL_S`."""
         rev = await self.client.hget(self.registry.keys.registry(), "rev")
         if force or rev is None or int(rev) != self.state.rev:
             state = await self.registry.read()

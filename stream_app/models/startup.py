@@ -13,7 +13,14 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from scoring import InvalidState, Model, decode_state, load_model, parse_model_text
+from scoring import (
+    InvalidState,
+    Model,
+    UnknownFormat,
+    decode_state,
+    load_model,
+    parse_model_text,
+)
 from stream_app.errors import StreamAppError
 from stream_app.models.registry import ModelRegistry, RegistryState, text_hash
 from stream_app.settings import Settings
@@ -38,7 +45,13 @@ class ModelRefused(StreamAppError):
 
 
 async def unreadable(client: RedisClient, keys: Keys, model: Model) -> str | None:
-    """Why ``model`` cannot read the records under ``keys`` (None: the ones sampled read)."""
+    """Why ``model`` cannot read the records under ``keys`` (None: the ones sampled read).
+
+    Only a state of the current format that does not fit the model counts (another
+    layout: a tier, segment or event type the model does not have). A record that is
+    damaged (it does not unpack, or its state is not of the current format) is the
+    batch's to dead-letter, not a reason to refuse the model.
+    """
     found: list[bytes] = []
     async for key in client.scan_iter(match=keys.state_pattern(), count=500):
         found.append(cast(bytes, key))
@@ -47,13 +60,16 @@ async def unreadable(client: RedisClient, keys: Keys, model: Model) -> str | Non
     if not found:
         return None
     for key, raw in zip(found, await client.mget(found), strict=True):
-        if raw is None:
-            continue
-        record = decode_record(cast(bytes, raw))
-        if record.state is None:
+        try:
+            record = decode_record(cast(bytes, raw)) if raw is not None else None
+        except (ValueError, IndexError):
+            continue  # damaged
+        if record is None or record.state is None or record.fault is not None:
             continue
         try:
             decode_state(record.state, model)
+        except UnknownFormat:
+            continue  # damaged, or written by an older release
         except InvalidState as exc:
             return f"{key.decode()}: {exc}"
     return None

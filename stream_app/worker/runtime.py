@@ -78,21 +78,26 @@ class Runtime:
         stats.dead["internal_error"] += len(failed)
         self.report.batch(stats)
 
-    async def sweep(self) -> None:
-        """Follow the model registry, then fire due decay crossings on every input
-        partition this worker owns."""
+    async def follow_models(self) -> None:
+        """Follow the model registry: a new shadow, a switch (which reaches the idle
+        partitions this worker owns too)."""
         await self._open()
         consumer, topics = self.services.consumer, self.services.topics
-        progress = self.conductor.progress
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
         try:
             async with self.busy:
                 await self.conductor.refresh()
-                await self.conductor.ensure(owned)  # a switch reaches idle partitions too
+                await self.conductor.ensure(owned)
         except Exception as exc:
             if not self._transient(exc, "following the model registry will retry"):
                 raise
-            return
+
+    async def sweep(self) -> None:
+        """Fire due decay crossings on every input partition this worker owns."""
+        await self._open()
+        consumer, topics = self.services.consumer, self.services.topics
+        progress = self.conductor.progress
+        owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
         for partition in owned:
             await self._prune_nps(partition)
             now_ms = time.time() * 1000.0
