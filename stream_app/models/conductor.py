@@ -191,8 +191,11 @@ class Conductor:
     async def engage(self, partitions: set[int], first: dict[tuple[str, int], int]) -> None:
         """Engage the shadow on those of ``partitions`` its replay has caught up with.
 
-        ``first``: the first offset of the batch about to be scored, per source partition
-        (otherwise the group's next offset there).
+        Caught up on a source partition means: the replay has processed every offset
+        before the first one of the batch about to be scored there (``first``), or, where
+        the batch has none, before the partition's highwater (so whatever the worker group
+        scores there from now on, redeliveries included, the shadow has everything before
+        it). A partition whose highwater is not known yet waits.
         """
         shadow = self.state.shadow
         if not partitions or shadow is None:
@@ -204,9 +207,8 @@ class Conductor:
             for topic in self.topics.sources:
                 nxt = first.get((topic, p))
                 if nxt is None:
-                    committed = self.consumer.committed(topic, p)
-                    nxt = self.progress.next_offset(topic, p, committed)
-                ok &= done.get((topic, p), -1) >= nxt - 1
+                    nxt = self.consumer.highwater(topic, p)
+                ok &= nxt is not None and done.get((topic, p), -1) >= nxt - 1
             if ok:
                 ready.append(p)
         if ready:

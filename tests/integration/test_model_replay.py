@@ -15,13 +15,16 @@ One deployment of two workers lives through, in order:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
 from scoring import CustomerState, Model
 from stream_app.devkit.stack import LocalService
@@ -125,24 +128,52 @@ def cutover(w: Worker) -> dict[bytes, bytes]:
     return w.redis.hgetall(RegistryKeys(w.settings.key_prefix).cutover())  # type: ignore[return-value]
 
 
-def freeze_and_kill(a: Worker, b: Worker) -> None:
-    """Once the switch is registered, freeze Redis writes so that both workers stop between
-    publishing their model changes and marking the customers switched; kill -9 ``a``
-    there, then let Redis go on."""
-    a.wait(lambda: registry(a).epoch == 1, what="the switch registered")
-    b.redis.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
+def assigned(w: Worker) -> set[int]:
+    """The input partitions faust last assigned to ``w`` (from its log's assignment table)."""
+    rows = re.findall(
+        rf"\| {re.escape(w.settings.input_topic)} +\| \{{([0-9, -]+)\}} +\|", w.log_tail(200_000)
+    )
+    if not rows:
+        return set()
+    out: set[int] = set()
+    for part in rows[-1].split(","):
+        lo, _, hi = part.strip().partition("-")
+        out |= set(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def freeze_and_kill(workers: list[Worker]) -> tuple[Worker, Worker]:
+    """Once the switch is registered, freeze Redis writes: a worker that has read it
+    publishes its model changes and then waits to mark its customers switched. Kill -9
+    such a worker there (once all of its partitions' changes are on the output), then let
+    Redis go on. Returns (the survivor, the victim)."""
+    a = workers[0]
+    kw = a.redis.connection_pool.connection_kwargs
+    ctl = redis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
+    key = RegistryKeys(a.settings.key_prefix).registry()
+    deadline = time.monotonic() + 60
+    while ctl.hget(key, "epoch") != b"1":  # a tight poll: pause before any worker is done
+        assert time.monotonic() < deadline, "the switch was not registered"
+    ctl.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
     try:
-        a.read(
-            a.settings.output_topic,
-            lambda ms: len(partitions_switching(ms)) == PARTITIONS,
-            timeout=7,
-            what="both workers' model changes",
-        )
-        a.wait(lambda: "registry epoch 1" in a.log_tail(50_000), what="a switching")
-        assert len(cutover(b)) < PARTITIONS  # their marks are not written yet
-        kill(a)
+
+        def published() -> Worker | None:
+            on_output = partitions_switching(a.read_all(a.settings.output_topic, timeout=5))
+            marked = {int(p) for p in cutover(a)}
+            for w in workers:
+                mine = assigned(w)
+                followed = "registry epoch 1" in w.log_tail(50_000)
+                if followed and mine and mine <= on_output and not mine & marked:
+                    return w
+            return None
+
+        victim = a.wait(published, timeout=7, what="a worker's model changes published")
+        assert len(cutover(a)) < PARTITIONS  # its marks are not written yet
+        kill(victim)
     finally:
-        b.redis.execute_command("CLIENT", "UNPAUSE")
+        ctl.execute_command("CLIENT", "UNPAUSE")
+        ctl.close()
+    return next(w for w in workers if w is not victim), victim
 
 
 def decoded(messages: list[Message]) -> list[dict[str, object]]:
@@ -205,7 +236,7 @@ def test_a_points_and_half_life_change_by_replay_survives_kills_and_rolls_back(
             env=a.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ) as promote:  # fmt: skip
             try:
-                freeze_and_kill(a, b)
+                b, victim = freeze_and_kill([a, b])
                 out, _ = promote.communicate(timeout=150)
             finally:
                 if promote.poll() is None:
@@ -228,7 +259,7 @@ def test_a_points_and_half_life_change_by_replay_survives_kills_and_rolls_back(
                                  states, new)  # fmt: skip
 
         # 4. roll back: the old model was scored all along
-        workers[0] = a = relaunch(b, "rp-a2")
+        workers[workers.index(victim)] = a = relaunch(b, "rp-a2")
         a.wait(lambda: "scoring with model" in a.log_tail(50_000), what="rp-a2 running")
         out = ok(model_cli(b, "rollback", "--wait", "90"))
         assert "rolled back" in out and "every partition switched" in out, out
