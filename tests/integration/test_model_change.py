@@ -86,7 +86,9 @@ def test_a_thresholds_change_built_from_current_state(
         path = f"/v1/customers/{urllib.parse.quote(cid)}"
         w.wait(lambda: http_json(port, path)[0] == 200, what="the read API")
         assert http_json(port, path)[1]["tier"] == before[cid].tier_name(old)  # type: ignore[union-attr]
-        status, body = http_json(port, path + "?model=shadow")
+        shadow_path = path + "?model=shadow"  # (the worker reads the registry every 0.5 s)
+        w.wait(lambda: http_json(port, shadow_path)[0] == 200, what="the shadow's API")
+        status, body = http_json(port, shadow_path)
         assert status == 200 and body["tier"] == derived[cid].tier_name(new)
         assert body["model_version"] == 2
 
