@@ -143,14 +143,23 @@ async def retire(
 
 
 async def delete_namespace(client: RedisClient, keys: Keys) -> int:
-    """``UNLINK`` every key of one model's namespace; how many."""
+    """``UNLINK`` every key of one model's namespace; how many (one key per command, in
+    pipelines of 1,000: the keys of a namespace span every slot of a cluster)."""
     deleted = 0
     batch: list[bytes] = []
+
+    async def flush() -> int:
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.unlink(key)
+        done = sum(int(n) for n in await pipe.execute())
+        batch.clear()
+        return done
+
     async for key in client.scan_iter(match=keys.all_pattern(), count=1000):
         batch.append(key)
         if len(batch) >= 1000:
-            deleted += int(await client.unlink(*batch))
-            batch = []
+            deleted += await flush()
     if batch:
-        deleted += int(await client.unlink(*batch))
+        deleted += await flush()
     return deleted

@@ -153,7 +153,12 @@ class LaneStore(StateStore):
     ) -> list[str]:
         if self.epoch is not None:
             epoch = self.epoch()
-            writes = [dataclasses.replace(w, marks={**w.marks, EPOCH_MARK: epoch}) for w in writes]
+            writes = [
+                w
+                if w.marks.get(EPOCH_MARK) == epoch  # (a batch carries the marks it read)
+                else dataclasses.replace(w, marks={**w.marks, EPOCH_MARK: epoch})
+                for w in writes
+            ]
         return await super().commit(writes, nps=nps, index=index)
 
 

@@ -26,8 +26,7 @@ from stream_app.models.startup import in_force
 from stream_app.models.whatif import Replay, WhatIf, summarize
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
-from stream_app.store.records import decode_record
-from stream_app.store.state import RedisClient, connect
+from stream_app.store.state import RedisClient, StateStore, connect
 
 #: Records read per ``MGET`` while scanning the stored states.
 CHUNK = 1000
@@ -44,26 +43,23 @@ async def stored_states(
     customers in ``keep_explanations``."""
     states: dict[str, CustomerState] = {}
     explanations: dict[str, bytes] = {}
-    batch: list[bytes] = []
+    store = StateStore(client, keys)
+    batch: list[str] = []
 
     async def flush() -> None:
-        for key, raw in zip(batch, await client.mget(batch), strict=True):
-            if raw is None:
+        for cid, record in (await store.load(batch)).items():  # (a cluster: MGET per slot)
+            if record.state is None or record.fault is not None:
                 continue
-            record = decode_record(cast(bytes, raw))
-            if record.state is None:
-                continue
-            cid = keys.customer_of(key.decode())
             try:
                 states[cid] = decode_state(record.state, model)
-            except InvalidState as exc:
-                raise PlanRefused(f"stored state of {cid!r} is unreadable: {exc}") from None
+            except InvalidState:
+                continue  # a damaged record: the worker dead-letters its events
             if keep_explanations is not None and cid in keep_explanations and record.explain:
                 explanations[cid] = record.explain
         batch.clear()
 
     async for key in client.scan_iter(match=keys.state_pattern(), count=CHUNK):
-        batch.append(cast(bytes, key))
+        batch.append(keys.customer_of(cast(bytes, key).decode()))
         if len(batch) >= CHUNK:
             await flush()
     if batch:

@@ -25,8 +25,7 @@ from stream_app.errors import StreamAppError
 from stream_app.models.registry import ModelRegistry, RegistryState, text_hash
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys, RegistryKeys
-from stream_app.store.records import decode_record
-from stream_app.store.state import RedisClient
+from stream_app.store.state import RedisClient, StateStore
 
 log = logging.getLogger("stream_app.models")
 
@@ -52,26 +51,23 @@ async def unreadable(client: RedisClient, keys: Keys, model: Model) -> str | Non
     damaged (it does not unpack, or its state is not of the current format) is the
     batch's to dead-letter, not a reason to refuse the model.
     """
-    found: list[bytes] = []
+    found: list[str] = []
     async for key in client.scan_iter(match=keys.state_pattern(), count=500):
-        found.append(cast(bytes, key))
+        found.append(keys.customer_of(cast(bytes, key).decode()))
         if len(found) >= SAMPLE:
             break
     if not found:
         return None
-    for key, raw in zip(found, await client.mget(found), strict=True):
-        try:
-            record = decode_record(cast(bytes, raw)) if raw is not None else None
-        except (ValueError, IndexError):
-            continue  # damaged
-        if record is None or record.state is None or record.fault is not None:
-            continue
+    records = await StateStore(client, keys).load(found)  # (one MGET per slot on a cluster)
+    for cid, record in records.items():
+        if record.state is None or record.fault is not None:
+            continue  # damaged: the batch's to dead-letter
         try:
             decode_state(record.state, model)
         except UnknownFormat:
             continue  # damaged, or written by an older release
         except InvalidState as exc:
-            return f"{key.decode()}: {exc}"
+            return f"{keys.state(cid)}: {exc}"
     return None
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from scoring.migrate import derive
 from stream_app.devkit.stack import LocalService, free_port
+from stream_app.store.keys import Keys
 from tests.integration.modelchange import (
     THRESHOLDS,
     disagreements,
@@ -133,6 +134,11 @@ def test_a_thresholds_change_built_from_current_state(
         view = downstream_view(messages)
         assert not disagreements({c: view.get(c, ("", frozenset())) for c in customers},
                                  states, new)  # fmt: skip
+
+        # the previous model, kept for a rollback, is retired: its keys go
+        assert "retired default v1" in ok(model_cli(w, "retire"))
+        assert not w.redis.keys(Keys(w.settings.key_prefix, "default").all_pattern())
+        assert json.loads(ok(model_cli(w, "show", "--json")))["shadow"] is None
     finally:
         unclean = stop_all([w])
     assert not unclean, "\n".join(unclean)
