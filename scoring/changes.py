@@ -27,8 +27,9 @@ from scoring.model import Model
 
 __all__ = ["Cause", "Change", "change_id", "diff"]
 
-#: What caused a change: an event, time passing, or a merge of two customers.
-Cause = Literal["event", "decay", "merge"]
+#: What caused a change: an event, time passing, a merge of two customers, or a
+#: change of the model in force.
+Cause = Literal["event", "decay", "merge", "model"]
 
 
 def change_id(

@@ -20,7 +20,6 @@ from stream_app.http.readmodel import describe
 from stream_app.kafka.auth import aiokafka_config
 from stream_app.kafka.io import consume, produce_lines
 from stream_app.settings import Settings
-from stream_app.store.keys import Keys
 from stream_app.store.records import decode_record
 from stream_app.store.state import StoreUnavailable, connect
 
@@ -148,13 +147,12 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    """Print one customer's state as JSON (exit 1 if the customer is unknown, erased or
-    merged into another)."""
+    """Print one customer's state under the model in force as JSON (exit 1 if the
+    customer is unknown, erased or merged into another)."""
     from stream_app.cli.lifecycle import status
 
     settings = Settings.from_env()
-    model = load_model(settings.model_path)
-    raw = asyncio.run(_read_state(settings, model, args.customer_id))
+    model, raw = asyncio.run(_read_state(settings, args.customer_id))
     if raw is None:
         gone = asyncio.run(status(settings, model, args.customer_id))
         cid = repr(args.customer_id)
@@ -172,11 +170,16 @@ def score(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _read_state(settings: Settings, model: Model, customer_id: str) -> bytes | None:
+async def _read_state(settings: Settings, customer_id: str) -> tuple[Model, bytes | None]:
+    """The model in force (the registry's; the model file's before any is registered)
+    and the customer's record under it."""
+    from stream_app.models.startup import in_force
+
     client = connect(settings.redis_url)
     try:
-        raw = await client.get(Keys(settings.key_prefix, model.name).state(customer_id))
-        return raw.encode() if isinstance(raw, str) else raw
+        model, keys, _ = await in_force(settings, client)
+        raw = await client.get(keys.state(customer_id))
+        return model, raw.encode() if isinstance(raw, str) else raw
     except redis.exceptions.RedisError as exc:
         raise StoreUnavailable.from_redis(exc) from None
     finally:
@@ -215,15 +218,17 @@ def redrive(args: argparse.Namespace) -> int:
     from stream_app.cli.redrive import redrive as run
 
     settings = Settings.from_env()
-    model = load_model(settings.model_path)
     reasons = [r.strip() for given in args.reason for r in given.split(",") if r.strip()]
     since = parse_since(args.since, datetime.now(tz=UTC)) if args.since else None
 
     async def main() -> str:
+        from stream_app.models.startup import in_force
+
         client = connect(settings.redis_url)
         try:
+            _, keys, _ = await in_force(settings, client)  # the model in force's namespace
             report = await run(
-                settings, client, Keys(settings.key_prefix, model.name), reasons=reasons,
+                settings, client, keys, reasons=reasons,
                 since=since, dry_run=args.dry_run, force=args.force,
                 idle_timeout_s=args.idle_timeout,
             )  # fmt: skip

@@ -11,6 +11,7 @@ from importlib import metadata
 from scoring import ScoringError
 from stream_app import logs
 from stream_app.cli import commands, lifecycle
+from stream_app.cli import model as model_commands
 from stream_app.errors import StreamAppError
 from stream_app.settings import SettingsError
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-model", help="validate a scoring model file and summarise it")
     p.add_argument("file")
     p.set_defaults(func=commands.check_model)
+    model_commands.register(sub)
     return parser
 
 

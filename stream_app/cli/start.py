@@ -11,22 +11,26 @@ import asyncio
 import functools
 import logging
 
+import redis.exceptions
+
 from scoring import load_model
 from stream_app import logs
+from stream_app.models.registry import RegistryState
 from stream_app.settings import Settings
-from stream_app.store.nps import NpsCounters
+from stream_app.store.state import StoreUnavailable, connect
 
 
 def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     """Build the worker for ``settings`` and run it until it is stopped."""
     settings.check_exposure()  # before anything else: no open API beyond loopback
     logging.getLogger("stream_app").setLevel(settings.log_level.upper())
-    model = load_model(settings.model_path)  # a bad model file fails here, with its key named
+    load_model(settings.model_path)  # a bad model file fails here, with its key named
     from stream_app.kafka.topics import prepare
     from stream_app.worker.preflight import preflight
 
     partitions = asyncio.run(prepare(settings))
     idempotent = asyncio.run(preflight(settings))
+    registry = asyncio.run(model_registry(settings, partitions))
     if loop == "uvloop":
         import mode.loop
 
@@ -37,11 +41,11 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     from stream_app.faustx.adapters import FaustConsumer, FaustPublisher
     from stream_app.http import views
     from stream_app.http.admin import AdminApi
-    from stream_app.http.api import ReadApi
     from stream_app.http.changefeed import ChangeFeed
     from stream_app.http.health import Health
     from stream_app.kafka.auth import aiokafka_config
     from stream_app.kafka.io import reader
+    from stream_app.models.apis import ModelApis
     from stream_app.worker import agents
     from stream_app.worker.runtime import Runtime
     from stream_app.worker.services import build_services
@@ -50,7 +54,7 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     publisher = FaustPublisher(app)
     services = build_services(
         settings,
-        model=model,
+        registry=registry,
         input_partitions=partitions,
         publisher=publisher,
         consumer=FaustConsumer(app),
@@ -70,13 +74,11 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
     )
     views.register(
         app,
-        api=ReadApi(
-            model,
-            services.keys,
-            services.store,
-            services.readstore,
-            NpsCounters(services.redis, services.keys),
-            lifecycle=services.lifecycle,
+        apis=ModelApis(
+            lambda: services.conductor.state,
+            services.redis,
+            settings.key_prefix,
+            suppression_secret=settings.suppression_secret.encode(),
         ),
         admin=AdminApi(publisher, settings.input_topic),
         health=health,
@@ -96,3 +98,23 @@ def run_worker(settings: Settings, *, loop: str = "uvloop") -> int:
         logging_config=logs.worker_logging_config(settings.log_format, settings.log_level),
     ).execute_from_commandline()
     return 0
+
+
+async def model_registry(settings: Settings, partitions: int) -> RegistryState:
+    """The model registry at start-up (seeded from the model file on an empty deployment;
+    see :func:`stream_app.models.startup.model_in_force`)."""
+    from stream_app.models.startup import model_in_force
+
+    client = connect(settings.redis_url)
+    try:
+        return await model_in_force(
+            client,
+            settings.key_prefix,
+            file_text=settings.model_path.read_text("utf-8"),
+            origin=str(settings.model_path),
+            partitions=partitions,
+        )
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable.from_redis(exc) from None
+    finally:
+        await client.aclose()

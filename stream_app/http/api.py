@@ -78,6 +78,16 @@ class Lookup(Protocol):
         ...
 
 
+def bad_model() -> ApiError:
+    """``?model=`` names neither ``active`` nor ``shadow``."""
+    return ApiError(400, "bad_model", "model: must be 'active' or 'shadow'")
+
+
+def no_shadow() -> ApiError:
+    """``?model=shadow`` while no shadow model is scored."""
+    return ApiError(404, "no_shadow", "there is no shadow model now")
+
+
 def authorized(header: str | None, tokens: Sequence[str]) -> bool:
     """True when no tokens are configured, or ``header`` is ``Bearer <one of them>``.
 

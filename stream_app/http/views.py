@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from faust import web
 
@@ -23,6 +23,25 @@ from stream_app.worker.errors import transient_cause
 from stream_app.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("stream_app.http")
+
+
+class ApiSource(Protocol):
+    """The read API of the model a request asks for (``?model=active|shadow``)."""
+
+    async def get(self, which: str | None, /) -> ReadApi:
+        """The API of the model in force (None, ``active``) or of the shadow."""
+        ...
+
+
+def _asking(
+    apis: ApiSource, request: Any, use: Callable[[ReadApi], Awaitable[Answer]]
+) -> Callable[[], Awaitable[Answer]]:
+    """What a /v1/ view asks: ``use`` on the API of the model the request names."""
+
+    async def ask() -> Answer:
+        return await use(await apis.get(request.query.get("model")))
+
+    return ask
 
 
 class _JsonView(web.View):
@@ -85,7 +104,7 @@ class _AdminView(_JsonView):
 def register(
     app: Any,
     *,
-    api: ReadApi,
+    apis: ApiSource,
     admin: AdminApi,
     health: Health,
     metrics: WorkerMetrics,
@@ -97,14 +116,15 @@ def register(
     """Add the routes to ``app``: ``api_tokens`` guard /v1/, ``ops_tokens`` /readyz and
     /metrics (empty: open), ``admin_tokens`` the erase and merge endpoints (empty: off);
     the dashboard's files are open (they hold no data). ``feed`` starts following the
-    output topic on the first ``GET /v1/changes``."""
-    _read_routes(app, api, api_tokens)
+    output topic on the first ``GET /v1/changes``. Every /v1/ read route takes
+    ``?model=shadow`` to answer from the shadow model (default: the model in force)."""
+    _read_routes(app, apis, api_tokens)
     _admin_routes(app, admin, admin_tokens)
     _dashboard_routes(app, feed, api_tokens)
     _ops_routes(app, health, metrics, ops_tokens)
 
 
-def _read_routes(app: Any, api: ReadApi, api_tokens: Sequence[str]) -> None:
+def _read_routes(app: Any, apis: ApiSource, api_tokens: Sequence[str]) -> None:
     """The /v1/ read endpoints over the worker's Redis state."""
 
     class ApiView(_JsonView):
@@ -114,43 +134,55 @@ def _read_routes(app: Any, api: ReadApi, api_tokens: Sequence[str]) -> None:
     @app.page("/v1/customers/{customer_id:[^/]+}")
     class CustomerView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
-            return await self.answered(request, lambda: api.customer(customer_id))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.customer(customer_id))
+            )
 
     @app.page("/v1/customers/{customer_id:[^/]+}/explain")
     class ExplainView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
-            return await self.answered(request, lambda: api.explain(customer_id))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.explain(customer_id))
+            )
 
     @app.page("/v1/customers/{customer_id:[^/]+}/timeline")
     class TimelineView(ApiView):
         async def get(self, request: Any, customer_id: str) -> Any:
             query = dict(request.query)
-            return await self.answered(request, lambda: api.timeline(customer_id, query))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.timeline(customer_id, query))
+            )
 
     @app.page("/v1/tiers")
     class TiersView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, api.tiers)
+            return await self.answered(request, _asking(apis, request, lambda a: a.tiers()))
 
     @app.page("/v1/segments")
     class SegmentsView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, api.segments)
+            return await self.answered(request, _asking(apis, request, lambda a: a.segments()))
 
     @app.page("/v1/segments/{name}/members")
     class MembersView(ApiView):
         async def get(self, request: Any, name: str) -> Any:
-            return await self.answered(request, lambda: api.members(name, dict(request.query)))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.members(name, dict(request.query)))
+            )
 
     @app.page("/v1/nps")
     class NpsView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, lambda: api.nps(dict(request.query)))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.nps(dict(request.query)))
+            )
 
     @app.page("/v1/nps/daily")
     class NpsDailyView(ApiView):
         async def get(self, request: Any) -> Any:
-            return await self.answered(request, lambda: api.nps_daily(dict(request.query)))
+            return await self.answered(
+                request, _asking(apis, request, lambda a: a.nps_daily(dict(request.query)))
+            )
 
 
 def _dashboard_routes(app: Any, feed: ChangeFeed, api_tokens: Sequence[str]) -> None:

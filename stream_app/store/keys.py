@@ -24,11 +24,22 @@ def escape(part: str) -> str:
     return part.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
+def glob_escape(text: str) -> str:
+    r"""``text`` as a literal inside a Redis ``MATCH`` pattern.
+
+    >>> glob_escape("es:a*b")
+    'es:a\\*b'
+    """
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key builder for one model under one prefix."""
 
     prefix: str
+    #: The model's namespace: its name for the first model of a deployment, else
+    #: ``<name>@<slot id>`` (see :class:`RegistryKeys`).
     model: str
 
     @property
@@ -39,6 +50,24 @@ class Keys:
     # CustomerState><encoded Explanation, may be empty>" (see stream_app/store/records.py)
     def state(self, customer_id: str) -> str:
         return f"{self.base}:state:{{{escape(customer_id)}}}"
+
+    def state_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern of every customer record of this model."""
+        return f"{glob_escape(self.base)}:state:*"
+
+    def all_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern of every key of this model (to delete a retired one)."""
+        return f"{glob_escape(self.base)}:*"
+
+    def customer_of(self, state_key: str) -> str:
+        """The customer id of a key made by :meth:`state`.
+
+        >>> keys = Keys("es", "default")
+        >>> keys.customer_of(keys.state("a{b}%c"))
+        'a{b}%c'
+        """
+        inner = state_key[len(self.base) + len(":state:{") : -1]
+        return inner.replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
 
     # nps:{topic:partition} -- hash: "<day>|<tier or *>|<category>" -> count,
     # plus "_wm", the highest source offset already counted (idempotent replays)
@@ -98,6 +127,54 @@ class Keys:
     # (never by the id): its later events are dropped while the key lives
     def suppressed(self, digest: str) -> str:
         return f"{self.base}:suppressed:{{{digest}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """Keys of one deployment's model registry (``<prefix>:{models}:...``).
+
+    Every one carries the hash tag ``{models}``, so on Redis Cluster they share a slot and
+    one script can change several of them atomically. A model's own data lives under
+    :class:`Keys` with the model's namespace (see :mod:`stream_app.models.registry`).
+    """
+
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{models}}"
+
+    # registry -- hash: rev (bumped at every change), epoch (bumped at every promotion or
+    # rollback), active (slot id of the model in force), shadow (slot id of the other model
+    # scored, "" for none), switched_at (ms of the last promotion or rollback), next (the
+    # last slot id given), partitions (the input topic's partition count)
+    def registry(self) -> str:
+        return f"{self.base}:registry"
+
+    # slot:<id> -- hash: name, version, sha256, toml (the model file's text), namespace
+    # (the <model> part of that model's data keys), mode (seed, replay or from-current),
+    # created_at (ms), origin (where the text came from)
+    def slot(self, slot_id: int) -> str:
+        return f"{self.base}:slot:{slot_id}"
+
+    # cutover -- hash: input partition -> the epoch its customers were switched to
+    def cutover(self) -> str:
+        return f"{self.base}:cutover"
+
+    # switched:<epoch> -- hash: input partition -> model changes published by its switch
+    # (counted at least once: a retried switch counts its changes again)
+    def switched(self, epoch: int) -> str:
+        return f"{self.base}:switched:{epoch}"
+
+    # engaged:<slot> -- hash: input partition -> "1" once the worker group scores that
+    # shadow model on it together with the model in force
+    def engaged(self, slot_id: int) -> str:
+        return f"{self.base}:engaged:{slot_id}"
+
+    # progress:<slot> -- hash: "<topic>:<partition>" -> the last offset the shadow's replay
+    # (its own consumer group) processed there
+    def progress(self, slot_id: int) -> str:
+        return f"{self.base}:progress:{slot_id}"
 
 
 def slot_of(key: str) -> int:

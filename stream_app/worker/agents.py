@@ -8,6 +8,7 @@ from typing import Any
 from stream_app.faustx.adapters import records
 from stream_app.faustx.take import batches
 from stream_app.messages import Topics
+from stream_app.models.conductor import POLL_S
 from stream_app.settings import Settings
 from stream_app.worker.runtime import Runtime
 
@@ -39,6 +40,19 @@ def register(app: Any, runtime: Runtime, settings: Settings, topics: Topics) -> 
             await runtime.sweep()
         except Exception:  # a failed sweep is retried next tick; never kill the timer
             log.exception("decay sweep failed; retrying next tick")
+
+    @app.timer(interval=POLL_S)  # type: ignore[untyped-decorator]
+    async def follow_models() -> None:
+        """Follow the model registry (a new shadow, a promotion or rollback)."""
+        try:
+            await runtime.follow_models()
+        except Exception:  # tried again next tick; never kill the timer
+            log.exception("following the model registry failed; retrying next tick")
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def model_replay() -> None:
+        """Replay the input into a shadow model while one needs it."""
+        await runtime.replays()
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def log_stats() -> None:

@@ -28,14 +28,14 @@ class Runtime:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.scorer = services.scorer
+        #: Scores every batch and sweep under the models the registry says (a shadow too).
+        self.conductor = services.conductor
         self.report = Report(services.metrics)
         #: One batch or one sweep at a time, so the two never race on a customer here.
         self.busy = asyncio.Lock()
         self._opened = False
         #: What the health checks read: progress, retries, the oldest message in hand.
         self.liveness = Liveness(last_progress=time.monotonic())
-        self.nps = NpsCounters(services.redis, services.keys)
         self._pruned: dict[int, float] = {}  # partition -> when its NPS counters were pruned
 
     async def _open(self) -> None:
@@ -65,7 +65,7 @@ class Runtime:
         await self._open()
         async with self.busy:
             began = time.perf_counter()
-            stats = await self.scorer.process(records)
+            stats = await self.conductor.process(records)
             metrics.batch_seconds.observe(time.perf_counter() - began)
             metrics.batch_size.observe(len(records))
         self.report.batch(stats)
@@ -73,10 +73,24 @@ class Runtime:
 
     async def _dead_letter(self, failed: Sequence[tuple[Record, str]]) -> None:
         """Dead-letter records that failed on their own (``internal_error``)."""
-        await self.scorer.dead_letter(failed, "internal_error")
+        await self.conductor.dead_letter(failed, "internal_error")
         stats = BatchStats()
         stats.dead["internal_error"] += len(failed)
         self.report.batch(stats)
+
+    async def follow_models(self) -> None:
+        """Follow the model registry: a new shadow, a switch (which reaches the idle
+        partitions this worker owns too)."""
+        await self._open()
+        consumer, topics = self.services.consumer, self.services.topics
+        owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
+        try:
+            async with self.busy:
+                await self.conductor.refresh()
+                await self.conductor.ensure(owned)
+        except Exception as exc:
+            if not self._transient(exc, "following the model registry will retry"):
+                raise
 
     async def sweep(self) -> None:
         """Fire due decay crossings on every input partition this worker owns."""
@@ -84,8 +98,8 @@ class Runtime:
         consumer, topics = self.services.consumer, self.services.topics
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
         now_ms = time.time() * 1000.0
-        limits = await self.scorer.sweep_limits(consumer, owned, now_ms=now_ms)
-        self.scorer.watermark_gauges(self.services.metrics, limits, now_ms=now_ms)
+        limits = await self.conductor.sweep_limits(owned, now_ms=now_ms)
+        self.conductor.watermark_gauges(self.services.metrics, limits, now_ms=now_ms)
         for partition in owned:
             await self._prune_nps(partition)
             now_ms = time.time() * 1000.0
@@ -94,18 +108,26 @@ class Runtime:
                 continue
             try:
                 async with self.busy:
-                    stats = await self.scorer.sweep_partition(partition, until, now_ms=now_ms)
+                    stats = await self.conductor.sweep(partition, until, now_ms=now_ms)
             except Exception as exc:
-                cause = transient_cause(exc)
-                if cause is None:
+                if not self._transient(exc, f"decay sweep of partition {partition} will retry"):
                     raise
-                self.services.metrics.retries.inc(cause=cause)
-                why = describe(exc)
-                log.warning(
-                    "decay sweep of partition %d will retry (%s): %s", partition, cause, why
-                )
                 continue
             self.report.sweep(partition, stats)
+
+    def _transient(self, exc: Exception, what: str) -> bool:
+        """Count and log ``exc`` if it is transient (True); False for anything else."""
+        cause = transient_cause(exc)
+        if cause is None:
+            return False
+        self.services.metrics.retries.inc(cause=cause)
+        log.warning("%s (%s): %s", what, cause, describe(exc))
+        return True
+
+    async def replays(self) -> None:
+        """Run a shadow model's replay whenever one is wanted (a long-running task)."""
+        await self._open()
+        await self.conductor.run_replays(transient_cause)
 
     async def _prune_nps(self, partition: int) -> None:
         """About once an hour per owned partition: delete the NPS day counters older than
@@ -116,16 +138,19 @@ class Runtime:
         days = self.services.settings.nps_retention_days
         first = (datetime.now(tz=UTC).date() - timedelta(days=days)).isoformat()
         try:
-            for topic in self.services.topics.sources:
-                removed = await self.nps.prune(topic, partition, first)
-                if removed:
-                    log.info(
-                        "NPS counters before %s deleted: %d (%s:%d)",
-                        first,
-                        removed,
-                        topic,
-                        partition,
-                    )
+            for keys in self.conductor.namespaces():
+                counters = NpsCounters(self.services.redis, keys)
+                for topic in self.services.topics.sources:
+                    removed = await counters.prune(topic, partition, first)
+                    if removed:
+                        log.info(
+                            "NPS counters before %s deleted: %d (%s:%d, %s)",
+                            first,
+                            removed,
+                            topic,
+                            partition,
+                            keys.model,
+                        )
         except Exception as exc:
             if transient_cause(exc) is None:
                 raise
@@ -136,7 +161,7 @@ class Runtime:
         """Drop event-time progress, offsets and due hints of revoked partitions."""
         moved = sorted(set(partitions))
         if moved:
-            self.scorer.revoked(moved)
+            self.conductor.revoked(moved)
             log.info("partitions revoked: %s", moved)
 
     def log_stats(self) -> None:

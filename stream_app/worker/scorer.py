@@ -71,11 +71,13 @@ class Scorer:
         indexes: Indexes | None = None,
         options: ScoringOptions = ScoringOptions(),
         clock: Callable[[], float] = time.time,
+        progress: PartitionProgress | None = None,
         progress_store: propagate.ProgressStore | None = None,
         lifecycle_store: LifecycleStore | None = None,
     ) -> None:
         self.hints = DueHints()
-        self.progress = PartitionProgress(topics)
+        #: Shared by the scorers of every model one worker scores (the same batches).
+        self.progress = PartitionProgress(topics) if progress is None else progress
         self.watermarks = Watermarks(topics, self.progress)
         self._publisher = publisher
         self._progress_store = progress_store or propagate.NoProgressStore()

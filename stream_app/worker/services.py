@@ -15,23 +15,29 @@ from dataclasses import dataclass
 
 from scoring import Model
 from stream_app.messages import Topics
+from stream_app.models.conductor import Conductor
+from stream_app.models.registry import ModelRegistry, RegistryState
 from stream_app.settings import Settings
-from stream_app.store.keys import Keys
+from stream_app.store.keys import Keys, RegistryKeys
 from stream_app.store.lifecycle import LifecycleStore
-from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
 from stream_app.worker import gc_tuning
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.ports import Consumer, Publisher
-from stream_app.worker.scorer import Scorer, ScoringOptions
+from stream_app.worker.scorer import Scorer
 
 log = logging.getLogger("stream_app.worker")
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The worker's long-lived objects."""
+    """The worker's long-lived objects.
+
+    ``model``, ``keys``, ``store``, ``readstore`` and ``scorer`` are those of the model
+    in force when the worker started; ``conductor`` follows the model registry from there
+    (a shadow, a promotion) and scores every batch and sweep.
+    """
 
     settings: Settings
     model: Model
@@ -43,7 +49,10 @@ class Services:
     scorer: Scorer
     metrics: WorkerMetrics
     consumer: Consumer
-    lifecycle: LifecycleStore
+    #: The erased and merged customers of the model in force when the worker started.
+    lifecycle: LifecycleStore | None
+    registry: ModelRegistry
+    conductor: Conductor
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
@@ -76,45 +85,43 @@ def worker_topics(settings: Settings, input_partitions: int) -> Topics:
 def build_services(
     settings: Settings,
     *,
-    model: Model,
+    registry: RegistryState,
     input_partitions: int,
     publisher: Publisher,
     consumer: Consumer,
 ) -> Services:
-    """The worker's services (no I/O yet: Redis connects on first use)."""
+    """The worker's services (no I/O yet: Redis connects on first use).
+
+    ``registry`` is the model registry as read at start-up
+    (:func:`stream_app.models.startup.model_in_force`).
+    """
     client = connect(settings.redis_url, name=client_name())
-    keys = Keys(settings.key_prefix, model.name)
-    store = StateStore(client, keys)
-    readstore = ReadStore(client, keys, model)
     topics = worker_topics(settings, input_partitions)
-    lifecycle = LifecycleStore(
-        client,
-        keys,
-        secret=settings.suppression_secret.encode(),
-        segments=[r.name for r in model.segments],
-    )
-    scorer = Scorer(
-        model=model,
+    models = ModelRegistry(client, RegistryKeys(settings.key_prefix))
+    conductor = Conductor(
+        settings=settings,
         topics=topics,
-        store=store,
+        client=client,
+        registry=models,
         publisher=publisher,
-        indexes=readstore,
-        options=ScoringOptions.from_settings(settings),
-        progress_store=ProgressStore(client, keys),
-        lifecycle_store=lifecycle,
+        consumer=consumer,
+        state=registry,
     )
+    lane = conductor.active
     return Services(
         settings,
-        model,
+        lane.model,
         topics,
         client,
-        keys,
-        store,
-        readstore,
-        scorer,
+        lane.store.keys,
+        lane.store,
+        lane.readstore,
+        lane.scorer,
         WorkerMetrics(),
         consumer,
-        lifecycle,
+        lane.lifecycle,
+        models,
+        conductor,
     )
 
 

@@ -55,7 +55,7 @@ def redrive(w: Worker, *args: str) -> str:
 def test_redrive_after_the_cause_is_fixed_scores_each_event_once(worker: Worker) -> None:
     w = worker
     cid = unique("rd")
-    w.redis.set(w.keys.state(cid), b"3.x i0=1 4 \xff\xfe\xfd\xfc")  # a record gone bad
+    w.redis.set(w.keys.state(cid), b"3.x - 4 \xff\xfe\xfd\xfc")  # a record gone bad
     now = now_ms()
     docs = [event(unique("e"), cid, "webinar_attended", now - 3000 + i) for i in range(3)]
     junk = Out(b"{not json", b"junk")
@@ -67,7 +67,7 @@ def test_redrive_after_the_cause_is_fixed_scores_each_event_once(worker: Worker)
     letters = w.wait(lambda: len(d := dead()) == 4 and d, timeout=45, what="4 dead letters")
     corrupt = [d for d in letters if d["reason"] == "corrupt_state"]
     assert sorted(str(d["event_id"]) for d in corrupt) == sorted(d["event_id"] for d in docs)
-    assert w.redis.get(w.keys.state(cid)) == b"3.x i0=1 4 \xff\xfe\xfd\xfc"  # left untouched
+    assert w.redis.get(w.keys.state(cid)) == b"3.x - 4 \xff\xfe\xfd\xfc"  # left untouched
 
     # nothing fixed yet: a dry run counts, a real one would only dead-letter them again
     assert "re-drove 3 (corrupt_state=3)" in redrive(w, "--reason", "corrupt_state", "--dry-run")
