@@ -17,7 +17,6 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from scoring import (
     CustomerState,
@@ -166,11 +165,6 @@ class WhatIf:
     @property
     def total_changes(self) -> int:
         return sum(self.changes.values())
-
-    def as_json(self) -> dict[str, Any]:
-        from stream_app.models.render import plan_json
-
-        return plan_json(self)
 
 
 def _side(
