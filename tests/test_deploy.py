@@ -315,12 +315,13 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
     instructions = _dockerfile()
     copies = [a.split() for w, a in instructions if w == "COPY" and "--from" not in a]
     sources = [src for args in copies for src in args[:-1] if not src.startswith("--")]
-    assert set(sources) == {"pyproject.toml", "README.md", "scoring", "stream_app"}
+    assert set(sources) == {"pyproject.toml", "setup.py", "README.md", "scoring", "stream_app"}
     runs = " ".join(a for w, a in instructions if w == "RUN")
     assert re.search(r"pip (wheel|install)\b[^&]* \.(\s|$)", runs), "pip must build the project"
     rules = _dockerignore()
     kept = [
-        "pyproject.toml", "README.md", "scoring/__init__.py", "scoring/models/default.toml",
+        "pyproject.toml", "setup.py", "README.md", "scoring/__init__.py",
+        "scoring/models/default.toml",
         "stream_app/cli.py", "stream_app/lua/cas_write.lua",
     ]  # fmt: skip
     for path in kept:
@@ -330,6 +331,7 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
         ".git/HEAD",
         "tests/test_deploy.py",
         "scoring/__pycache__/x.pyc",
+        "scoring/state.cpython-311-x86_64-linux-gnu.so",  # an in-place build's leftovers
     ]:
         assert _ignored(rules, path), path
 

@@ -1,0 +1,76 @@
+"""The build: when ``setup.py`` compiles the scoring core, and the image that ships it.
+
+Pure and fast: imports ``setup.py`` (its ``setup()`` call runs only as ``__main__``) and
+reads the Dockerfile; compiles nothing (``tests/scoring/test_compiled.py`` does).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup_py() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("engagement_setup", ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_mode_comes_from_scoring_build(setup_py: ModuleType) -> None:
+    mode = setup_py.build_mode
+    assert mode({}, ["setup.py", "bdist_wheel"]) == "auto"
+    assert mode({"SCORING_BUILD": ""}, ["setup.py", "bdist_wheel"]) == "auto"
+    assert mode({"SCORING_BUILD": "Pure"}, ["setup.py", "bdist_wheel"]) == "pure"
+    assert mode({"SCORING_BUILD": "mypyc"}, ["setup.py", "editable_wheel"]) == "mypyc"
+    with pytest.raises(SystemExit, match="expected one of auto, mypyc, pure"):
+        mode({"SCORING_BUILD": "yes"}, ["setup.py", "bdist_wheel"])
+
+
+def test_an_editable_install_stays_pure_unless_told(setup_py: ModuleType) -> None:
+    assert setup_py.build_mode({}, ["setup.py", "editable_wheel", "--dist-dir", "x"]) == "pure"
+
+
+def test_pure_and_metadata_only_runs_compile_nothing(setup_py: ModuleType) -> None:
+    assert setup_py.extensions("pure", ["setup.py", "bdist_wheel"]) == []
+    assert setup_py.extensions("mypyc", ["setup.py", "egg_info"]) == []
+    assert setup_py.extensions("auto", ["setup.py", "dist_info"]) == []
+
+
+def test_without_a_toolchain_auto_falls_back_and_mypyc_fails(
+    setup_py: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(setup_py, "missing_toolchain", lambda: "no C compiler ('cc')")
+    assert setup_py.extensions("auto", ["setup.py", "bdist_wheel"]) == []
+    with pytest.raises(SystemExit, match="SCORING_BUILD=mypyc, but no C compiler"):
+        setup_py.extensions("mypyc", ["setup.py", "bdist_wheel"])
+
+
+def test_the_modules_left_interpreted_exist(setup_py: ModuleType) -> None:
+    sources = setup_py.scoring_sources(ROOT)
+    assert "scoring/__init__.py" in sources and "scoring/apply.py" in sources
+    assert set(setup_py.INTERPRETED) <= set(sources), "a module left interpreted is gone"
+
+
+def test_the_image_ships_the_compiled_scoring_core() -> None:
+    """The build stage has a C compiler and compiles scoring/ or fails (no pure fallback);
+    the final stage refuses an image whose scoring core is pure Python."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text("utf-8"))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    stages = [i for i, ln in enumerate(lines) if ln.startswith("FROM ")]
+    build, final = lines[stages[0] : stages[-1]], lines[stages[-1] :]
+    env = [w for ln in build if ln.startswith("ENV ") for w in shlex.split(ln[4:])]
+    assert "SCORING_BUILD=mypyc" in env
+    assert any(re.search(r"apt-get install\b.*\bgcc\b", ln) for ln in build if ln[:4] == "RUN ")
+    assert any("COPY" in ln and "setup.py" in ln.split() for ln in build)
+    check = [ln for ln in final if ln.startswith("RUN ") and "import scoring.state" in ln]
+    assert check and "endswith('.py')" in check[0]
