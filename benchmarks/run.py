@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import quix_peer
+import verdicts as judging
 
 from stream_app import simulator
 from stream_app.devstack import (
@@ -102,7 +104,7 @@ class Config:
 def parse_args(argv: Sequence[str] | None) -> Config:
     p = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
-        epilog="Phases: ceilings, worker, noexplain, scale, latency (skip any with --skip).",
+        epilog="Phases: ceilings, quix, worker, noexplain, scale, latency (skip any with --skip).",
     )
     p.add_argument("--events", type=int, default=200_000, help="throughput workload size")
     p.add_argument("--customers", type=int, default=100_000, help="customers to draw from")
@@ -785,6 +787,30 @@ async def ceiling(bench: Bench, kind: str, extra: dict[str, str] | None = None) 
     return out
 
 
+async def quix(bench: Bench) -> dict[str, Any]:
+    """The Quix Streams peer (``benchmarks/quix_peer.py``) over the input topic."""
+
+    def spawn(argv: list[str], env: dict[str, str], log: Path) -> Any:
+        proc = bench.procs.spawn("quix", argv, env, log)
+        bench.sampler.watch("quix", proc.pid)
+        return proc
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        bench.procs.stop(proc)
+        bench.sampler.unwatch("quix")
+
+    out = await quix_peer.measure(
+        bench.bootstrap, bench.input_topic, bench.expect, workdir=bench.workdir,
+        partitions=bench.cfg.partitions, spawn=spawn, stop=stop,
+    )  # fmt: skip
+    cpu = bench.sampler.window(*out["window"], bench.cpu_names(["quix"]))
+    cpu["quix"] = out.pop("cpu_cores")  # the process's own count: exact over any window
+    if "machine" in cpu:
+        ours = sum(x for k, x in cpu.items() if k not in ("machine", "others"))
+        cpu["others"] = max(0.0, cpu["machine"] - ours)
+    return out | {"cpu_cores": cpu, "loadavg_end": loadavg()}
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -1335,6 +1361,8 @@ async def run(bench: Bench) -> None:
         await phase(bench, "ceiling_aiokafka", lambda: ceiling(bench, "aiokafka"))
         await phase(bench, "ceiling_faust", lambda: ceiling(bench, "faust"))
         await phase(bench, "ceiling_faust_stock", lambda: ceiling(bench, "faust", STOCK_FAUST))
+    if "quix" not in skip:
+        await phase(bench, "quix", lambda: quix(bench))
     if "worker" not in skip:
         await phase(bench, "worker", lambda: worker_with_memory(bench, "worker", workload))
     if "noexplain" not in skip:
@@ -1362,6 +1390,8 @@ def machine_info() -> dict[str, Any]:
     import aiokafka
     import faust
 
+    import scoring.state
+
     redis_v = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -1372,6 +1402,8 @@ def machine_info() -> dict[str, Any]:
         "faust": faust.__version__,
         "aiokafka": aiokafka.__version__,
         "redis_server": redis_v,
+        "quixstreams": quix_peer.version(),
+        "scoring_build": "pure" if (scoring.state.__file__ or "").endswith(".py") else "mypyc",
         "loadavg_start": loadavg(),
     }
 
@@ -1579,13 +1611,13 @@ def cpu_table(r: dict[str, Any]) -> str:
         f"{'phase':<21}{'events/s':>10}{'startup':>9}  {'measured':>8} {'broker':>7} "
         f"{'redis':>6} {'bench':>6} {'others':>7} {'machine':>8}  load avg"
     ]
-    for name in ("ceiling_aiokafka", "ceiling_faust", "ceiling_faust_stock", "worker",
+    for name in ("ceiling_aiokafka", "ceiling_faust", "ceiling_faust_stock", "quix", "worker",
                  "worker_noexplain", "two_workers", "latency", "profile"):  # fmt: skip
         doc = r.get(name)
         if not isinstance(doc, dict) or "cpu_cores" not in doc:
             continue
         cpu = doc["cpu_cores"]
-        own = sum(x for k, x in cpu.items() if k.startswith(("worker", "ceiling")))
+        own = sum(x for k, x in cpu.items() if k.startswith(("worker", "ceiling", "quix")))
         rate = _events_rate(doc)
         starts = [s for s in (doc.get("startup_s") or [doc.get("ready_s")]) if s is not None]
         lines.append(
@@ -1634,10 +1666,13 @@ def report(bench: Bench) -> dict[str, Any]:
         },
         **r,
         "targets": v,
+        "verdicts": judging.verdicts(judging.figures(r)),
         "workdir": str(bench.workdir),
     }
     print()
     print(table(r, v))
+    print()
+    print(judging.text(doc["verdicts"]))
     print()
     print(cpu_table(r))
     text = profile_text(r)
