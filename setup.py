@@ -50,7 +50,7 @@ def build_mode(environ: Mapping[str, str], argv: Sequence[str]) -> str:
 
 def missing_toolchain() -> str | None:
     """Why this machine cannot compile (None: it can)."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler!r} is not on PATH)"
     include = sysconfig.get_paths()["include"]
@@ -114,6 +114,7 @@ class OptionalBuildExt(build_ext):
     required = False
 
     def run(self) -> None:
+        self._drop_stale()
         try:
             super().run()
         except Exception as exc:  # CompileError, LinkError...: all mean "no"
@@ -125,8 +126,32 @@ class OptionalBuildExt(build_ext):
             self.extensions = []
             self.distribution.ext_modules = []
 
+    def _drop_stale(self) -> None:
+        """Remove compiled scoring modules this build does not make (a module since
+        renamed, removed or left interpreted), which a wheel would otherwise ship."""
+        wanted = {Path(self.get_ext_fullpath(ext.name)).resolve() for ext in self.extensions}
+        places = [Path(self.build_lib)] + ([ROOT] if self.inplace else [])
+        for place in places:
+            for path in [*place.glob("scoring/*.so"), *place.glob("scoring__mypyc*.so")]:
+                if path.resolve() not in wanted:
+                    _say(f"removing {path}: not built by this build")
+                    path.unlink()
+
+
+def warn_shadowing(root: Path = ROOT) -> list[Path]:
+    """Compiled modules in the source tree (from an in-place build) shadow the sources."""
+    found = sorted([*root.glob("scoring/*.so"), *root.glob("scoring__mypyc*.so")])
+    if found:
+        _say(
+            f"{len(found)} compiled module(s) in scoring/ shadow its sources "
+            f"(e.g. {found[0].name}): remove them (rm -f scoring/*.so scoring__mypyc*.so)"
+        )
+    return found
+
 
 if __name__ == "__main__":  # as setuptools runs it (tests import it to check the rules)
     MODE = build_mode(os.environ, sys.argv)
+    if MODE == "pure" and BUILDING & set(sys.argv[1:]):
+        warn_shadowing()
     OptionalBuildExt.required = MODE == "mypyc"
     setup(ext_modules=extensions(MODE, sys.argv), cmdclass={"build_ext": OptionalBuildExt})

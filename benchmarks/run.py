@@ -1386,11 +1386,18 @@ def baseline_load(seconds: float = 2.0) -> float:
     return (machine_busy_s() - a) / (time.time() - t)
 
 
+def scoring_build() -> str:
+    """``mypyc`` or ``pure``: the scoring core the workers import (they run in REPO)."""
+    code = "import scoring.state; print(scoring.state.__file__)"
+    where = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return "pure" if where.endswith(".py") else "mypyc"
+
+
 def machine_info() -> dict[str, Any]:
     import aiokafka
     import faust
-
-    import scoring.state
 
     redis_v = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
@@ -1403,7 +1410,7 @@ def machine_info() -> dict[str, Any]:
         "aiokafka": aiokafka.__version__,
         "redis_server": redis_v,
         "quixstreams": quix_peer.version(),
-        "scoring_build": "pure" if (scoring.state.__file__ or "").endswith(".py") else "mypyc",
+        "scoring_build": scoring_build(),
         "loadavg_start": loadavg(),
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import sysconfig
 from pathlib import Path
 from types import ModuleType
 
@@ -74,3 +75,35 @@ def test_the_image_ships_the_compiled_scoring_core() -> None:
     assert any("COPY" in ln and "setup.py" in ln.split() for ln in build)
     check = [ln for ln in final if ln.startswith("RUN ") and "import scoring.state" in ln]
     assert check and "endswith('.py')" in check[0]
+
+
+def test_a_build_drops_compiled_modules_it_does_not_make(
+    setup_py: ModuleType, tmp_path: Path
+) -> None:
+    """A module since removed or left interpreted must not ship from an old build."""
+    from setuptools import Distribution, Extension
+
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    lib = tmp_path / "lib"
+    (lib / "scoring").mkdir(parents=True)
+    kept, stale = lib / "scoring" / f"apply{suffix}", lib / "scoring" / f"gone{suffix}"
+    shared = lib / f"scoring__mypyc{suffix}"
+    for path in (kept, stale, shared, lib / "scoring" / "gone.py"):
+        path.write_bytes(b"")
+    exts = [Extension("scoring.apply", ["x.c"]), Extension("scoring__mypyc", ["y.c"])]
+    command = setup_py.OptionalBuildExt(Distribution({"ext_modules": exts}))
+    command.initialize_options()
+    command.build_lib, command.inplace, command.extensions = str(lib), False, exts
+    command._drop_stale()
+    assert kept.exists() and shared.exists() and (lib / "scoring" / "gone.py").exists()
+    assert not stale.exists()
+
+
+def test_compiled_modules_in_the_source_tree_are_reported(
+    setup_py: ModuleType, tmp_path: Path
+) -> None:
+    assert setup_py.warn_shadowing(tmp_path) == []
+    (tmp_path / "scoring").mkdir()
+    so = tmp_path / "scoring" / "state.cpython-311-x86_64-linux-gnu.so"
+    so.write_bytes(b"")
+    assert setup_py.warn_shadowing(tmp_path) == [so]
