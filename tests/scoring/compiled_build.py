@@ -159,7 +159,8 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["build"]:  # and copy the tests: the directory on stdout
         compiled = build()
         copy_tests(compiled)
-        print(f"built in {build_seconds(compiled):.1f} s: {compiled}", file=sys.stderr)
+        took = build_seconds(compiled)
+        print(f"compiled copy: {compiled} (its build took {took:.1f} s)", file=sys.stderr)
         print(compiled)
         return 0
     print(f"usage: {argv[0]} build|doctest", file=sys.stderr)
