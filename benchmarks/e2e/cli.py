@@ -23,7 +23,7 @@ DESCRIPTION = "End-to-end benchmark of the stream worker, side by side with its 
 def parse_args(argv: Sequence[str] | None) -> Config:
     p = argparse.ArgumentParser(
         description=DESCRIPTION,
-        epilog="Phases: ceilings, worker, noexplain, scale, latency (skip any with --skip).",
+        epilog="Phases: ceilings, quix, worker, noexplain, scale, latency (skip any with --skip).",
     )
     p.add_argument("--events", type=int, default=200_000, help="throughput workload size")
     p.add_argument("--customers", type=int, default=100_000, help="customers to draw from")
