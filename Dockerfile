@@ -26,7 +26,7 @@ COPY scoring ./scoring
 COPY stream_app ./stream_app
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
-# ---- runtime
+# ---- runtime (refuses to build if any module of the scoring core would load as pure Python)
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -34,7 +34,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     ENGAGEMENT_DATA_DIR=/var/lib/engagement-scorer
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels engagement-scorer \
-    && python -c "import scoring.state as s, sys; sys.exit(s.__file__.endswith('.py'))" \
+    && python -c "import importlib, pkgutil, sys, scoring; \
+pure = [m.name for m in pkgutil.walk_packages(scoring.__path__, 'scoring.') \
+        if importlib.import_module(m.name).__file__.endswith('.py')]; \
+sys.exit(f'scoring is pure Python: {pure}' if pure or scoring.__file__.endswith('.py') else 0)" \
     && groupadd --system --gid 10001 scorer \
     && useradd --system --uid 10001 --gid scorer --no-create-home \
        --home-dir /var/lib/engagement-scorer --shell /usr/sbin/nologin scorer \

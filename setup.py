@@ -63,17 +63,9 @@ def missing_toolchain() -> str | None:
     return None
 
 
-#: Modules of ``scoring/`` left interpreted (they still work with the compiled ones),
-#: each with what mypyc gets wrong in it today.
-INTERPRETED = {
-    # ExpSum.trusted() makes an instance with object.__new__, which a compiled class
-    # refuses; SignStream.__init__ rebinds its ``exact`` parameter to a nested def, and
-    # the compiled closure then reads an unset variable when ``exact`` was passed in.
-    "scoring/decay.py",
-    # category() and nps() check at run time that a value annotated ``int`` is an int:
-    # compiled, a float/str/None raises TypeError before the check, and a bool passes.
-    "scoring/nps.py",
-}
+#: Modules of ``scoring/`` left interpreted (they would still work with the compiled
+#: ones): none. A module that mypyc gets wrong goes here, with what it gets wrong.
+INTERPRETED: frozenset[str] = frozenset()
 
 
 def scoring_sources(root: Path = ROOT) -> list[str]:

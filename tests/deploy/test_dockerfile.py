@@ -170,5 +170,9 @@ def test_the_image_ships_the_compiled_scoring_core() -> None:
     runs = [args for word, args in build if word == "RUN"]
     assert any(re.search(r"apt-get install\b.*\bgcc\b", args) for args in runs)
     assert any(w == "COPY" and "setup.py" in a.split() for w, a in build)
-    check = [a for w, a in _final_stage() if w == "RUN" and "import scoring" in a]
-    assert check and "endswith('.py')" in check[0]
+    check = [a for w, a in _final_stage() if w == "RUN" and "python -c" in a]
+    assert len(check) == 1 and "walk_packages(scoring.__path__" in check[0]
+    code = check[0].split('python -c "', 1)[1].split('" ', 1)[0]
+    compile(code, "Dockerfile", "exec")  # the joined lines are one valid program
+    for word in ("import", "pkgutil", "scoring", "endswith('.py')", "sys.exit("):
+        assert word in code, word

@@ -152,8 +152,11 @@ def probe(
     values = scoring.values_at(state, model, later)
     encoded = scoring.encode_state(state)
     decoded = scoring.decode_state(encoded, model)
+    quiet = [scoring.quiet_until(state, model, t) for t in (later, state.clock_ms + DAY)]
+    if due is not None:
+        quiet += [scoring.quiet_until(state, model, t) for t in (due - 1, due)]
     out: list[Any] = [
-        "probe", cid, due, later, scoring.encode_state(advanced),
+        "probe", cid, due, quiet, later, scoring.encode_state(advanced),
         [change_record(c) for c in fired], values.score, dict(values.dimensions),
         state.tier_name(model), list(state.segment_names(model)),
         decoded == state, scoring.encode_state(decoded) == encoded,

@@ -48,11 +48,25 @@ def _trace(path_first: Path, seed: int) -> tuple[bytes, str]:
     return done.stdout, done.stderr.decode()
 
 
-def test_the_compiled_copy_loads_compiled_modules(compiled: Path) -> None:
-    code = "import scoring.apply as m, scoring.state as s; print(s.__file__)"
-    done = _run(compiled, "-c", code)
+#: Every module of scoring/ and the file it loads from, one per line.
+LOADED = """
+import importlib, pkgutil, scoring
+for m in [scoring, *(importlib.import_module(i.name)
+                     for i in pkgutil.walk_packages(scoring.__path__, "scoring."))]:
+    print(m.__name__, m.__file__)
+"""
+
+
+def test_the_compiled_copy_loads_every_module_compiled(compiled: Path) -> None:
+    done = _run(compiled, "-c", LOADED)
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().strip() == str(compiled / "scoring" / f"state{SUFFIX}")
+    loaded = dict(line.split(" ", 1) for line in done.stdout.decode().splitlines())
+    sources = sorted((ROOT / "scoring").rglob("*.py"))
+    assert len(loaded) == len(sources) > 20
+    pure = {name: path for name, path in loaded.items() if not path.endswith(SUFFIX)}
+    assert not pure, f"left interpreted: {pure}"
+    assert loaded["scoring.state"] == str(compiled / "scoring" / f"state{SUFFIX}")
+    assert loaded["scoring.codec"] == str(compiled / "scoring" / "codec" / f"__init__{SUFFIX}")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
