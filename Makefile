@@ -32,8 +32,9 @@ compiled: setup
 dev: setup
 	$(VENV)/bin/engagement-scorer dev
 
+# the benchmark; `make bench ARGS=--quick` for the short run (docs/performance.md)
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts build
