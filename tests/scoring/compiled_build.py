@@ -1,7 +1,7 @@
 """A mypyc-compiled copy of the scoring core, for comparing it with the pure package.
 
 :func:`build` copies what the build needs to a directory under ``build/compiled-check/``
-named by a hash of those files and of the toolchain, and
+(or ``$COMPILED_CHECK_CACHE``) named by a hash of those files and of the toolchain, and
 compiles ``scoring/`` there in place (``SCORING_BUILD=mypyc setup.py build_ext --inplace``).
 A later call with the same sources reuses it. With that directory first on ``sys.path``,
 ``import scoring`` loads the compiled modules.
@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / "build" / "compiled-check"
+#: Where the compiled copies are kept; ``COMPILED_CHECK_CACHE`` may point elsewhere (a
+#: directory CI keeps between runs: a copy is reused only for the same hash).
+CACHE = Path(os.environ.get("COMPILED_CHECK_CACHE") or ROOT / "build" / "compiled-check")
 COPIED = ("setup.py", "pyproject.toml", "README.md", "scoring")
 #: What the build depends on (README.md is copied, pyproject.toml names it, but its text
 #: does not change the build).
