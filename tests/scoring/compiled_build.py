@@ -8,7 +8,8 @@ A later call with the same sources reuses it. With that directory first on ``sys
 
 The build depends on ``setup.py``, ``pyproject.toml`` and ``scoring/`` only (and the
 Python and mypy versions); :func:`copy_tests` puts the current ``tests/scoring/`` (with
-``tests/__init__.py`` and ``tests/conftest.py``) and ``docs/schemas/`` next to it.
+``tests/__init__.py``, ``tests/conftest.py`` and ``tests/support/``, which scoring tests
+import) and ``docs/schemas/`` next to it.
 
 ``python tests/scoring/compiled_build.py doctest`` runs the doctests of ``scoring/``'s
 sources against the modules ``import scoring`` loads (compiled modules keep no
@@ -37,7 +38,9 @@ COPIED = ("setup.py", "pyproject.toml", "README.md", "scoring")
 #: What the build depends on (README.md is copied, pyproject.toml names it, but its text
 #: does not change the build).
 HASHED = ("setup.py", "pyproject.toml", "scoring")
-TESTS = ("tests/__init__.py", "tests/conftest.py", "tests/scoring", "docs/schemas")
+TESTS = (
+    "tests/__init__.py", "tests/conftest.py", "tests/scoring", "tests/support", "docs/schemas",
+)  # fmt: skip
 _SKIP = shutil.ignore_patterns("__pycache__", "*.so", "*.c", ".hypothesis", "build")
 
 
