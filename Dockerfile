@@ -28,6 +28,10 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---- runtime (refuses to build if any module of the scoring core would load as pure Python)
 FROM python:3.11-slim
+# The web server listens on every address of the container; so the worker refuses to start
+# unless ENGAGEMENT_API_TOKENS and ENGAGEMENT_OPS_TOKENS are given (from the environment or
+# the orchestrator's secrets), or ENGAGEMENT_API_AUTH=none says that something in front
+# authenticates.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     ENGAGEMENT_WEB_BIND=0.0.0.0 \

@@ -50,7 +50,6 @@ from scoring.events import Event
 from scoring.model import EventType, Model
 from scoring.nps import category
 from scoring.state import (
-    CAP_WINDOW_DAYS,
     CustomerState,
     decayed_values,
     fingerprint,
@@ -128,7 +127,9 @@ def apply(
         clock, values = current.clock_ms, list(current.dimension_values(model))
 
     p = model.plan
-    counted, caps = _count(current.caps, clock, event_type, p.type_index[event.type], t)
+    counted, caps = _count(
+        current.caps, clock, event_type, p.type_index[event.type], t, window=model.cap_window_days
+    )
     if counted and event_type.points:
         i = p.dimension_of[event.type]
         late = decay_factor(clock - t, model.half_lives_ms[i]) if t < clock else 1.0
@@ -184,15 +185,22 @@ def apply(
 
 
 def _count(
-    caps: tuple[tuple[int, int, int], ...], clock: float, event_type: EventType, index: int, t: int
+    caps: tuple[tuple[int, int, int], ...],
+    clock: float,
+    event_type: EventType,
+    index: int,
+    t: int,
+    *,
+    window: int,
 ) -> tuple[bool, tuple[tuple[int, int, int], ...]]:
     """Whether the event counts under its daily cap, and the pruned cap counters.
 
-    Counters are kept for the clock's UTC day and the :data:`CAP_WINDOW_DAYS` before
-    it; a capped type's event on an older day cannot be counted and adds nothing.
-    ``index`` is the event type's index in ``model.event_type_names``.
+    Counters are kept for the clock's UTC day and the ``window`` days before it (the
+    model's ``cap_window_days``); a capped type's event on an older day cannot be
+    counted and adds nothing. ``index`` is the event type's index in
+    ``model.event_type_names``.
     """
-    oldest = utc_day(clock) - CAP_WINDOW_DAYS
+    oldest = utc_day(clock) - window
     kept = [c for c in caps if c[1] >= oldest]
     cap = event_type.max_per_day
     if cap is None:

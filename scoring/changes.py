@@ -27,7 +27,8 @@ from scoring.model import Model
 
 __all__ = ["Cause", "Change", "change_id", "diff"]
 
-Cause = Literal["event", "decay"]
+#: What caused a change: an event, time passing, or a merge of two customers.
+Cause = Literal["event", "decay", "merge"]
 
 
 def change_id(

@@ -12,6 +12,7 @@ REASONS: tuple[str, ...] = (
     "unknown_type",
     "bad_timestamp",
     "timestamp_in_future",
+    "timestamp_too_old",
     "bad_customer_id",
     "bad_nps_score",
 )

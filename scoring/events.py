@@ -122,8 +122,12 @@ def parse_event(
     now_ms: int,
     max_future_ms: int = 300_000,
     max_bytes: int = 65_536,
+    max_age_ms: int | None = None,
 ) -> Event:
-    """Parse and validate one message against ``model`` at processing time ``now_ms``."""
+    """Parse and validate one message against ``model`` at processing time ``now_ms``.
+
+    ``max_age_ms`` (None: no limit) refuses events older than that before ``now_ms``.
+    """
     if len(raw) > max_bytes:
         raise InvalidEvent("too_large", f"message is {len(raw)} bytes, the limit is {max_bytes}")
     try:
@@ -147,6 +151,12 @@ def parse_event(
             "timestamp_in_future",
             f"timestamp: {ts_ms - now_ms} ms ahead of the processing clock "
             f"(the limit is {max_future_ms} ms)",
+        )
+    if max_age_ms is not None and ts_ms < now_ms - max_age_ms:
+        raise InvalidEvent(
+            "timestamp_too_old",
+            f"timestamp: {now_ms - ts_ms} ms behind the processing clock "
+            f"(the limit is {max_age_ms} ms)",
         )
     nps_score = None
     if type_ == NPS_RESPONSE:

@@ -41,6 +41,7 @@ from scoring.tiers import Tier
 from scoring.timeline import DAY_MS
 
 __all__ = [
+    "CAP_WINDOW_DAYS",
     "DAY_MS",
     "EventType",
     "Model",
@@ -52,6 +53,11 @@ __all__ = [
 ]
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", re.ASCII)
+#: Default of ``[model] cap_window_days``: cap counters are kept for the clock's UTC
+#: day and this many days before it.
+CAP_WINDOW_DAYS = 3
+#: The largest ``cap_window_days``.
+MAX_CAP_WINDOW_DAYS = 366
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +90,14 @@ class Model:
         tiers: tuple[Tier, ...],
         hysteresis: float,
         segments: tuple[SegmentRule, ...],
+        cap_window_days: int = CAP_WINDOW_DAYS,
     ) -> None:
         if list(dimensions) != sorted(set(dimensions)):
             raise InvalidModel("dimensions: must be sorted and unique")
         if not tiers or tiers[0].threshold != 0:
             raise InvalidModel("tiers: the first tier's threshold must be 0")
+        if type(cap_window_days) is not int or not 0 <= cap_window_days <= MAX_CAP_WINDOW_DAYS:
+            raise InvalidModel(f"model.cap_window_days: {_CAP_WINDOW_RULE}")
         half_lives, events = dict(dimension_half_life_days), dict(event_types)
         for et in events.values():
             if et.dimension not in half_lives:
@@ -119,6 +128,9 @@ class Model:
         self.tiers: Final = tiers
         self.hysteresis: Final = hysteresis
         self.segments: Final = segments
+        #: Cap counters are kept for the clock's UTC day and this many days before it; a
+        #: capped type's event on an older day (a late event) adds nothing.
+        self.cap_window_days: Final = cap_window_days
         #: Half-life in ms of each dimension, in ``dimensions`` order.
         self.half_lives_ms: Final = half_lives_ms
         #: Event types whose last time a rule needs (``days_since.*``), sorted; may hold ``any``.
@@ -148,6 +160,7 @@ class Model:
             self.tiers,
             self.hysteresis,
             self.segments,
+            self.cap_window_days,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -182,6 +195,7 @@ class Model:
 
 #: The longest half-life: its milliseconds must be a finite float.
 _MAX_HALF_LIFE = "at most about 2e300 days"
+_CAP_WINDOW_RULE = f"must be an integer from 0 to {MAX_CAP_WINDOW_DAYS}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -288,12 +302,15 @@ class _Parser:
             if top not in data:
                 self.fail(top, "missing required table")
         head = self.table(data["model"], "model")
-        self.keys(head, "model", ("name", "version", "half_life_days"), ())
+        self.keys(head, "model", ("name", "version", "half_life_days"), ("cap_window_days",))
         name = self.name(head["name"], "model.name", "a model name")
         version = head["version"]
         if type(version) is not int or version < 1:
             self.fail("model.version", "must be a positive integer")
         default_half_life = self.half_life(head["half_life_days"], "model.half_life_days")
+        cap_window = head.get("cap_window_days", CAP_WINDOW_DAYS)
+        if type(cap_window) is not int or not 0 <= cap_window <= MAX_CAP_WINDOW_DAYS:
+            self.fail("model.cap_window_days", _CAP_WINDOW_RULE)
         half_lives = self.dimensions(data.get("dimensions", {}), default_half_life)
         events = self.events(self.table(data["events"], "events"))
         for et in events.values():
@@ -311,6 +328,7 @@ class _Parser:
             tiers=tiers,
             hysteresis=hysteresis,
             segments=segments,
+            cap_window_days=cap_window,
         )
 
     def dimensions(self, value: object, default: float) -> dict[str, float]:

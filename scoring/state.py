@@ -28,7 +28,6 @@ from scoring.nps import Category, category
 from scoring.timeline import Timeline
 
 __all__ = [
-    "CAP_WINDOW_DAYS",
     "FINGERPRINT_BYTES",
     "CustomerState",
     "Values",
@@ -44,8 +43,6 @@ __all__ = [
 
 #: Bytes of blake2b digest kept per remembered event id.
 FINGERPRINT_BYTES = 6
-#: Cap counters are kept for the clock's UTC day and this many days before it.
-CAP_WINDOW_DAYS = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,16 +14,23 @@ import faust
 
 from stream_app.faustx import compat
 from stream_app.faustx import delivery as faust_delivery
+from stream_app.faustx import producer as faust_producer
 from stream_app.faustx.app import ScorerApp
 from stream_app.faustx.tuning import fast_join_settings, install
 from stream_app.kafka.auth import faust_credentials
 from stream_app.settings import Settings
 
+#: How long the producer waits for the broker before a send fails (and the batch is
+#: retried): faust's default is 20 minutes, during which a batch would hang unseen.
+PRODUCER_REQUEST_TIMEOUT_S = 60.0
 
-def create_app(cfg: Settings) -> faust.App:
-    """A faust App tuned for this job (raw bytes in and out, fast joins)."""
+
+def create_app(cfg: Settings, *, idempotent: bool = False) -> faust.App:
+    """A faust App tuned for this job (raw bytes in and out, fast joins); its producer
+    idempotent when ``idempotent`` (the broker supports it: see ``worker/preflight.py``)."""
     compat.check()  # the faust internals patched below are there, or a clear error
     install(cfg.fetch_max_wait_ms)  # faust hard-codes 1500 ms, ~1 s of latency on Tansu
+    faust_producer.install(idempotent)
     if cfg.faust_eager_delivery:  # four tasks per message less (see faustx/delivery.py)
         faust_delivery.install()
     datadir = cfg.data_dir or os.path.join(
@@ -46,6 +53,8 @@ def create_app(cfg: Settings) -> faust.App:
         # rebalance on it. Fenced writes make a late write from a lost partition harmless.
         stream_wait_empty=False,
         producer_acks=-1,
+        producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
+        producer_max_request_size=cfg.max_message_bytes,
         web_enabled=cfg.web_enabled,
         web_bind=cfg.web_bind,
         web_port=cfg.web_port,

@@ -13,12 +13,20 @@ from functools import lru_cache
 from typing import Any
 
 from scoring import Change
+from scoring.lifecycle import LifecycleEvent
 
-DLQ_EXTRA_REASONS = ("internal_error",)
+#: Dead-letter reasons of the worker itself, beside the scoring core's (``scoring.REASONS``).
+DLQ_EXTRA_REASONS = (
+    "internal_error",  # the scorer failed on a valid event: a bug, the event is kept here
+    "key_too_large",  # the message key is over MAX_KEY_BYTES
+    "corrupt_state",  # the customer's stored record no longer decodes; left untouched
+    "store_rejected",  # Redis refused the customer's write for good (e.g. WRONGTYPE)
+)
 
 #: The most payload bytes a dead letter carries: base64 and the envelope keep the record under
 #: 1,000,000 bytes, faust's default ``producer_max_request_size`` and about Kafka's default
 #: ``message.max.bytes`` (1 MiB input messages made 1.4 MB dead letters that never went out).
+#: Smaller when the configured message limit asks for it (``stream_app.worker.deadletter``).
 MAX_DEAD_PAYLOAD = 512 * 1024
 
 
@@ -79,6 +87,38 @@ def cloudevent(change: Change) -> dict[str, Any]:
     }
 
 
+def lifecycle_cloudevent(event: LifecycleEvent) -> dict[str, Any]:
+    """A customer erased or merged away, as a CloudEvents 1.0 structured-mode JSON object:
+    no personal data beyond the ids.
+
+    >>> from scoring.lifecycle import Request, lifecycle_event
+    >>> from scoring import load_default_model
+    >>> ev = lifecycle_event(Request("erase", "r1", "c-1", 0), load_default_model())
+    >>> doc = lifecycle_cloudevent(ev)
+    >>> doc["type"], doc["subject"], sorted(doc["data"])
+    ('engagement.customer.erased', 'c-1', ['customer_id', 'model', 'model_version', 'occurred_at_ms', 'request_id'])
+    """  # noqa: E501
+    data: dict[str, Any] = {"customer_id": event.customer_id}
+    if event.into is not None:
+        data["into"] = event.into
+    data.update(
+        request_id=event.request_id,
+        model=event.model,
+        model_version=event.model_version,
+        occurred_at_ms=event.occurred_at_ms,
+    )
+    return {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": f"urn:engagement-scorer:{event.model}",
+        "type": event.cloudevent_type,
+        "subject": event.customer_id,
+        "time": rfc3339(event.occurred_at_ms),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
 def dead_letter(
     *,
     reason: str,
@@ -88,13 +128,20 @@ def dead_letter(
     offset: int,
     payload: bytes,
     received_ms: float,
+    payload_limit: int = MAX_DEAD_PAYLOAD,
+    key: bytes | None = None,
+    key_limit: int = 0,
+    customer_id: str | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """The dead-letter record of one message that could not be scored.
 
-    A payload above :data:`MAX_DEAD_PAYLOAD` bytes is cut to that many: the record must stay
+    A payload above ``payload_limit`` bytes is cut to that many: the record must stay
     publishable (a dead letter the producer or broker refuses would be retried forever and
     stall the worker). The record then says so, with the original size and SHA-256; the
-    message itself is still at ``source``.
+    message itself is still at ``source``. ``key``, when given, is recorded the same way,
+    cut to ``key_limit`` bytes (the dead letter's own Kafka key is then left empty).
+    ``customer_id`` and ``event_id`` name a valid event that failed later on.
 
     >>> body = dead_letter(reason="too_large", detail="d", topic="t", partition=0, offset=1,
     ...                    payload=b"x" * (MAX_DEAD_PAYLOAD + 1), received_ms=0)
@@ -106,10 +153,18 @@ def dead_letter(
         "detail": detail,
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "received_at": rfc3339(received_ms),
-        "payload_b64": base64.b64encode(payload[:MAX_DEAD_PAYLOAD]).decode("ascii"),
+        "payload_b64": base64.b64encode(payload[: max(payload_limit, 0)]).decode("ascii"),
     }
-    if len(payload) > MAX_DEAD_PAYLOAD:
+    if len(payload) > payload_limit:
         body["payload_truncated"] = True
         body["payload_size"] = len(payload)
         body["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    if customer_id is not None:
+        body["customer_id"] = customer_id
+    if event_id is not None:
+        body["event_id"] = event_id
+    if key is not None:
+        body["key_b64"] = base64.b64encode(key[: max(key_limit, 0)]).decode("ascii")
+        body["key_size"] = len(key)
+        body["key_sha256"] = hashlib.sha256(key).hexdigest()
     return body

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
 
+#: Kafka headers of a message: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -24,10 +27,8 @@ class Record:
     key: bytes | None
     value: bytes | None  # None: a tombstone (dead-lettered as not_json)
     timestamp: float | None = None  # the message's Kafka timestamp, seconds since the epoch
+    headers: Headers = ()
 
-
-#: Kafka headers of a message: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
 
 #: The CloudEvents Kafka protocol binding's header for structured content mode.
 CLOUDEVENT_HEADERS: Headers = (("content-type", b"application/cloudevents+json; charset=UTF-8"),)
@@ -41,6 +42,7 @@ class OutMessage:
     key: bytes | None
     value: bytes
     headers: Headers = ()
+    partition: int | None = None  # None: by the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +71,16 @@ def expected_partition(customer_id: str, partitions: int) -> int:
     True
     """
     return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def forwards(rec: Record, customer_id: str, topics: Topics) -> bool:
+    """Whether an input message goes through the by-customer topic: when it is not on
+    its customer's owner partition, or not keyed by its customer id (then the same
+    customer's other events may be on other partitions: all of them take one path,
+    in one order). With a single partition nothing is forwarded."""
+    n = topics.input_partitions
+    if n == 1:
+        return False
+    if rec.key is None or rec.partition != expected_partition(customer_id, n):
+        return True
+    return rec.key != customer_id.encode()

@@ -194,7 +194,7 @@ def test_the_record_this_worker_wrote_skips_the_pre_event_search(
     store = Records()
     processor = _processor(store)
     _feed(processor, WARM)
-    version = store.records["c-1"].version
+    version = store.records["c-1"].fence
     calls: list[float | None] = []
     real_apply = pipeline.apply
 
@@ -207,9 +207,18 @@ def test_the_record_this_worker_wrote_skips_the_pre_event_search(
     monkeypatch.setattr(pipeline, "apply", spy)
     _feed(processor, [("email_open", T0 + 2 * HOUR)])
     assert calls == [expected]
-    # a record written by someone else (another version): no claim about its state
+    # a record written by someone else (another fence token): no claim about its state
     store.records["c-1"] = CustomerRecord(
         store.records["c-1"].version + 1, store.records["c-1"].marks, store.records["c-1"].state
     )
-    _feed(processor, [("email_open", T0 + 3 * HOUR)])
+    _feed(processor, [("email_open", T0 + 3 * HOUR - 1)])
     assert calls[1] is None
+    # the same version number again, written elsewhere (after a failover lost the record
+    # this worker wrote): the write id tells them apart
+    written = store.records["c-1"]
+    store.records["c-1"] = CustomerRecord(
+        written.version, written.marks, written.state, token=f"{written.version}.elsewhere"
+    )
+    assert processor.due_hints.quiet_before("c-1", written.fence) is not None
+    _feed(processor, [("email_open", T0 + 3 * HOUR)])
+    assert calls[2] is None

@@ -148,12 +148,23 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    """Print one customer's state as JSON (exit 1 if the customer is unknown)."""
+    """Print one customer's state as JSON (exit 1 if the customer is unknown, erased or
+    merged into another)."""
+    from stream_app.cli.lifecycle import status
+
     settings = Settings.from_env()
     model = load_model(settings.model_path)
     raw = asyncio.run(_read_state(settings, model, args.customer_id))
     if raw is None:
-        print(f"engagement-scorer score: unknown customer {args.customer_id!r}", file=sys.stderr)
+        gone = asyncio.run(status(settings, model, args.customer_id))
+        cid = repr(args.customer_id)
+        if gone is None:
+            what = f"unknown customer {cid}"
+        elif gone.kind == "suppressed":
+            what = f"customer {cid} was erased"
+        else:
+            what = f"customer {cid} was merged into {gone.into!r}"
+        print(f"engagement-scorer score: {what}", file=sys.stderr)
         return 1
     now_ms = time.time() * 1000 if args.now else None
     out = describe(args.customer_id, decode_record(raw), model, now_ms=now_ms)
@@ -193,6 +204,37 @@ async def _tail(settings: Settings, topic: str, args: argparse.Namespace) -> int
         seen += 1
         if args.max is not None and seen >= args.max:
             break
+    return 0
+
+
+def redrive(args: argparse.Namespace) -> int:
+    """Re-produce dead letters to the input topic (``stream_app/cli/redrive.py``)."""
+    from datetime import UTC, datetime
+
+    from stream_app.cli.redrive import parse_since
+    from stream_app.cli.redrive import redrive as run
+
+    settings = Settings.from_env()
+    model = load_model(settings.model_path)
+    reasons = [r.strip() for given in args.reason for r in given.split(",") if r.strip()]
+    since = parse_since(args.since, datetime.now(tz=UTC)) if args.since else None
+
+    async def main() -> str:
+        client = connect(settings.redis_url)
+        try:
+            report = await run(
+                settings, client, Keys(settings.key_prefix, model.name), reasons=reasons,
+                since=since, dry_run=args.dry_run, force=args.force,
+                idle_timeout_s=args.idle_timeout,
+            )  # fmt: skip
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable.from_redis(exc) from None
+        finally:
+            await client.aclose()
+        return report.line()
+
+    line = asyncio.run(main())
+    print(("dry run: " if args.dry_run else "") + line, file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,7 @@ from importlib import metadata
 
 from scoring import ScoringError
 from stream_app import logs
-from stream_app.cli import commands
+from stream_app.cli import commands, lifecycle
 from stream_app.errors import StreamAppError
 from stream_app.settings import SettingsError
 
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", action="store_true", help="also decay the values to the current time")
     p.set_defaults(func=commands.score)
 
+    _lifecycle_commands(sub)
+
     p = sub.add_parser("tail", help="print segment-change events as they arrive")
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--max", type=_positive_int, default=None, help="stop after this many")
@@ -86,10 +88,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlq", action="store_true", help="tail the dead-letter topic instead")
     p.set_defaults(func=commands.tail)
 
+    p = sub.add_parser(
+        "redrive", help="re-produce dead letters to the input topic once their cause is fixed"
+    )
+    p.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        help="only dead letters with this reason (repeatable, or comma-separated)",
+    )
+    p.add_argument(
+        "--since", help="only dead letters received since: 2026-12-01T10:00:00Z, a date, or 2h"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be re-driven")
+    p.add_argument("--force", action="store_true", help="also what was re-driven before")
+    p.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=5.0,
+        help="stop reading the dead-letter topic after this many seconds without a new one",
+    )
+    p.set_defaults(func=commands.redrive)
+
     p = sub.add_parser("check-model", help="validate a scoring model file and summarise it")
     p.add_argument("file")
     p.set_defaults(func=commands.check_model)
     return parser
+
+
+def _lifecycle_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``erase`` and ``merge``: requests sent to the input topic."""
+    p = sub.add_parser("erase", help="erase a customer everywhere (sends an erase request)")
+    p.add_argument("customer_id")
+    p.set_defaults(func=lifecycle.erase)
+
+    p = sub.add_parser("merge", help="merge one customer into another (sends a merge request)")
+    p.add_argument("from_id", metavar="FROM_ID", help="the customer merged away")
+    p.add_argument("into_id", metavar="INTO_ID", help="the customer that remains")
+    p.set_defaults(func=lifecycle.merge)
 
 
 def _positive_int(text: str) -> int:

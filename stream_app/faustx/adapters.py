@@ -22,7 +22,7 @@ class FaustPublisher:
             return
         producer = self._app.producer
         futures = [
-            await producer.send(m.topic, m.key, m.value, None, None, list(m.headers) or None)
+            await producer.send(m.topic, m.key, m.value, m.partition, None, list(m.headers) or None)
             for m in messages
         ]
         await asyncio.gather(*futures)
@@ -67,6 +67,15 @@ def records(events: Sequence[Any]) -> list[Record]:
             e.message.key,
             e.message.value,
             e.message.timestamp,
+            headers_of(e.message.headers),
         )
         for e in events
     ]
+
+
+def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """A faust message's headers as (name, value) pairs (faust may give a list or a dict)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return tuple((str(k), bytes(v or b"")) for k, v in items)

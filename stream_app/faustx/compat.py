@@ -8,7 +8,8 @@ Every use of a private attribute of faust, mode or aiokafka lives in this packag
 - ``Consumer._drain_messages`` (which calls ``wait_first``): :mod:`.delivery`;
 - ``Consumer._committed_offset``: :class:`.adapters.FaustConsumer`;
 - ``Stream._enable_passive`` and ``Stream._processors``: :mod:`.take`;
-- ``App._rebalancing_sensor_state``: :class:`.app.ScorerApp`.
+- ``App._rebalancing_sensor_state``: :class:`.app.ScorerApp`;
+- ``Producer._settings_extra`` (of the aiokafka driver): :mod:`.producer`.
 
 :func:`check` runs when the App is built: a faust-streaming release other than the
 one these were written against, or one without these attributes, stops the worker
@@ -40,7 +41,7 @@ def check() -> None:
     from faust.app.base import App
     from faust.streams import Stream
     from faust.transport.consumer import Consumer
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 
     version = str(faust.__version__)
     major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -55,6 +56,7 @@ def check() -> None:
         Consumer: ("_drain_messages", "_committed_offset", "wait_first"),
         Stream: ("_enable_passive", "_processors"),
         App: ("_rebalancing_sensor_state",),
+        Producer: ("_settings_extra",),
     }
     missing = [
         f"{cls.__name__}.{name}"

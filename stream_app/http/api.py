@@ -9,12 +9,14 @@ windows); keys are built by :mod:`stream_app.store.keys`, which escapes ids.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote
 
 from scoring import (
     CustomerState,
@@ -34,10 +36,18 @@ from stream_app.errors import StreamAppError
 from stream_app.http.npsdaily import DAILY_DAYS, days_body, nps_body
 from stream_app.http.timeline import DEFAULT_SAMPLES, MAX_SAMPLES, timeline
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters, days
 from stream_app.store.readstore import ReadStore
+from stream_app.store.records import LifecycleStatus
 from stream_app.store.state import StateStore
 
 Answer = tuple[int, dict[str, Any]]
+log = logging.getLogger("stream_app.http")
+#: What a client learns of a record that no longer decodes (details go to the log only).
+UNREADABLE = (
+    "the customer's stored record cannot be read by this model; its events are "
+    "dead-lettered (corrupt_state) until an operator repairs or deletes it"
+)
 MAX_LIMIT = 1000
 MAX_NPS_DAYS = 366
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -49,11 +59,23 @@ def error(status: int, code: str, message: str) -> Answer:
 
 
 class ApiError(StreamAppError):
-    """A request the API refuses; ``answer`` is the JSON error to send."""
+    """A request the API refuses; ``answer`` is the JSON error to send, with ``headers``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.answer = error(status, code, message)
+        self.headers = dict(headers or {})
+
+
+class Lookup(Protocol):
+    """Whether customers without a record were erased or merged away
+    (:class:`stream_app.store.lifecycle.LifecycleStore`)."""
+
+    async def lookup(self, customer_ids: Sequence[str], /) -> dict[str, LifecycleStatus]:
+        """Of these customers without a record, the erased and the merged-away ones."""
+        ...
 
 
 def authorized(header: str | None, tokens: Sequence[str]) -> bool:
@@ -88,11 +110,22 @@ def authorized(header: str | None, tokens: Sequence[str]) -> bool:
 class ReadApi:
     """Answers for the /v1/ endpoints, over the worker's Redis state."""
 
-    def __init__(self, model: Model, keys: Keys, store: StateStore, readstore: ReadStore) -> None:
+    def __init__(
+        self,
+        model: Model,
+        keys: Keys,
+        store: StateStore,
+        readstore: ReadStore,
+        nps: NpsCounters,
+        *,
+        lifecycle: Lookup | None = None,
+    ) -> None:
         self.model = model
         self.keys = keys
         self.store = store
         self.readstore = readstore
+        self.counters = nps
+        self.lifecycle = lifecycle
 
     async def customer(self, customer_id: str, now_ms: float | None = None) -> Answer:
         state, record_version, _ = await self._load(customer_id)
@@ -125,7 +158,7 @@ class ReadApi:
         }
 
     async def explain(self, customer_id: str, now_ms: float | None = None) -> Answer:
-        state, _, raw_explain = await self._load(customer_id)
+        state, _, raw_explain = await self._load(customer_id, "/explain")
         now = max(time.time() * 1000 if now_ms is None else now_ms, state.clock_ms)
         values = values_at(state, self.model, now)
         body: dict[str, Any] = {
@@ -151,24 +184,48 @@ class ReadApi:
     ) -> Answer:
         """The customer's score and dimensions over time (:mod:`stream_app.http.timeline`)."""
         samples = samples_param(query)
-        state, _, raw_explain = await self._load(customer_id)
+        state, _, raw_explain = await self._load(customer_id, "/timeline")
         expl = decode_explanation(raw_explain, self.model) if raw_explain is not None else None
         now = time.time() * 1000 if now_ms is None else now_ms
         return 200, timeline(customer_id, state, expl, self.model, now_ms=now, samples=samples)
 
-    async def _load(self, customer_id: str) -> tuple[CustomerState, int, bytes | None]:
+    async def _load(
+        self, customer_id: str, suffix: str = ""
+    ) -> tuple[CustomerState, int, bytes | None]:
         try:
             validate_customer_id(customer_id)
         except InvalidEvent as exc:
             raise ApiError(400, "bad_customer_id", exc.detail) from None
         record = (await self.store.load([customer_id]))[customer_id]
-        if record.state is None:
+        if record.fault is None and record.state is None:
+            await self._gone(customer_id, suffix)
             raise ApiError(404, "unknown_customer", f"no state for customer {customer_id!r}")
         try:
+            if record.fault is not None or record.state is None:
+                raise InvalidState(record.fault[1] if record.fault else "no state")
             state = decode_state(record.state, self.model)
-        except InvalidState as exc:
-            raise ApiError(409, "state_unreadable", f"stored state does not fit: {exc}") from None
+            if record.explain is not None:
+                decode_explanation(record.explain, self.model)  # (unreadable: the same 409)
+        except Exception:
+            log.warning("customer %r: stored record unreadable", customer_id, exc_info=True)
+            raise ApiError(409, "state_unreadable", UNREADABLE) from None
         return state, record.version, record.explain
+
+    async def _gone(self, customer_id: str, suffix: str) -> None:
+        """404 for an erased customer; 308 to the survivor for a merged-away one."""
+        status = None
+        if self.lifecycle is not None:
+            status = (await self.lifecycle.lookup([customer_id])).get(customer_id)
+        if status is None:
+            return
+        if status.kind == "suppressed":
+            raise ApiError(404, "erased", f"customer {customer_id!r} was erased")
+        into = status.into or ""
+        location = f"/v1/customers/{quote(into, safe='')}{suffix}"
+        raise ApiError(
+            308, "merged", f"customer {customer_id!r} was merged into {into!r}",
+            {"Location": location},
+        )  # fmt: skip
 
     async def tiers(self, now_ms: float | None = None) -> Answer:
         now = time.time() * 1000 if now_ms is None else now_ms
@@ -223,13 +280,13 @@ class ReadApi:
         by = query.get("by")
         if by not in (None, "", "tier"):
             return error(400, "bad_by", "by: only 'tier' is supported")
-        counts = await self.store.nps_counts()
+        tiers = [t.name for t in self.model.tiers] if by == "tier" else []
+        counts = await self.counters.window(days(start, end), tiers)  # the window's fields only
         lo, hi = start.isoformat(), end.isoformat()
         groups: dict[str, Counter[str]] = {}
         for fld, n in counts.items():
-            day, tier, cat = fld.split("|")
-            if lo <= day <= hi:
-                groups.setdefault(tier, Counter())[cat] += n
+            _, tier, cat = fld.split("|")
+            groups.setdefault(tier, Counter())[cat] += n
         body: dict[str, Any] = {"from": lo, "to": hi, "overall": nps_body(groups.get("*"))}
         if by == "tier":
             body["by_tier"] = {t.name: nps_body(groups.get(t.name)) for t in self.model.tiers}
@@ -241,7 +298,8 @@ class ReadApi:
             start, end, by_tier = daily_window(query, today or datetime.now(tz=UTC).date())
         except ApiError as exc:
             return exc.answer
-        counts = await self.store.nps_counts()
+        tiers = [t.name for t in self.model.tiers] if by_tier else []
+        counts = await self.counters.window(days(start, end), tiers)  # the window's fields only
         return 200, days_body(counts, self.model, start, end, by_tier=by_tier)
 
 

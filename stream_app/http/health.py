@@ -1,4 +1,12 @@
-"""Readiness checks and the gauges refreshed before ``/metrics`` renders."""
+"""Liveness and readiness, and the gauges refreshed before ``/metrics`` renders.
+
+* ``/healthz`` (liveness): fails when the worker has completed no batch for
+  ``ENGAGEMENT_STALL_SECONDS`` while it has lag or is retrying: a worker stuck on
+  anything is restarted. Idle (no lag) is healthy, and so is a worker without partitions.
+* ``/readyz`` (readiness): Redis answers, the consumer is up, the lag is below
+  ``ENGAGEMENT_READY_MAX_LAG`` and no batch is being retried. A worker without partitions
+  (more workers than partitions) is ready: it serves the read API and stands by.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from stream_app.store.state import StateStore
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.ports import Consumer
 from stream_app.worker.progress import PartitionProgress
+from stream_app.worker.retry import Liveness
 
 
 def consumer_lag(consumer: Consumer, progress: PartitionProgress, topics: Topics) -> dict[str, int]:
@@ -38,6 +47,8 @@ class Health:
         topics: Topics,
         metrics: WorkerMetrics,
         ready_max_lag: int,
+        liveness: Liveness | None = None,
+        stall_seconds: float = 120.0,
     ) -> None:
         self.store = store
         self.readstore = readstore
@@ -46,13 +57,51 @@ class Health:
         self.topics = topics
         self.metrics = metrics
         self.ready_max_lag = ready_max_lag
+        self.live = liveness or Liveness(last_progress=time.monotonic())
+        self.stall_seconds = stall_seconds
 
     def consumer_lag(self) -> dict[str, int]:
         """See :func:`consumer_lag`."""
         return consumer_lag(self.consumer, self.progress, self.topics)
 
+    def total_lag(self) -> int | None:
+        """Messages left on the owned source partitions (None: the consumer is not up)."""
+        try:
+            return sum(self.consumer_lag().values())
+        except Exception:  # noqa: BLE001 - no consumer yet: lag unknown
+            return None
+
+    def retrying(self) -> dict[str, Any] | None:
+        """The retry in progress (cause, seconds so far), if any."""
+        since = self.live.retrying_since
+        if since is None:
+            return None
+        return {"cause": self.live.retry_cause, "seconds": round(time.monotonic() - since, 1)}
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """False when no batch completed for ``stall_seconds`` while there is lag or a
+        retry; a caught-up worker counts as progressing."""
+        lag = self.total_lag()
+        retry = self.retrying()
+        now = time.monotonic()
+        if not lag and retry is None:
+            self.live.last_progress = now  # nothing waiting: caught up is progress
+        idle = now - self.live.last_progress
+        stalled = idle > self.stall_seconds and (bool(lag) or retry is not None)
+        body: dict[str, Any] = {
+            "status": "stalled" if stalled else "ok",
+            "seconds_since_progress": round(idle, 1),
+            "lag": lag,
+        }
+        if retry is not None:
+            body["retrying"] = retry
+        return not stalled, body
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Broker and Redis reachable, partitions assigned, lag below the threshold."""
+        """Redis answers, the consumer is up, lag below the threshold, no retry going on.
+
+        Partitions are reported, not required: a worker without any is ready.
+        """
         checks: dict[str, Any] = {}
         ready = True
         try:
@@ -66,8 +115,7 @@ class Health:
             checks["redis"] = {"ok": False, "error": type(exc).__name__}
         try:
             assigned = self.consumer.assignment()
-            checks["partitions"] = {"ok": bool(assigned), "assigned": len(assigned)}
-            ready &= bool(assigned)
+            checks["partitions"] = {"ok": True, "assigned": len(assigned)}
             total = sum(self.consumer_lag().values())
             checks["lag"] = {"ok": total <= self.ready_max_lag, "messages": total}
             ready &= total <= self.ready_max_lag
@@ -75,6 +123,9 @@ class Health:
         except Exception as exc:  # noqa: BLE001 - the consumer is not up: not ready
             ready = False
             checks["broker"] = {"ok": False, "error": type(exc).__name__}
+        retry = self.retrying()
+        checks["retrying"] = {"ok": retry is None, **(retry or {})}
+        ready &= retry is None
         return ready, checks
 
     async def refresh_gauges(self) -> None:
@@ -82,6 +133,7 @@ class Health:
         size), and customers per tier and per segment."""
         m = self.metrics
         now = time.time()
+        m.oldest_unprocessed.set(self.live.oldest_age(now))
         for partition, ts in self.progress.event_times().items():
             m.event_time.set(ts / 1000.0, partition=str(partition))
             m.event_time_lag.set(max(0.0, now - ts / 1000.0), partition=str(partition))

@@ -1,7 +1,7 @@
 """NPS groups as JSON: one window's, and one per UTC day of a window (``GET /v1/nps/daily``).
 
 The worker counts every NPS answer on its UTC day of event time, per tier, in Redis
-(``StateStore.nps_counts``: ``"<day>|<tier or *>|<category>" -> count``). :func:`days_body`
+(``NpsCounters.window``: ``"<day>|<tier or *>|<category>" -> count``). :func:`days_body`
 turns those counters into one entry per day of the window, days without an answer included
 (their ``nps`` is null), so a chart has its whole axis. Pure: the window is checked by
 :func:`stream_app.http.api.daily_window`.

@@ -8,16 +8,21 @@ and renders JSON (the dashboard's files: :mod:`stream_app.http.dashboard`). faus
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faust import web
 
 from stream_app.http import dashboard
+from stream_app.http.admin import AdminApi
 from stream_app.http.api import Answer, ApiError, ReadApi, authorized, error
 from stream_app.http.changefeed import ChangeFeed
 from stream_app.http.health import Health
+from stream_app.worker.errors import transient_cause
 from stream_app.worker.metrics import WorkerMetrics
+
+log = logging.getLogger("stream_app.http")
 
 
 class _JsonView(web.View):
@@ -34,13 +39,21 @@ class _JsonView(web.View):
                          status=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     async def answered(self, request: Any, ask: Callable[[], Awaitable[Answer]]) -> Any:
-        """The answer of ``ask`` when the request's token is good."""
+        """The answer of ``ask`` when the request's token is good. Any failure is answered
+        in JSON without internals (they go to the worker's log): 503 when Redis or the
+        broker cannot answer now, 500 otherwise."""
         if (refused := self.denied(request)) is not None:
             return refused
         try:
             return self.answer(await ask())
         except ApiError as exc:
-            return self.answer(exc.answer)
+            status, body = exc.answer
+            return self.json(body, status=status, headers=exc.headers or None)
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, request.path)
+            if transient_cause(exc) is not None:
+                return self.answer(error(503, "unavailable", "the state store cannot answer now"))
+            return self.answer(error(500, "internal_error", "the request failed"))
 
     def static(self, name: str) -> Any:
         """One of the dashboard's files, with the page's headers (404 for any other name)."""
@@ -52,20 +65,41 @@ class _JsonView(web.View):
         return self.bytes(body, headers=headers)
 
 
+class _AdminView(_JsonView):
+    """The erase and merge endpoints: off (403) while no admin token is configured."""
+
+    def denied(self, request: Any) -> Any | None:
+        if not self.tokens:
+            body = error(403, "admin_disabled", "set ENGAGEMENT_ADMIN_TOKENS to use this")[1]
+            return self.json(body, status=403)
+        return super().denied(request)
+
+    async def body(self, request: Any) -> object:
+        """The request's JSON body (None when it has none or it is not JSON)."""
+        try:
+            return await request.json()
+        except ValueError:
+            return None
+
+
 def register(
     app: Any,
     *,
     api: ReadApi,
+    admin: AdminApi,
     health: Health,
     metrics: WorkerMetrics,
     feed: ChangeFeed,
     api_tokens: Sequence[str],
     ops_tokens: Sequence[str],
+    admin_tokens: Sequence[str] = (),
 ) -> None:
     """Add the routes to ``app``: ``api_tokens`` guard /v1/, ``ops_tokens`` /readyz and
-    /metrics (empty: open); the dashboard's files are open (they hold no data). ``feed``
-    starts following the output topic on the first ``GET /v1/changes``."""
+    /metrics (empty: open), ``admin_tokens`` the erase and merge endpoints (empty: off);
+    the dashboard's files are open (they hold no data). ``feed`` starts following the
+    output topic on the first ``GET /v1/changes``."""
     _read_routes(app, api, api_tokens)
+    _admin_routes(app, admin, admin_tokens)
     _dashboard_routes(app, feed, api_tokens)
     _ops_routes(app, health, metrics, ops_tokens)
 
@@ -157,8 +191,9 @@ def _ops_routes(
 
     @app.page("/healthz")
     class HealthView(_JsonView):
-        async def get(self, request: Any) -> Any:
-            return self.json({"status": "ok"})
+        async def get(self, request: Any) -> Any:  # open: liveness probes carry no token
+            alive, body = health.liveness()
+            return self.json(body, status=200 if alive else 503)
 
     @app.page("/readyz")
     class ReadyView(OpsView):
@@ -173,7 +208,33 @@ def _ops_routes(
         async def get(self, request: Any) -> Any:
             if (refused := self.denied(request)) is not None:
                 return refused
-            await health.refresh_gauges()
+            await _refreshed(health)
             body, content_type = metrics.registry.exposition(request.headers.get("Accept"))
             # (a header: aiohttp refuses a charset in ``content_type``)
             return self.bytes(body, headers={"Content-Type": content_type})
+
+
+async def _refreshed(health: Health) -> None:
+    """Refresh the gauges for a scrape; should that fail, the counters still render."""
+    try:
+        await health.refresh_gauges()
+    except Exception as exc:  # noqa: BLE001 - a scrape never fails for a gauge
+        log.warning("gauges not refreshed for /metrics: %s", exc)
+
+
+def _admin_routes(app: Any, admin: AdminApi, admin_tokens: Sequence[str]) -> None:
+    """POST /v1/customers/{id}/erase and /merge, guarded by ``admin_tokens``."""
+
+    class AdminView(_AdminView):
+        tokens = tuple(admin_tokens)
+
+    @app.page("/v1/customers/{customer_id:[^/]+}/erase")
+    class EraseView(AdminView):
+        async def post(self, request: Any, customer_id: str) -> Any:
+            return await self.answered(request, lambda: admin.erase(customer_id))
+
+    @app.page("/v1/customers/{customer_id:[^/]+}/merge")
+    class MergeView(AdminView):
+        async def post(self, request: Any, customer_id: str) -> Any:
+            body = await self.body(request)
+            return await self.answered(request, lambda: admin.merge(customer_id, body))

@@ -118,8 +118,28 @@ async def prepare(settings: Settings, *, timeout_s: float = 60.0) -> int:
 
 
 def _new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
+    return NewTopic(
+        spec.name,
+        spec.partitions,
+        replication_factor,
+        topic_configs=topic_configs(spec, replication_factor),
+    )
+
+
+def topic_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
+    """The configs a topic is created with: retention, cleanup policy and, with three or
+    more replicas, ``min.insync.replicas`` of a majority, so that an ``acks=all`` write is
+    on at least two brokers before it is acknowledged.
+
+    >>> topic_configs(TopicSpec("t", 8), 3)["min.insync.replicas"]
+    '2'
+    >>> "min.insync.replicas" in topic_configs(TopicSpec("t", 8), 1)
+    False
+    """
     configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": spec.cleanup_policy}
-    return NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs)
+    if replication_factor >= 3:
+        configs["min.insync.replicas"] = str(replication_factor // 2 + 1)
+    return configs
 
 
 async def _start(admin: AIOKafkaAdminClient, bootstrap: str, deadline: float) -> None:

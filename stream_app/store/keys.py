@@ -53,27 +53,51 @@ class Keys:
     def due(self, partition: int) -> str:
         return f"{self.base}:due:{{p{partition}}}"
 
+    # progress:{p<partition>} -- hash: durable event-time progress of one partition number,
+    # each field only moving up (lua/progress_max.lua): "in" (input progress, ms) and
+    # "in_offset" (last input offset processed there), "from:<p>" (latest watermark of
+    # input p read from this by-customer partition) and "bc_offset" (last by-customer
+    # offset processed). Same hash tag as the partition's due index.
+    def progress(self, partition: int) -> str:
+        return f"{self.base}:progress:{{p{partition}}}"
+
     # tier-counts -- hash: tier name -> customers in that tier now. Only cas_write.lua
     # writes it, together with the records it counts. On Redis Cluster there is one such
-    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot
-    # (plus "folded:<tier>" fields: that slot's share of a 0.1 tier set was added).
+    # hash per slot, "tier-counts:{<tag>}", the tag putting it in its customers' slot.
     def tier_counts(self, slot: int | None = None) -> str:
         if slot is None:
             return f"{self.base}:tier-counts"
         return f"{self.base}:tier-counts:{{{slot_tag(slot)}}}"
 
-    # tier:<name> -- sorted set, all scores 0: the customers in that tier (until 0.1;
-    # counted once and deleted by tiercounts.migrate_tier_sets)
-    def legacy_tier_members(self, tier: str) -> str:
-        return f"{self.base}:tier:{escape(tier)}"
-
     # segment:<name> -- sorted set, all scores 0: the customers in that rule segment now
     def segment_members(self, segment: str) -> str:
         return f"{self.base}:segment:{escape(segment)}"
 
+    # redriven:{<event id>} -- string with a TTL (the topics' retention): the dead letter of
+    # that event was re-produced to the input by `engagement-scorer redrive` (not again)
+    def redriven(self, dedup_key: str) -> str:
+        return f"{self.base}:redriven:{{{escape(dedup_key)}}}"
+
     # tier-moves:<name>:<in|out> -- sorted set: change id -> occurred_at ms (last 2 days)
     def tier_moves(self, tier: str, direction: str) -> str:
         return f"{self.base}:tier-moves:{escape(tier)}:{direction}"
+
+    # alias:{customer} -- string: the customer this one was merged into, with a TTL
+    # (ENGAGEMENT_ALIAS_DAYS): its later events go there. Written with the delete of the
+    # customer's record (lua/merge_retire.lua), in the same slot.
+    def alias(self, customer_id: str) -> str:
+        return f"{self.base}:alias:{{{escape(customer_id)}}}"
+
+    # aliases:{customer} -- sorted set: the customers merged into this one -> when their
+    # alias expires (ms), so that erasing this customer also drops the aliases naming it
+    def aliases_of(self, customer_id: str) -> str:
+        return f"{self.base}:aliases:{{{escape(customer_id)}}}"
+
+    # suppressed:{<digest>} -- string "1" with a TTL (ENGAGEMENT_SUPPRESSION_DAYS): an erased
+    # customer, named by the hex HMAC-SHA256 of its id under ENGAGEMENT_SUPPRESSION_SECRET
+    # (never by the id): its later events are dropped while the key lives
+    def suppressed(self, digest: str) -> str:
+        return f"{self.base}:suppressed:{{{digest}}}"
 
 
 def slot_of(key: str) -> int:

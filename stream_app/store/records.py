@@ -1,14 +1,32 @@
 """What the worker writes to Redis and reads back, as plain values (no Redis client here).
 
-A customer record is ``b"<version> <marks> <state length> <state><explanation>"``
-(see :mod:`stream_app.store.state` for what each part is for); :class:`Write` is one
-fenced write of it; :data:`Command` a raw Redis command queued on the write pipeline.
+A customer record is ``b"<version>.<write id> <marks> <state length> <state><explanation>"``:
+
+* ``version`` counts writes; ``write id`` is unique to the write that made the record
+  (this process's random epoch and a counter). A write names the record it read, by
+  both, and loses if another writer got there first (``lua/cas_write.lua``). That fences
+  a worker that lost its partitions in a rebalance: it cannot overwrite newer state.
+  The write id keeps the fence true across a Redis failover that lost acknowledged
+  writes: the version numbers then go back and are handed out again, but no record
+  written afterwards can carry the id of one that was lost, so a writer that read a
+  lost record cannot match its successor.
+* ``marks`` is ``src=offset,...``: for each source partition the highest offset
+  already applied to this customer, so a redelivered message changes nothing.
+* ``state`` is :func:`scoring.encode_state`'s bytes, ``state length`` their count.
+* ``explanation`` (possibly empty) is :func:`scoring.encode_explanation`'s bytes:
+  kept in the same value, it costs no key of its own and no extra read or write.
+
+:class:`Write` is one fenced write of a record; :data:`Command` a raw Redis command queued
+on the write pipeline.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 ScriptArg = bytes | str | int | float
 #: A raw Redis command, e.g. ``("ZADD", key, 0, member)``, queued on a write pipeline.
@@ -17,59 +35,116 @@ Command = tuple[ScriptArg, ...]
 #: The rule segments one customer is in (what the member sets hold of it).
 Membership = frozenset[str]
 
+#: This process's write-id epoch: random, so no two processes hand out the same ids.
+_EPOCH = secrets.token_hex(5)
+_WRITES = itertools.count(1)
+
+#: (reason, detail) of a record that cannot be used: ``corrupt_state`` or ``store_rejected``.
+RecordFault = tuple[str, str]
+
+
+def new_token(version: int) -> str:
+    """A fresh fence token for a record at ``version``: ``"<version>.<write id>"``.
+
+    >>> a, b = new_token(3), new_token(3)
+    >>> a.startswith("3.") and a != b
+    True
+    """
+    return f"{version}.{_EPOCH}{next(_WRITES):x}"
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerRecord:
-    """What Redis holds for one customer (version 0 and no state: unknown customer)."""
+    """What Redis holds for one customer (version 0 and no state: unknown customer).
+
+    ``token`` is the record's fence token as stored (empty for an unknown customer, the
+    bare version for records of earlier releases); ``fault`` says why a record cannot be
+    used at all (it does not decode, or its key holds another Redis type).
+    """
 
     version: int = 0
     marks: Mapping[str, int] = field(default_factory=dict)
     state: bytes | None = None
     explain: bytes | None = None
+    token: str = ""
+    fault: RecordFault | None = None
+
+    @property
+    def fence(self) -> str:
+        """What a write of this record must name as read (``"0"``: no record)."""
+        return self.token or str(self.version)
 
 
 def encode_record(
-    version: int, marks: Mapping[str, int], state: bytes, explain: bytes | None = None
+    version: int,
+    marks: Mapping[str, int],
+    state: bytes,
+    explain: bytes | None = None,
+    token: str = "",
 ) -> bytes:
-    """Pack a record.
+    """Pack a record (``token``: its fence token, by default the bare version).
 
-    >>> encode_record(3, {"i1": 40}, b"[1]")
-    b'3 i1=40 3 [1]'
+    >>> encode_record(3, {"i1": 40}, b"[1]", token="3.ab1")
+    b'3.ab1 i1=40 3 [1]'
     >>> encode_record(3, {}, b"[1]", b"[2]")
     b'3 - 3 [1][2]'
     """
     mark_text = ",".join(f"{k}={v}" for k, v in sorted(marks.items())) or "-"
-    return f"{version} {mark_text} {len(state)} ".encode() + state + (explain or b"")
+    head = token or str(version)
+    return f"{head} {mark_text} {len(state)} ".encode() + state + (explain or b"")
 
 
 def decode_record(raw: bytes) -> CustomerRecord:
-    """Unpack a record written by :func:`encode_record`.
+    """Unpack a record written by :func:`encode_record` (raises on anything else).
 
-    >>> decode_record(b'3 i1=40,r1=2 3 [1][2]')
-    CustomerRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]')
+    >>> decode_record(b'3.ab1 i1=40,r1=2 3 [1][2]')
+    CustomerRecord(version=3, marks={'i1': 40, 'r1': 2}, state=b'[1]', explain=b'[2]', token='3.ab1', fault=None)
 
-    Records of release 0.1 (``"<version> <marks> <state>"``, the explanation in a key
-    of its own) still read, without their explanation:
+    Anything else, such as ``"<version> <marks> <state>"`` with no state length, is refused:
 
     >>> decode_record(b'3 - [1]')
-    CustomerRecord(version=3, marks={}, state=b'[1]', explain=None)
-    """
-    version, mark_text, rest = raw.split(b" ", 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: record has no state length: not a record this release writes
+    """  # noqa: E501
+    head, mark_text, rest = raw.split(b" ", 2)
+    token = head.decode("ascii")
+    version = int(token.split(".", 1)[0])
     marks: dict[str, int] = {}
     if mark_text != b"-":
         for item in mark_text.decode().split(","):
             name, offset = item.split("=")
             marks[name] = int(offset)
-    if not rest[:1].isdigit():  # a 0.1 record: the state is JSON, it starts with "["
-        return CustomerRecord(int(version), marks, rest)
+    if not rest[:1].isdigit():
+        raise ValueError("record has no state length: not a record this release writes")
     length, body = rest.split(b" ", 1)
     n = int(length)
-    return CustomerRecord(int(version), marks, body[:n], body[n:] or None)
+    if len(body) < n:
+        raise ValueError(f"record state is {len(body)} bytes, its header says {n}")
+    return CustomerRecord(version, marks, body[:n], body[n:] or None, token=token)
+
+
+def read_record(raw: bytes) -> CustomerRecord:
+    """:func:`decode_record`, or a record with a ``corrupt_state`` fault if it does not
+    decode (never raises)."""
+    try:
+        return decode_record(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return CustomerRecord(fault=("corrupt_state", f"the stored record does not decode: {exc}"))
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleStatus:
+    """What Redis says of a customer with no record: erased (``suppressed``), or merged
+    into ``into`` (``alias``)."""
+
+    kind: Literal["suppressed", "alias"]
+    into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One fenced record write: the version read, and the new record's parts."""
+    """One fenced record write: the record read, and the new record's parts."""
 
     customer_id: str
     read_version: int
@@ -81,6 +156,19 @@ class Write:
     # (tier of the record read, "" for a new customer; tier of the new record, "" when
     # tiers are not counted): the write moves the customer between the tier counts
     tier_move: tuple[str, str] = ("", "")
+    #: the fence token of the record read (:attr:`CustomerRecord.fence`); empty: only its
+    #: version is known, and the write is fenced by the version alone
+    read_token: str = ""
+    #: the new record's fence token (made here, unique to this write)
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            object.__setattr__(self, "token", new_token(self.read_version + 1))
+
+    @property
+    def fence(self) -> str:
+        return self.read_token or str(self.read_version)
 
 
 def nps_field(day: str, tier: str, category: str) -> str:

@@ -1,15 +1,7 @@
 """Redis state: one fenced record per customer, NPS counters per source partition.
 
-A customer record is ``b"<version> <marks> <state length> <state><explanation>"``:
-
-* ``version`` counts writes; a write names the version it read and loses if
-  another writer got there first (``lua/cas_write.lua``). That fences a worker
-  that lost its partitions in a rebalance: it cannot overwrite newer state.
-* ``marks`` is ``src=offset,...``: for each source partition the highest offset
-  already applied to this customer, so a redelivered message changes nothing.
-* ``state`` is :func:`scoring.encode_state`'s bytes, ``state length`` their count.
-* ``explanation`` (possibly empty) is :func:`scoring.encode_explanation`'s bytes:
-  kept in the same value, it costs no key of its own and no extra read or write.
+A customer record (its layout and fence token: :mod:`stream_app.store.records`) is read
+with one ``MGET`` and written by a fenced script call.
 
 A batch costs two round trips: one ``MGET`` of its customers' records, and one
 pipeline with every write (NPS counters, read-side indexes, due index, then one
@@ -24,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
@@ -37,11 +30,14 @@ from stream_app.store.keys import Keys, slot_of
 from stream_app.store.records import (
     Command,
     CustomerRecord,
+    RecordFault,
     ScriptArg,
     Write,
-    decode_record,
     encode_record,
+    read_record,
 )
+
+log = logging.getLogger(__name__)
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -114,27 +110,45 @@ class StateStore:
         """Send commands in one pipeline (one round trip), in order; their replies.
 
         Every command queued here is idempotent, so after ``NOSCRIPT`` (the scripts were
-        lost) the whole pipeline is sent again once the scripts are loaded.
+        lost) the whole pipeline is sent again once the scripts are loaded. A reply that
+        is an error retrying may cure (``OOM``, ``BUSY``, ``READONLY``...) raises it; one
+        that is a refusal for good (``WRONGTYPE`` on a shared key, say) is logged and
+        left in the replies, so that one broken key cannot stall every batch.
         """
         if not commands:
             return []
+        replies: list[Any] = []
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
             for c in commands:
                 pipe.execute_command(*c)
-            try:
-                replies: list[Any] = await pipe.execute()
-                return replies
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.load_scripts()
-        raise AssertionError("unreachable")
+            replies = await pipe.execute(raise_on_error=False)
+            lost_scripts = any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
+            if not lost_scripts:
+                break
+            if attempt == 2:
+                raise next(r for r in replies if isinstance(r, redis.exceptions.NoScriptError))
+            await self.load_scripts()
+        for command, reply in zip(commands, replies, strict=True):
+            if isinstance(reply, Exception):
+                if not is_refusal(reply):
+                    raise reply
+                log.error(
+                    "Redis refused %s %s for good (%s); the batch goes on without it",
+                    command[0],
+                    _key_of(command),
+                    reply,
+                )
+        return replies
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, CustomerRecord]:
         """Records (with explanations) of the given customers: one ``MGET``.
 
-        On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together.
+        On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together. A
+        record that does not decode comes back with a ``corrupt_state`` fault; a state key
+        that holds another Redis type (``MGET`` reads it as missing) with a
+        ``store_rejected`` one: checked with one ``EXISTS`` when the batch has unknown
+        customers, and ``TYPE`` only if that finds any.
         """
         if not customer_ids:
             return {}
@@ -143,10 +157,20 @@ class StateStore:
             raws = await cast(RedisCluster, self.client).mget_nonatomic(keys)
         else:
             raws = await self.client.mget(keys)
-        return {
-            cid: decode_record(raw) if raw is not None else CustomerRecord()
+        out = {
+            cid: read_record(raw) if raw is not None else CustomerRecord()
             for cid, raw in zip(customer_ids, raws, strict=True)
         }
+        absent = [(c, k) for c, k, raw in zip(customer_ids, keys, raws, strict=True) if raw is None]
+        if absent and await self.client.exists(*(key for _, key in absent)):
+            pipe = self.client.pipeline(transaction=False)
+            for _, key in absent:
+                pipe.type(key)
+            for (cid, _), kind in zip(absent, await pipe.execute(), strict=True):
+                name = kind.decode() if isinstance(kind, bytes) else str(kind)
+                if name != "none":
+                    out[cid] = CustomerRecord(fault=wrong_type(name))
+        return out
 
     async def commit(
         self,
@@ -169,8 +193,8 @@ class StateStore:
             (
                 self.keys.state(w.customer_id),
                 [
-                    w.read_version,
-                    encode_record(w.read_version + 1, w.marks, w.state, w.explain),
+                    w.fence,
+                    encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token),
                     *w.tier_move,
                 ],
             )
@@ -188,7 +212,9 @@ class StateStore:
         replies = await self._pipeline(commands)
         if not records:
             return []
-        return [writes[int(i) - 1].customer_id for i in replies[-1]]
+        if isinstance(replies[-1], Exception):
+            raise replies[-1]  # (the fenced write itself was refused: no record written)
+        return [writes[int(i) - 1].customer_id for i in _lost(replies[-1])]
 
     async def _commit_cluster(
         self,
@@ -202,7 +228,15 @@ class StateStore:
         Each customer's write goes with the tier-counts hash of its slot.
         """
         scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
-        await asyncio.gather(*(self._run(self._nps_add, [str(c[3])], c[4:]) for c in scripts))
+        counted = await asyncio.gather(
+            *(self._run(self._nps_add, [str(c[3])], c[4:]) for c in scripts),
+            return_exceptions=True,
+        )
+        for c, reply in zip(scripts, counted, strict=True):
+            if isinstance(reply, BaseException):
+                if not isinstance(reply, Exception) or not is_refusal(reply):
+                    raise reply
+                log.error("Redis refused NPS counting on %s for good (%s)", c[3], reply)
         await self._pipeline([*(c for c in nps_calls if c[0] != "EVALSHA"), *commands])
         lost = await asyncio.gather(
             *(
@@ -210,7 +244,7 @@ class StateStore:
                 for key, args in records
             )
         )
-        return [w.customer_id for w, r in zip(writes, lost, strict=True) if r]
+        return [w.customer_id for w, r in zip(writes, lost, strict=True) if _lost(r)]
 
     def _due_commands(self, writes: Sequence[Write]) -> list[Command]:
         due: dict[int, list[ScriptArg]] = {}
@@ -277,3 +311,44 @@ class StateStore:
                 if name != "_wm":
                     total[name] = total.get(name, 0) + int(v)
         return total
+
+
+def is_refusal(exc: Exception) -> bool:
+    """True for an error reply Redis gives for good (``WRONGTYPE``, ``ERR ...``: a value
+    that is not a number, a script error), False for one that retrying may cure.
+
+    >>> is_refusal(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+    True
+    >>> is_refusal(redis.exceptions.OutOfMemoryError("command not allowed when used memory"))
+    False
+    """
+    if type(exc) is not redis.exceptions.ResponseError:  # subclasses: OOM, READONLY, ...
+        return False
+    return str(exc).startswith(("WRONGTYPE", "ERR")) or getattr(exc, "status_code", None) in (
+        "WRONGTYPE",
+        "ERR",
+    )
+
+
+def wrong_type(kind: str) -> RecordFault:
+    """The fault of a customer whose state key holds another Redis type."""
+    return "store_rejected", f"WRONGTYPE: the customer's state key holds a {kind}, not a string"
+
+
+def _lost(reply: Any) -> list[int]:
+    """The (1-based) indexes of lost writes in a ``cas_write.lua`` reply (a count error
+    it reports as a string is logged)."""
+    out = []
+    for item in reply:
+        if isinstance(item, int):
+            out.append(item)
+        else:
+            log.error("Redis refused a tier-count update for good: %s", item)
+    return out
+
+
+def _key_of(command: Command) -> str:
+    """The key a raw command names (for logs)."""
+    if command[0] == "EVALSHA" and len(command) > 3:
+        return str(command[3])
+    return str(command[1]) if len(command) > 1 else ""

@@ -3,8 +3,7 @@
 ``lua/cas_write.lua`` moves a customer between the counts of ``tier-counts`` in the
 same script call that writes its record, and only when that write wins its fence;
 so the counts are exact, whatever crashes, redeliveries and rebalances happen, and
-they cost no memory per customer (release 0.1 kept a sorted set per tier, ~112 B
-per customer, read only for its size).
+they cost no memory per customer.
 
 On Redis Cluster a script sees one slot, so there is one counts hash per slot
 (:meth:`stream_app.store.keys.Keys.tier_counts`), summed when read.
@@ -12,28 +11,59 @@ On Redis Cluster a script sees one slot, so there is one counts hash per slot
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from stream_app.store.keys import Keys, slot_of
+from stream_app.store.keys import Keys
 from stream_app.store.state import RedisClient, lua_source
 
 log = logging.getLogger("stream_app.store.tiercounts")
 
-_MIGRATE = lua_source("tier_sets_migrate.lua")
-_FOLD = lua_source("tier_slot_fold.lua")
+_SUM = lua_source("tier_counts_sum.lua")
 
 
 async def read_tier_counts(client: RedisClient, keys: Keys, tiers: Sequence[str]) -> list[int]:
-    """The customers in each of ``tiers`` now (one round trip; per slot on a cluster)."""
+    """The customers in each of ``tiers`` now: one ``HMGET`` on a single Redis; on a
+    cluster one script call per primary (``lua/tier_counts_sum.lua``), which sums that
+    node's slots where they are, and only should that fail (a slot moving during a
+    resharding) one ``HMGET`` per slot (16,384)."""
     if not isinstance(client, RedisCluster):
         raw = await client.hmget(keys.tier_counts(), list(tiers))
         return [int(v or 0) for v in raw]
+    try:
+        return await _summed_per_node(client, keys, tiers)
+    except redis.exceptions.ResponseError as exc:
+        log.info("tier counts read slot by slot (%s)", exc)
+    return await _summed_per_slot(client, keys, tiers)
+
+
+async def _summed_per_node(client: RedisCluster, keys: Keys, tiers: Sequence[str]) -> list[int]:
+    """One ``tier_counts_sum.lua`` per primary, over the slots it serves (in parallel)."""
+    await client.initialize()
+    by_node: dict[str, list[str]] = {}
+    nodes = {}
+    for slot in range(REDIS_CLUSTER_HASH_SLOTS):
+        node = client.nodes_manager.get_node_from_slot(slot)
+        nodes[node.name] = node
+        by_node.setdefault(node.name, []).append(keys.tier_counts(slot))
+    rows = await asyncio.gather(
+        *(
+            client.execute_command(
+                "EVAL", _SUM, 0, len(names), *names, *tiers, target_nodes=nodes[name]
+            )
+            for name, names in by_node.items()
+        )
+    )
+    return [sum(int(row[i]) for row in rows) for i in range(len(tiers))]
+
+
+async def _summed_per_slot(client: RedisCluster, keys: Keys, tiers: Sequence[str]) -> list[int]:
     pipe = client.pipeline()
     for slot in range(REDIS_CLUSTER_HASH_SLOTS):
         pipe.hmget(keys.tier_counts(slot), list(tiers))
@@ -42,48 +72,3 @@ async def read_tier_counts(client: RedisClient, keys: Keys, tiers: Sequence[str]
         for i, v in enumerate(row):
             totals[i] += int(v or 0)
     return totals
-
-
-async def migrate_tier_sets(client: RedisClient, keys: Keys, tiers: Sequence[str]) -> int:
-    """Fold release 0.1's tier sorted sets into the counts and delete them; customers moved.
-
-    Idempotent, run by every worker at start (0.1 workers must be stopped). On a single
-    Redis one script does it, so two workers starting together cannot both count a set.
-    On Redis Cluster each slot's share of a set is added by a script that marks it done
-    in that slot's counts hash, so workers that start together, or one that died half way
-    and starts again, add each share once; the set is deleted after all its shares.
-    """
-    legacy = [keys.legacy_tier_members(t) for t in tiers]
-    if not isinstance(client, RedisCluster):
-        counts = keys.tier_counts()
-        moved = int(await client.eval(_MIGRATE, len(legacy) + 1, counts, *legacy, *tiers))
-        _report(moved)
-        return moved
-    moved = 0
-    for tier, key in zip(tiers, legacy, strict=True):
-        if await client.type(key) not in (b"zset", "zset"):
-            continue
-        by_slot: Counter[int] = Counter()
-        async for member, _ in client.zscan_iter(key, count=1000):
-            by_slot[slot_of(keys.state(member.decode()))] += 1
-        await fold_slot_shares(client, keys, tier, by_slot)
-        await client.unlink(key)
-        moved += by_slot.total()
-    _report(moved)
-    return moved
-
-
-async def fold_slot_shares(
-    client: RedisCluster, keys: Keys, tier: str, by_slot: Mapping[int, int]
-) -> int:
-    """Add each slot's share of ``tier``'s 0.1 set to its count, unless added before;
-    the shares added now."""
-    pipe = client.pipeline()
-    for slot, n in sorted(by_slot.items()):
-        pipe.eval(_FOLD, 1, keys.tier_counts(slot), tier, n)
-    return sum(int(x) for x in await pipe.execute())
-
-
-def _report(moved: int) -> None:
-    if moved:
-        log.info("tier sets of release 0.1 folded into tier counts: %d customers", moved)

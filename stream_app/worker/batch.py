@@ -2,15 +2,17 @@
 
 The order of effects is what makes the delivery guarantees hold:
 
-1. parse every message; what cannot be scored becomes a dead letter, a message
-   on the wrong input partition is forwarded to the by-customer topic;
+1. parse every message (:mod:`stream_app.worker.parsing`): what cannot be scored
+   becomes a dead letter, a message on the wrong input partition (or not keyed by its
+   customer) is forwarded to the by-customer topic; watermark control records are
+   taken out (:mod:`stream_app.worker.watermarks`);
 2. read the batch's customers from Redis (one ``MGET``) and fold their events
    through :func:`scoring.apply` (pure);
 3. publish dead letters, forwards and segment changes, and wait for the
    broker's acknowledgements;
 4. in one pipeline: count NPS responses (idempotent per source offset), update
    the read-side indexes and the due index, then write each customer's record
-   fenced by its version;
+   fenced by the token of the record read;
 5. only then does the caller ack the messages, so faust may commit them.
 
 A crash anywhere before 5 redelivers the batch: the per-customer source marks
@@ -22,15 +24,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from scoring import (
     Change,
     CustomerState,
     Event,
-    InvalidEvent,
     Model,
     apply,
     decode_explanation,
@@ -40,20 +40,24 @@ from scoring import (
     explain_add,
     fingerprint,
     next_crossing,
-    parse_event,
     quiet_until,
 )
-from stream_app import jsonutil
-from stream_app.contracts import dead_letter
 from stream_app.errors import StreamAppError
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
 from stream_app.store.records import Command, CustomerRecord, Membership, Write, nps_fields
 from stream_app.worker.duehints import DueHints
 from stream_app.worker.effects import Effects, Outcome, change_messages
+from stream_app.worker.errors import CorruptState, describe
+from stream_app.worker.fold import Fold
+from stream_app.worker.handover import alias_mark
+from stream_app.worker.isolation import dead_message, fold_isolated
+from stream_app.worker.lifecycle import Lifecycle
+from stream_app.worker.parsing import parse_batch
 from stream_app.worker.ports import Indexes, NpsCounts, Publisher, RecordStore
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import BatchStats, StageTimer
+from stream_app.worker.watermarks import Watermarks, forwarded_from
 
 log = logging.getLogger(__name__)
 
@@ -64,35 +68,7 @@ MAX_CONFLICT_ROUNDS = 5
 class WriteConflicts(StreamAppError):
     """Fenced writes kept losing races (another worker writes the same customers)."""
 
-
-@dataclass(slots=True)
-class Parsed:
-    """Step 1's result: the batch's events by customer, what goes elsewhere at once."""
-
-    events: dict[str, list[tuple[Record, Event]]]
-    #: The last offset of the batch per source (topic, partition).
-    offsets: dict[tuple[str, int], int]
-    #: Dead letters and forwards, in input order.
-    messages: list[OutMessage]
-    dead: Counter[str]
-    forwarded: int
-
-
-@dataclass(slots=True)
-class Fold:
-    """One customer's outcome within a batch."""
-
-    write: Write | None
-    changes: list[Change]
-    nps: list[tuple[str, int, int, str]]  # topic, partition, offset, counter field
-    state: CustomerState | None = None
-    stored: CustomerState | None = None  # the state as read (its standing: only if needed)
-    dead: list[OutMessage] = field(default_factory=list)  # events that broke ``apply``
-    applied: int = 0
-    duplicate: int = 0
-    capped: int = 0
-    redelivered: int = 0
-    suspect: int = 0  # redelivered by offset, with an event id not among the recent ones
+    retry_cause = "conflict"  # (a rebalance: retrying cures it)
 
 
 class BatchProcessor:
@@ -115,9 +91,13 @@ class BatchProcessor:
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
+        max_age_ms: int | None = None,
+        max_message_bytes: int = 1_000_000,
         clock: Callable[[], float] = time.time,
         hints: DueHints | None = None,
         progress: PartitionProgress | None = None,
+        watermarks: Watermarks | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.model = model
         self.topics = topics
@@ -127,16 +107,36 @@ class BatchProcessor:
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
         self.due_horizon_ms = due_horizon_ms
+        #: Events older than this (ms before the processing clock) are dead-lettered.
+        self.max_age_ms = max_age_ms
+        #: The largest message the broker takes: every dead letter fits in it.
+        self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.due_hints = DueHints() if hints is None else hints
         self.progress = PartitionProgress(topics) if progress is None else progress
+        self.watermarks = Watermarks(topics, self.progress) if watermarks is None else watermarks
         self.readside = ReadSide(model, readstore)
         self.effects = Effects(store, publisher, self.due_hints)
         self._source_ids: dict[tuple[str, int], str] = {}
+        #: Erase and merge requests, and the events of erased or merged-away customers.
+        self.lifecycle = lifecycle
 
     def owner(self, customer_id: str) -> int:
         """The partition number that owns a customer (in both source topics)."""
         return expected_partition(customer_id, self.topics.input_partitions)
+
+    def mark_of(self, rec: Record) -> tuple[str, int]:
+        """The source mark a message is checked against, and its offset there: for a
+        forwarded message, its input partition and offset (``f<p>``), so that the copies
+        a crash makes the forwarder send again are skipped like any redelivery."""
+        if rec.headers and rec.topic == self.topics.by_customer:
+            origin = forwarded_from(rec.headers)
+            if origin is not None:
+                return f"f{origin[0]}", origin[1]
+            aliased = alias_mark(rec.headers)  # an event of a customer merged into this one
+            if aliased is not None:
+                return aliased
+        return self.source_id(rec.topic, rec.partition), rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -147,22 +147,36 @@ class BatchProcessor:
         return name
 
     async def process(self, records: Sequence[Record]) -> BatchStats:
-        """Score one batch end to end (steps 1-4 of the module docstring)."""
+        """Score one batch end to end (steps 1-4 of the module docstring); erase and
+        merge requests cut it (:meth:`stream_app.worker.lifecycle.Lifecycle.process`)."""
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.any_request(records):
+            return await lifecycle.process(records, self._process)
+        return await self._process(records)
+
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
         stats = BatchStats(consumed=len(records))
         timer = StageTimer(stats.seconds)
         now_ms = self.clock() * 1000.0
-        parsed = self._parse(records, now_ms=now_ms)
+        parsed = parse_batch(
+            records, model=self.model, topics=self.topics, now_ms=now_ms,
+            max_future_ms=self.max_future_ms, max_age_ms=self.max_age_ms, dead=self.dead,
+        )  # fmt: skip
         stats.dead.update(parsed.dead)
         stats.forwarded = parsed.forwarded
+        stats.control = parsed.seen.controls
+        stats.consumed -= stats.control
         messages = parsed.messages
         pending = parsed.events
         written: list[Fold] = []  # the folds whose writes won, over all rounds
         for round_ in range(MAX_CONFLICT_ROUNDS):
             timer.lap("score")
             stored = await self.store.load(list(pending))
+            if self.lifecycle is not None:  # erased customers' events go, merged ones' move on
+                messages.extend(await self.lifecycle.divert(stored, pending, stats))
             timer.lap("read")
             folds = {
-                cid: self._fold(cid, stored=stored[cid], events=evs, now_ms=now_ms)
+                cid: fold_isolated(self, cid, stored=stored[cid], events=evs, now_ms=now_ms)
                 for cid, evs in pending.items()
             }
             changes: list[Change] = []
@@ -182,6 +196,7 @@ class BatchProcessor:
             written.extend(f for cid, f in folds.items() if cid not in lost)
             if not lost:
                 self.progress.advance(parsed.offsets, self._event_times(written))
+                self.watermarks.commit(parsed.seen)
                 if stats.suspect_redelivered:
                     log.warning(
                         "skipped %d message(s) as already applied (offset at or below the "
@@ -198,42 +213,7 @@ class BatchProcessor:
             messages = []
         raise WriteConflicts(f"fenced writes kept losing for {len(pending)} customers")
 
-    def _parse(self, records: Sequence[Record], *, now_ms: float) -> Parsed:
-        """Step 1: the batch's events by customer, dead letters and forwards."""
-        parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
-        offsets, out = parsed.offsets, parsed.messages
-        for rec in records:
-            tp = (rec.topic, rec.partition)
-            offsets[tp] = max(rec.offset, offsets.get(tp, -1))
-            try:
-                if rec.value is None:  # a tombstone: retrying it forever would stall the batch
-                    raise InvalidEvent("not_json", "message has no value (a tombstone)")
-                event = parse_event(
-                    rec.value, self.model, now_ms=int(now_ms), max_future_ms=self.max_future_ms
-                )
-            except InvalidEvent as exc:
-                out.append(self._dead(rec, exc.reason, exc.detail, now_ms))
-                parsed.dead[exc.reason] += 1
-                continue
-            except Exception as exc:  # a message that breaks the parser is a poison pill too
-                log.exception("parsing failed for the message at %s:%d", rec.topic, rec.offset)
-                out.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
-                parsed.dead["internal_error"] += 1
-                continue
-            if rec.topic == self.topics.input and rec.partition != expected_partition(
-                event.customer_id, self.topics.input_partitions
-            ):
-                out.append(
-                    OutMessage(self.topics.by_customer, event.customer_id.encode(), rec.value)
-                )
-                parsed.forwarded += 1
-                continue
-            parsed.events[event.customer_id].append((rec, event))
-        return parsed
-
-    def _fold(
+    def fold(
         self,
         customer_id: str,
         *,
@@ -241,26 +221,36 @@ class BatchProcessor:
         events: list[tuple[Record, Event]],
         now_ms: float,
     ) -> Fold:
-        """Step 2, for one customer: its events through :func:`scoring.apply`."""
-        state: CustomerState | None = (
-            decode_state(stored.state, self.model) if stored.state is not None else None
-        )
+        """Step 2, for one customer: its events through :func:`scoring.apply`.
+
+        Raises :class:`CorruptState` when the stored record does not decode, and whatever
+        else fails for this customer: :func:`stream_app.worker.isolation.fold_isolated`
+        keeps that to the customer.
+        """
+        try:
+            state: CustomerState | None = (
+                decode_state(stored.state, self.model) if stored.state is not None else None
+            )
+            expl = (
+                decode_explanation(stored.explain, self.model)
+                if stored.explain is not None
+                else None
+            )
+        except Exception as exc:  # (whatever the decoder says: unreadable)
+            raise CorruptState(f"the stored state does not decode: {describe(exc)}") from exc
         fold = Fold(None, [], [], stored=state)
         marks = dict(stored.marks)
-        expl = (
-            decode_explanation(stored.explain, self.model) if stored.explain is not None else None
-        )
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
-        quiet_before = self.due_hints.quiet_before(customer_id, stored.version)
+        quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
         for rec, event in events:
-            src = self.source_id(rec.topic, rec.partition)
-            if rec.offset <= marks.get(src, -1):
+            src, offset = self.mark_of(rec)
+            if offset <= marks.get(src, -1):
                 fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
                     fold.suspect += 1
                 continue
-            marks[src] = rec.offset
+            marks[src] = offset
             touched = True
             try:
                 result = apply(
@@ -273,9 +263,7 @@ class BatchProcessor:
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
                 log.exception("scoring failed for event %r", event.event_id)
-                fold.dead.append(
-                    self._dead(rec, "internal_error", f"{type(exc).__name__}: {exc}", now_ms)
-                )
+                fold.dead.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
                 continue
             state = result.state
             fold.changes.extend(result.changes)
@@ -304,6 +292,7 @@ class BatchProcessor:
                 due_at_ms=self.due_at(customer_id, state),
                 explain=encode_explanation(expl, self.model) if expl is not None else None,
                 tier_move=self.readside.tier_move(fold.stored, state),
+                read_token=stored.fence,
             )
         return fold
 
@@ -367,17 +356,21 @@ class BatchProcessor:
                 counts[(topic, partition)].append((offset, fld))
         return counts
 
-    def _dead(self, rec: Record, reason: str, detail: str, now_ms: float) -> OutMessage:
-        body = dead_letter(
-            reason=reason,
-            detail=detail,
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            payload=rec.value if rec.value is not None else b"",
-            received_ms=now_ms,
+    def dead(
+        self, rec: Record, reason: str, detail: str, now_ms: float, event: Event | None = None
+    ) -> OutMessage:
+        """The dead letter of ``rec`` (always within the broker's message limit)."""
+        return dead_message(
+            rec, reason, detail, dlq=self.topics.dlq, now_ms=now_ms,
+            max_bytes=self.max_message_bytes, event=event,
+        )  # fmt: skip
+
+    async def dead_letter(self, failed: Sequence[tuple[Record, str]], reason: str) -> None:
+        """Publish the dead letters of ``failed`` (record, detail) with ``reason``."""
+        now_ms = self.clock() * 1000.0
+        await self.effects.publisher.publish(
+            [self.dead(rec, reason, detail, now_ms) for rec, detail in failed]
         )
-        return OutMessage(self.topics.dlq, rec.key, jsonutil.dumps(body))
 
 
 def _count(stats: BatchStats, fold: Fold) -> None:
@@ -388,6 +381,6 @@ def _count(stats: BatchStats, fold: Fold) -> None:
     stats.redelivered += fold.redelivered
     stats.suspect_redelivered += fold.suspect
     if fold.dead:
-        stats.dead["internal_error"] += len(fold.dead)
+        stats.dead[fold.dead_reason] += len(fold.dead)
     for change in fold.changes:
         stats.changes[change.cloudevent_type] += 1

@@ -15,9 +15,9 @@ reschedules), and no entry when there is no crossing. Two uses, both proven befo
   before an earlier event.
 
 Correctness never depends on a hint being present or fresh: a hint used for a write is
-proven for the new state, and one used for the pre-check is tied to the record version
-(versions only grow: the worker never deletes a record; an operator who deletes records
-by hand should restart the workers, as after any loss of Redis state). Bounded: cleared
+proven for the new state, and one used for the pre-check is tied to the record's fence
+token, which no other write ever carries (not even after a Redis failover that lost
+writes and handed their version numbers out again). Bounded: cleared
 when full, and on a rebalance.
 """
 
@@ -30,13 +30,13 @@ DUE_HINTS = 200_000
 
 
 class DueHints:
-    """Customer -> (time written to the due index, version of the record it is for).
+    """Customer -> (time written to the due index, fence token of the record it is for).
 
     >>> hints = DueHints()
-    >>> hints.set("c-1", 5.0, version=3)
-    >>> hints.get("c-1"), hints.quiet_before("c-1", 3), hints.quiet_before("c-1", 4)
+    >>> hints.set("c-1", 5.0, version="3.a1")
+    >>> hints.get("c-1"), hints.quiet_before("c-1", "3.a1"), hints.quiet_before("c-1", "3.b2")
     (5.0, 5.0, None)
-    >>> hints.set("c-2", None, version=1)         # no crossing: "never"
+    >>> hints.set("c-2", None, version="1.a2")         # no crossing: "never"
     >>> hints.get("c-2")
     inf
     """
@@ -44,7 +44,7 @@ class DueHints:
     __slots__ = ("_at", "capacity")
 
     def __init__(self, capacity: int = DUE_HINTS) -> None:
-        self._at: dict[str, tuple[float, int | None]] = {}
+        self._at: dict[str, tuple[float, str | None]] = {}
         self.capacity = capacity
 
     def get(self, customer_id: str) -> float | None:
@@ -52,14 +52,16 @@ class DueHints:
         entry = self._at.get(customer_id)
         return None if entry is None else entry[0]
 
-    def quiet_before(self, customer_id: str, version: int) -> float | None:
-        """A time before which the record at ``version`` has no crossing, if known here."""
+    def quiet_before(self, customer_id: str, version: str) -> float | None:
+        """A time before which the record with fence token ``version`` has no crossing,
+        if known here."""
         entry = self._at.get(customer_id)
         return entry[0] if entry is not None and entry[1] == version else None
 
-    def set(self, customer_id: str, at_ms: float | None, version: int | None = None) -> None:
+    def set(self, customer_id: str, at_ms: float | None, version: str | None = None) -> None:
         """Remember the due time written, ``at_ms`` (None: no crossing, kept as
-        ``math.inf``), for the record at ``version`` (None: not known to be stored)."""
+        ``math.inf``), for the record with fence token ``version`` (None: not known to be
+        stored)."""
         if len(self._at) >= self.capacity and customer_id not in self._at:
             self._at.clear()
         self._at[customer_id] = (math.inf if at_ms is None else at_ms, version)

@@ -8,7 +8,7 @@
 3. for a sweep, **reschedule** the due entries it read (compare-and-set), except those
    of customers whose write lost;
 4. remember in the **due hints** what the due index now holds for each customer, and
-   for which record version (:mod:`stream_app.worker.duehints`).
+   for which record (its fence token: :mod:`stream_app.worker.duehints`).
 
 Changes are published before the state that implies them is written, so a crash in
 between re-publishes them (same ids) instead of losing them.
@@ -45,11 +45,11 @@ def change_messages(topic: str, changes: Iterable[Change]) -> list[OutMessage]:
 @dataclass(frozen=True, slots=True)
 class Reschedule:
     """A sweep's due entries: customer -> (time it was read at, next crossing or None),
-    and customer -> the version its record has once this round's write (if any) won."""
+    and customer -> the fence token its record has once this round's write (if any) won."""
 
     partition: int
     entries: Mapping[str, tuple[float, float | None]]
-    versions: Mapping[str, int]
+    versions: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,8 @@ class Effects:
         lost = set(await self.store.commit(outcome.writes, nps=outcome.nps, index=outcome.index))
         if outcome.reschedule is None:
             for w in outcome.writes:  # (its due time was written with ZADD LT, lost or not)
-                version = None if w.customer_id in lost else w.read_version + 1
-                self.hints.set(w.customer_id, w.due_at_ms, version)
+                token = None if w.customer_id in lost else w.token
+                self.hints.set(w.customer_id, w.due_at_ms, token)
         else:
             await self._reschedule(outcome.reschedule, lost)
         if lap is not None:

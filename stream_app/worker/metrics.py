@@ -204,6 +204,29 @@ class WorkerMetrics:
             p + "segment_changes_published_total", "Segment-change events published.", ("type",)
         )
         self.conflicts = r.counter(p + "fenced_write_conflicts_total", "Fenced writes that lost.")
+        self.retries = r.counter(
+            p + "retries_total",
+            "Batch and sweep retries, by cause (connection, timeout, loading, busy, failover, "
+            "oom, auth, kafka, conflict, error).",
+            ("cause",),
+        )
+        self.oldest_unprocessed = r.gauge(
+            p + "oldest_unprocessed_age_seconds",
+            "Age (now minus Kafka timestamp) of the oldest message taken but not yet done: "
+            "the batch in hand, retried or not; 0 between batches.",
+        )
+        self.suppressed = r.counter(
+            p + "events_suppressed_total",
+            "Events of erased customers, dropped (never dead-lettered).",
+        )
+        self.aliased = r.counter(
+            p + "events_aliased_total", "Events of merged-away customers, sent to the survivor."
+        )
+        self.lifecycle = r.counter(
+            p + "lifecycle_requests_total",
+            "Erase and merge requests and hand-overs, by outcome.",
+            ("outcome",),
+        )
         self.decay_fired = r.counter(p + "decay_crossings_fired_total", "Decay crossings fired.")
         self.batch_size = r.histogram(
             p + "batch_size_messages", "Messages per batch.", SIZE_BUCKETS
@@ -235,6 +258,19 @@ class WorkerMetrics:
         self.event_time_lag = r.gauge(
             p + "event_time_lag_seconds", "Wall clock minus event-time progress.", ("partition",)
         )
+        self.watermark = r.gauge(
+            p + "watermark_seconds",
+            "Event-time progress the decay sweep fires up to, per partition.",
+            ("partition",),
+        )
+        self.watermark_lag = r.gauge(
+            p + "watermark_lag_seconds", "Wall clock minus the watermark.", ("partition",)
+        )
+        self.forwarded_share = r.gauge(
+            p + "input_forwarded_ratio",
+            "Share of valid input events forwarded to the by-customer topic, per partition.",
+            ("partition",),
+        )
         self.due_size = r.gauge(
             p + "due_index_size", "Customers waiting in the due index.", ("partition",)
         )
@@ -262,11 +298,17 @@ class WorkerMetrics:
             "consumed": self.consumed, "applied": self.applied, "duplicate": self.duplicate,
             "capped": self.capped, "redelivered": self.redelivered, "forwarded": self.forwarded,
             "conflicts": self.conflicts, "decay:fired": self.decay_fired,
+            "suppressed": self.suppressed, "aliased": self.aliased,
         }  # fmt: skip
         for name, counter in plain.items():
             for value in counter.values.values():
                 out[name] += int(value)
-        for prefix, counter in (("published", self.published), ("dead", self.dead)):
+        labelled = (
+            ("published", self.published),
+            ("dead", self.dead),
+            ("lifecycle", self.lifecycle),
+        )
+        for prefix, counter in labelled:
             for (label,), value in counter.values.items():
                 out[f"{prefix}:{label}"] += int(value)
         return +out  # (zero counts dropped)

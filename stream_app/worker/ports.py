@@ -14,7 +14,7 @@ from typing import Protocol
 
 from scoring import Change
 from stream_app.messages import OutMessage
-from stream_app.store.records import Command, CustomerRecord, Membership, Write
+from stream_app.store.records import Command, CustomerRecord, LifecycleStatus, Membership, Write
 
 #: NPS responses to count, per source (topic, partition): (offset, counter field) pairs.
 NpsCounts = Mapping[tuple[str, int], Sequence[tuple[int, str]]]
@@ -93,4 +93,48 @@ class Consumer(Protocol):
 
     def committed(self, topic: str, partition: int, /) -> int | None:
         """The group's committed offset of a partition, as read on assignment."""
+        ...
+
+
+class LifecycleStore(Protocol):
+    """Suppression list, aliases and the fenced removal of records: what erasing and
+    merging customers need (Redis: :class:`stream_app.store.lifecycle.LifecycleStore`)."""
+
+    async def lookup(self, customer_ids: Sequence[str], /) -> dict[str, LifecycleStatus]:
+        """Of these customers without a record, the erased and the merged-away ones."""
+        ...
+
+    async def alias(self, customer_id: str, /) -> str | None:
+        """The customer ``customer_id`` was merged into, while its alias lives."""
+        ...
+
+    async def is_suppressed(self, customer_id: str, /) -> bool:
+        """True while ``customer_id`` is on the suppression list."""
+        ...
+
+    async def erase(
+        self, customer_id: str, /, *, fence: str, tier: str, partition: int,
+        suppress_ms: int, now_ms: float,
+    ) -> list[str] | None:  # fmt: skip
+        """Suppress, unindex and delete a customer, fenced by the token of the record read
+        (``"*"``: whatever it holds); None: the record changed; else the customers still
+        merged into it."""
+        ...
+
+    async def drop_aliases(
+        self, customer_id: str, merged: Sequence[str], /, *, suppress_ms: int
+    ) -> None:
+        """Erase the customers merged into an erased one (aliases dropped, suppressed)."""
+        ...
+
+    async def forget_merged(self, source: str, into: str, /, *, suppress_ms: int) -> None:
+        """``into`` is erased: drop ``source``'s alias to it and suppress ``source``."""
+        ...
+
+    async def retire(
+        self, customer_id: str, /, *, fence: str, tier: str, partition: int, into: str,
+        alias_ms: int, now_ms: float,
+    ) -> bool:  # fmt: skip
+        """Unindex and delete (fenced) a customer merged into ``into``, leaving an
+        alias; False: the record changed."""
         ...

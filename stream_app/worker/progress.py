@@ -9,8 +9,8 @@ by-customer topic (partition ``p`` of both). For each ``p`` this worker owns it 
 - whether ``p`` is **caught up**: both source partitions processed up to the
   consumer's highwater (:meth:`PartitionProgress.caught_up`).
 
-The decay sweep of ``p`` fires crossings up to :meth:`PartitionProgress.sweep_until`:
-the event time, or the wall clock while ``p`` is caught up (the larger of the two).
+How far the decay sweep of ``p`` may fire is decided on top of this, with the
+watermarks read from the by-customer topic (:mod:`stream_app.worker.watermarks`).
 ``/readyz`` and ``/metrics`` compute the lag with the same :meth:`next_offset` rule.
 
 It is kept in memory, per process, and dropped for partitions moved away in a
@@ -102,14 +102,3 @@ class PartitionProgress:
     def caught_up(self, partition: int, consumer: Consumer) -> bool:
         """True when both source partitions of ``partition`` have nothing left."""
         return all(self.lag(topic, partition, consumer) == 0 for topic in self._sources)
-
-    def sweep_until(self, partition: int, now_ms: float, consumer: Consumer) -> float | None:
-        """How far the decay sweep of ``partition`` may fire (None: not at all yet).
-
-        The event time; while the partition is caught up, the wall clock ``now_ms`` if
-        that is later.
-        """
-        until = self._event_time.get(partition)
-        if self.caught_up(partition, consumer):
-            return now_ms if until is None else max(until, now_ms)
-        return until

@@ -38,6 +38,10 @@ class Report:
         m.redelivered.inc(stats.redelivered)
         m.forwarded.inc(stats.forwarded)
         m.conflicts.inc(stats.conflicts)
+        m.suppressed.inc(stats.suppressed)
+        m.aliased.inc(stats.aliased)
+        for outcome, n in stats.lifecycle.items():
+            m.lifecycle.inc(n, outcome=outcome)
         for name, n in stats.changes.items():
             m.published.inc(n, type=name)
         for stage, seconds in stats.seconds.items():

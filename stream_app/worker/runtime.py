@@ -7,29 +7,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
-import redis.exceptions
-from aiokafka.errors import KafkaError
-
-from stream_app.aioutil import raise_if_cancelled
 from stream_app.messages import Record
+from stream_app.store.nps import NpsCounters
+from stream_app.worker.errors import describe, transient_cause
 from stream_app.worker.report import Report
+from stream_app.worker.retry import Liveness, RetryPolicy, until_done
 from stream_app.worker.services import Services
 from stream_app.worker.stats import BatchStats
 
 log = logging.getLogger("stream_app.worker")
 
-#: Failures that are the world's fault, not the batch's: wait and try again.
-RETRYABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    KafkaError,
-    OSError,
-    asyncio.TimeoutError,
-)
+#: How often the owner of a partition deletes its NPS counters past the retention.
+NPS_PRUNE_EVERY_S = 3600.0
 
 
 class Runtime:
@@ -42,6 +33,10 @@ class Runtime:
         #: One batch or one sweep at a time, so the two never race on a customer here.
         self.busy = asyncio.Lock()
         self._opened = False
+        #: What the health checks read: progress, retries, the oldest message in hand.
+        self.liveness = Liveness(last_progress=time.monotonic())
+        self.nps = NpsCounters(services.redis, services.keys)
+        self._pruned: dict[int, float] = {}  # partition -> when its NPS counters were pruned
 
     async def _open(self) -> None:
         if not self._opened:
@@ -51,54 +46,91 @@ class Runtime:
                     self._opened = True
 
     async def handle(self, records: Sequence[Record]) -> BatchStats:
-        """Process a batch, retrying with backoff until it is done."""
+        """Process a batch until it is done (:mod:`stream_app.worker.retry`: transient
+        failures retried with jittered backoff, anything else isolated)."""
         self.report.observe_age(records, time.time())
         metrics = self.services.metrics
-        delay = 0.05
-        while True:
-            try:
-                await self._open()
-                async with self.busy:
-                    began = time.perf_counter()
-                    stats = await self.scorer.process(records)
-                    metrics.batch_seconds.observe(time.perf_counter() - began)
-                    metrics.batch_size.observe(len(records))
-            except RETRYABLE as exc:
-                log.warning(
-                    "batch of %d waits %.2fs to retry: %s: %s",
-                    len(records),
-                    delay,
-                    type(exc).__name__,
-                    exc,
-                )
-            except Exception:
-                log.exception("batch of %d failed; retrying in %.2fs", len(records), delay)
-            else:
-                self.report.batch(stats)
-                raise_if_cancelled()
-                return stats
-            raise_if_cancelled()
-            await asyncio.sleep(delay)  # back-off, not synchronisation
-            delay = min(delay * 2, self.services.settings.retry_max_backoff_s)
+        policy = RetryPolicy(
+            process=self._process,
+            dead_letter=self._dead_letter,
+            on_retry=lambda cause: metrics.retries.inc(cause=cause),
+            liveness=self.liveness,
+            max_backoff_s=self.services.settings.retry_max_backoff_s,
+        )
+        result = await until_done(policy, records)
+        return result if isinstance(result, BatchStats) else BatchStats(consumed=len(records))
+
+    async def _process(self, records: Sequence[Record]) -> BatchStats:
+        metrics = self.services.metrics
+        await self._open()
+        async with self.busy:
+            began = time.perf_counter()
+            stats = await self.scorer.process(records)
+            metrics.batch_seconds.observe(time.perf_counter() - began)
+            metrics.batch_size.observe(len(records))
+        self.report.batch(stats)
+        return stats
+
+    async def _dead_letter(self, failed: Sequence[tuple[Record, str]]) -> None:
+        """Dead-letter records that failed on their own (``internal_error``)."""
+        await self.scorer.dead_letter(failed, "internal_error")
+        stats = BatchStats()
+        stats.dead["internal_error"] += len(failed)
+        self.report.batch(stats)
 
     async def sweep(self) -> None:
         """Fire due decay crossings on every input partition this worker owns."""
         await self._open()
         consumer, topics = self.services.consumer, self.services.topics
-        progress = self.scorer.progress
         owned = sorted(p for t, p in consumer.assignment() if t == topics.input)
+        now_ms = time.time() * 1000.0
+        limits = await self.scorer.sweep_limits(consumer, owned, now_ms=now_ms)
+        self.scorer.watermark_gauges(self.services.metrics, limits, now_ms=now_ms)
         for partition in owned:
+            await self._prune_nps(partition)
             now_ms = time.time() * 1000.0
-            until = progress.sweep_until(partition, now_ms, consumer)
+            until = limits[partition]
             if until is None:
                 continue
             try:
                 async with self.busy:
                     stats = await self.scorer.sweep_partition(partition, until, now_ms=now_ms)
-            except RETRYABLE as exc:
-                log.warning("decay sweep of partition %d will retry: %s", partition, exc)
+            except Exception as exc:
+                cause = transient_cause(exc)
+                if cause is None:
+                    raise
+                self.services.metrics.retries.inc(cause=cause)
+                why = describe(exc)
+                log.warning(
+                    "decay sweep of partition %d will retry (%s): %s", partition, cause, why
+                )
                 continue
             self.report.sweep(partition, stats)
+
+    async def _prune_nps(self, partition: int) -> None:
+        """About once an hour per owned partition: delete the NPS day counters older than
+        ``ENGAGEMENT_NPS_RETENTION_DAYS`` (of both source topics' partition)."""
+        now = time.monotonic()
+        if now - self._pruned.get(partition, -NPS_PRUNE_EVERY_S) < NPS_PRUNE_EVERY_S:
+            return
+        days = self.services.settings.nps_retention_days
+        first = (datetime.now(tz=UTC).date() - timedelta(days=days)).isoformat()
+        try:
+            for topic in self.services.topics.sources:
+                removed = await self.nps.prune(topic, partition, first)
+                if removed:
+                    log.info(
+                        "NPS counters before %s deleted: %d (%s:%d)",
+                        first,
+                        removed,
+                        topic,
+                        partition,
+                    )
+        except Exception as exc:
+            if transient_cause(exc) is None:
+                raise
+            return  # (tried again next tick)
+        self._pruned[partition] = now
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Drop event-time progress, offsets and due hints of revoked partitions."""

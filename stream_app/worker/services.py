@@ -17,9 +17,10 @@ from scoring import Model
 from stream_app.messages import Topics
 from stream_app.settings import Settings
 from stream_app.store.keys import Keys
+from stream_app.store.lifecycle import LifecycleStore
+from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import RedisClient, StateStore, connect
-from stream_app.store.tiercounts import migrate_tier_sets
 from stream_app.worker import gc_tuning
 from stream_app.worker.metrics import WorkerMetrics
 from stream_app.worker.ports import Consumer, Publisher
@@ -42,16 +43,21 @@ class Services:
     scorer: Scorer
     metrics: WorkerMetrics
     consumer: Consumer
+    lifecycle: LifecycleStore
 
     async def open(self) -> None:
         """Start-up work that needs the event loop; once, before the first batch."""
-        await migrate_tier_sets(self.redis, self.keys, [t.name for t in self.model.tiers])
         log.info(
             "scoring with model %s v%d, input partitions %d",
             self.model.name,
             self.model.version,
             self.topics.input_partitions,
         )
+        if not self.settings.suppression_secret:
+            log.warning(
+                "ENGAGEMENT_SUPPRESSION_SECRET is not set: erased customers are remembered by "
+                "an unkeyed hash of their id, which a guess of the id can be checked against"
+            )
         if self.settings.gc_freeze:
             gc_tuning.freeze()
 
@@ -81,6 +87,12 @@ def build_services(
     store = StateStore(client, keys)
     readstore = ReadStore(client, keys, model)
     topics = worker_topics(settings, input_partitions)
+    lifecycle = LifecycleStore(
+        client,
+        keys,
+        secret=settings.suppression_secret.encode(),
+        segments=[r.name for r in model.segments],
+    )
     scorer = Scorer(
         model=model,
         topics=topics,
@@ -88,9 +100,21 @@ def build_services(
         publisher=publisher,
         indexes=readstore,
         options=ScoringOptions.from_settings(settings),
+        progress_store=ProgressStore(client, keys),
+        lifecycle_store=lifecycle,
     )
     return Services(
-        settings, model, topics, client, keys, store, readstore, scorer, WorkerMetrics(), consumer
+        settings,
+        model,
+        topics,
+        client,
+        keys,
+        store,
+        readstore,
+        scorer,
+        WorkerMetrics(),
+        consumer,
+        lifecycle,
     )
 
 

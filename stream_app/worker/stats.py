@@ -20,12 +20,31 @@ class BatchStats:
     #: the source offsets may have been reset (see docs/guarantees.md, broker restart).
     suspect_redelivered: int = 0
     forwarded: int = 0
+    control: int = 0  # watermark control records (not events: not in ``consumed``)
     changes: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
     #: Seconds spent per stage: ``score`` (parse, fold, encode: CPU), ``read`` (the
     #: records' MGET), ``publish`` (until the broker acked), ``write`` (the pipeline).
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    suppressed: int = 0  # events of erased customers, dropped
+    aliased: int = 0  # events of merged-away customers, sent on to the survivor
+    #: Lifecycle requests and hand-overs by outcome (``erase``, ``merge``, ``merge_in``,
+    #: ``merge_refused:<why>``, ...).
+    lifecycle: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: BatchStats) -> None:
+        """Add the counts of another part of the same batch."""
+        for name in (
+            "consumed", "applied", "duplicate", "capped", "redelivered", "suspect_redelivered",
+            "forwarded", "control", "conflicts", "suppressed", "aliased",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.changes.update(other.changes)
+        self.dead.update(other.dead)
+        self.lifecycle.update(other.lifecycle)
+        for stage, seconds in other.seconds.items():
+            self.seconds[stage] += seconds
 
 
 @dataclass
@@ -36,6 +55,7 @@ class SweepStats:
     fired: int = 0
     changes: int = 0
     conflicts: int = 0
+    skipped: int = 0  # customers whose record cannot be read (left as they are)
     max_lag_ms: float = 0.0
     by_type: Counter[str] = field(default_factory=Counter)
 

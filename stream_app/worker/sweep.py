@@ -9,14 +9,14 @@ the changes, writes the state (fenced) and reschedules them
 (:class:`stream_app.worker.effects.Effects`, as a batch). Work per tick is
 proportional to the customers due, never to all customers.
 
-Event-time progress of a partition is the largest event time applied on it, or
-the wall clock while the partition is caught up
-(:meth:`stream_app.worker.progress.PartitionProgress.sweep_until`). So a replay of
-history fires exactly the crossings a live run would, with the same change ids (a
-change id depends only on the customer, the change and its time). This is a
-watermark per partition: it holds as long as each partition carries its events in
-event-time order. An event older than its partition's progress (backfilled history
-behind live traffic, or a re-keyed message overtaken by keyed ones) may find the
+How far the sweep of a partition may fire is its event-time progress: the minimum
+of the input partition's progress and of the watermarks every input partition sent
+through the by-customer partition (:mod:`stream_app.worker.watermarks`). So no
+crossing fires while an earlier event of that customer can still be upstream, and a
+replay of history fires exactly the crossings a live run would, with the same change
+ids (a change id depends only on the customer, the change and its time). It holds as
+long as each input partition carries its events in event-time order. An event older
+than its partition's progress (backfilled history behind live traffic) may find the
 crossings before it already fired, and then applies as a late event.
 """
 
@@ -24,22 +24,28 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 from scoring import (
     Change,
+    CustomerState,
     Model,
     advance,
     decode_state,
     encode_state,
     next_crossing,
 )
-from stream_app.store.records import Write
+from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker.effects import Effects, Outcome, Reschedule, change_messages
+from stream_app.worker.errors import CorruptState, describe
 from stream_app.worker.ports import DueIndex, RecordStore
 from stream_app.worker.readside import ReadSide
 from stream_app.worker.stats import SweepStats
 
 log = logging.getLogger("stream_app.worker.sweep")
+
+#: A customer whose record cannot be read is left alone and looked at again this much later.
+UNREADABLE_RETRY_MS = 3_600_000.0
 
 
 class DecaySweep:
@@ -80,15 +86,24 @@ class DecaySweep:
         writes: list[Write] = []
         members = {}
         entries: dict[str, tuple[float, float | None]] = {}
-        versions = {cid: record.version for cid, record in stored.items()}
+        versions = {cid: record.fence for cid, record in stored.items()}
         for cid, read_at in due:
             record = stored[cid]
-            if record.state is None:
+            if record.state is None and record.fault is None:
                 entries[cid] = (read_at, None)
                 continue
-            read = decode_state(record.state, model)
-            state, fired = advance(read, cid, until_ms, model)
-            entries[cid] = (read_at, next_crossing(state, model))
+            try:
+                read, state, fired, after = _advance(record, cid, until_ms, model)
+            except Exception as exc:  # noqa: BLE001 - one customer must not fail the partition
+                log.warning(
+                    "decay sweep: customer %r left untouched, looked at again in an hour: %s",
+                    cid,
+                    describe(exc),
+                )
+                entries[cid] = (read_at, now_ms + UNREADABLE_RETRY_MS)
+                stats.skipped += 1
+                continue
+            entries[cid] = (read_at, after)
             if fired:
                 changes.extend(fired)
                 # the explanation is part of the record: a crossing leaves it as it was
@@ -100,9 +115,10 @@ class DecaySweep:
                         encode_state(state),
                         explain=record.explain,
                         tier_move=self.readside.tier_move(read, state),
+                        read_token=record.fence,
                     )
                 )
-                versions[cid] += 1
+                versions[cid] = writes[-1].token
                 if self.readside.enabled:
                     members[cid] = self.readside.membership(state)
         outcome = Outcome(
@@ -118,3 +134,17 @@ class DecaySweep:
         stats.conflicts = len(lost)
         stats.max_lag_ms = max((now_ms - c.occurred_at_ms for c in changes), default=0.0)
         return stats
+
+
+def _advance(
+    record: CustomerRecord, customer_id: str, until_ms: float, model: Model
+) -> tuple[CustomerState, CustomerState, Sequence[Change], float | None]:
+    """(state read, state advanced, changes fired, next crossing) of one due customer;
+    raises if its record cannot be read, or anything else fails for it (encoding too)."""
+    if record.fault is not None:
+        raise CorruptState(record.fault[1])
+    read = decode_state(record.state or b"", model)
+    state, fired = advance(read, customer_id, until_ms, model)
+    if fired:
+        encode_state(state)  # (fails here, not in the middle of the sweep's writes)
+    return read, state, fired, next_crossing(state, model)

@@ -77,7 +77,10 @@ def test_asyncapi_operations_match_what_the_worker_does(asyncapi: dict[str, Any]
 
 def test_asyncapi_messages_document_keys_and_payloads(asyncapi: dict[str, Any]) -> None:
     messages = asyncapi["components"]["messages"]
-    assert set(messages) == {"InteractionEvent", "SegmentChange", "DeadLetter"}
+    assert set(messages) == {
+        "InteractionEvent", "LifecycleRequest", "Handover", "SegmentChange", "CustomerLifecycle",
+        "DeadLetter",
+    }  # fmt: skip
     for name, msg in messages.items():
         key = msg["bindings"]["kafka"]["key"]
         assert len(key["description"]) > 20, name

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from stream_app.cli.main import build_parser
-from stream_app.settings import Settings
+from stream_app.settings import Settings, SettingsError
 from tests.deploy.specs import DATA, REPO, SETTING_NAMES, load_yaml
 
 
@@ -205,3 +205,27 @@ def test_prometheus_scrapes_every_worker_replica(services: dict[str, dict[str, A
     for path in (REPO / source, REPO / "docker-compose.yml"):
         text = path.read_text("utf-8")
         assert "not serve /metrics" not in text and "issue " not in text, path
+    # /metrics takes the ops token: Prometheus reads it from the compose secret
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer" and auth["credentials_file"] == "/run/secrets/ops_token"
+    assert services["prometheus"]["secrets"] == ["ops_token"]
+
+
+def test_the_stack_ships_tokens_from_the_environment_and_a_lossless_redis(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The image serves the API beyond loopback, so the stack must give tokens (the worker
+    refuses to start otherwise), from the environment, never written in the file."""
+    env = _env(services["worker"])
+    for name in ("ENGAGEMENT_API_TOKENS", "ENGAGEMENT_OPS_TOKENS"):
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), env[name]
+    assert compose["secrets"]["ops_token"] == {"environment": "ENGAGEMENT_OPS_TOKENS"}
+    cmd = _command(services["redis"])
+    assert cmd[cmd.index("--appendfsync") + 1] == "always"
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    settings = Settings.from_env({**env, "ENGAGEMENT_WEB_BIND": "0.0.0.0"})
+    settings.check_exposure()  # tokens given: accepted beyond loopback
+    with pytest.raises(SettingsError, match="ENGAGEMENT_API_TOKENS and ENGAGEMENT_OPS_TOKENS"):
+        Settings.from_env(
+            {k: v for k, v in env.items() if "TOKENS" not in k} | {"ENGAGEMENT_WEB_BIND": "0.0.0.0"}
+        ).check_exposure()

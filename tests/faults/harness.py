@@ -32,8 +32,8 @@ event that a clean pass applies first, so no offline pass reproduces it exactly 
 The parts: ``config`` (sizes, the result row), ``workload`` (valid and hostile messages),
 ``services`` (worker processes), ``run`` (one scenario's services, feeding, observing),
 ``reference`` (the offline pass and the checks against it), ``outcome`` (settling and
-comparing at the end), ``scenarios`` and ``group`` (the faults), ``report`` (the table), and
-this module, the command line.
+comparing at the end), ``scenarios``, ``group`` and ``poison_state`` (the faults), ``report``
+(the table), and this module, the command line.
 
 Run ``python -m tests.faults.harness --help``; ``scripts/faults`` runs the soak.
 """
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scenario",
         default="all",
-        help="all, or a comma-separated list of: 1|kill 2|group 3|redis 4|broker 5|poison 6|slow",
+        help="all, or a comma-separated list of: 1|kill 2|group 3|redis 4|broker 5|poison "
+        "6|slow 7|state",
     )
     parser.add_argument("--soak", action="store_true", help="soak sizes (else small defaults)")
     parser.add_argument("--events", type=int)

@@ -30,7 +30,7 @@ from tests.support.kafka import Message, read_until
 def settle_states(run: Run, ref: Reference) -> list[str]:
     """Wait until every customer's ``events_applied`` reaches the reference (deadline:
     ``settle_timeout``); return the customers still behind."""
-    cache: dict[str, tuple[int, int]] = {}  # cid -> (version, events_applied)
+    cache: dict[str, tuple[bytes, int]] = {}  # cid -> (fence token, events_applied)
     wanted = {c: s.events_applied for c, s in ref.states.items()}
     cids = sorted(wanted)
 
@@ -44,7 +44,7 @@ def settle_states(run: Run, ref: Reference) -> list[str]:
             if raw is None:
                 late.append(cid)
                 continue
-            version = int(raw.split(b" ", 1)[0])
+            version = raw.split(b" ", 1)[0]  # the fence token: changes with every write
             hit = cache.get(cid)
             if hit is None or hit[0] != version:
                 rec = decode_record(raw)

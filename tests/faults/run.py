@@ -192,7 +192,7 @@ class Run:
         except redis.RedisError:
             return None
         return {
-            c: int(raw.split(b" ", 1)[0])
+            c: int(raw.split(b" ", 1)[0].split(b".", 1)[0])  # "<version>.<write id>"
             for c, raw in zip(cids, raws, strict=True)
             if raw is not None
         }

@@ -15,6 +15,7 @@ from stream_app.devkit.stack import restart_redis, start_tansu
 from tests.faults.config import Config, HarnessError, Result
 from tests.faults.group import scenario_group
 from tests.faults.outcome import finish, settle_states
+from tests.faults.poison_state import scenario_poison_state
 from tests.faults.reference import build_reference
 from tests.faults.run import Run
 from tests.faults.services import RssSampler
@@ -242,8 +243,10 @@ SCENARIOS: dict[str, Callable[[Config], list[Result]]] = {
     "broker": lambda c: [scenario_broker(c)],
     "poison": lambda c: [scenario_poison(c)],
     "slow": lambda c: [scenario_slow_redis(c)],
+    "state": lambda c: [scenario_poison_state(c)],
 }
-ALIASES = {"1": "kill", "2": "group", "3": "redis", "4": "broker", "5": "poison", "6": "slow"}
+ALIASES = {"1": "kill", "2": "group", "3": "redis", "4": "broker", "5": "poison", "6": "slow",
+           "7": "state"}  # fmt: skip
 
 
 def run_scenario(name: str, cfg: Config) -> list[Result]:

@@ -100,7 +100,7 @@ def test_a_message_that_breaks_the_parser_is_dead_lettered(
 ) -> None:
     """The same class of poison pill: any exception while parsing one message dead-letters
     that message (``internal_error``) instead of failing the batch over and over."""
-    from stream_app.worker import batch as pipeline
+    from stream_app.worker import parsing as pipeline  # (where the batch parses)
 
     real = pipeline.parse_event
 

@@ -11,6 +11,7 @@ from scoring import load_default_model
 from stream_app.devkit.stack import free_port
 from stream_app.http.api import ReadApi
 from stream_app.store.keys import Keys
+from stream_app.store.nps import NpsCounters
 from stream_app.store.readstore import ReadStore
 from stream_app.store.state import StateStore, connect
 
@@ -21,5 +22,11 @@ def read_api() -> Iterator[ReadApi]:
     model = load_default_model()
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
     keys = Keys("unit", model.name)
-    yield ReadApi(model, keys, StateStore(client, keys), ReadStore(client, keys, model))
+    yield ReadApi(
+        model,
+        keys,
+        StateStore(client, keys),
+        ReadStore(client, keys, model),
+        NpsCounters(client, keys),
+    )
     asyncio.run(client.aclose())

@@ -57,6 +57,10 @@ COUNTERS = {
     "engagement_fenced_write_conflicts": (),
     "engagement_decay_crossings_fired": (),
     "engagement_batch_stage_seconds": ("stage",),
+    "engagement_retries": ("cause",),
+    "engagement_events_suppressed": (),
+    "engagement_events_aliased": (),
+    "engagement_lifecycle_requests": ("outcome",),
 }
 HISTOGRAMS = (
     "engagement_batch_size_messages",
@@ -68,11 +72,15 @@ GAUGES = {
     "engagement_decay_firing_lag_seconds": (),
     "engagement_event_time_timestamp_seconds": ("partition",),
     "engagement_event_time_lag_seconds": ("partition",),
+    "engagement_watermark_seconds": ("partition",),
+    "engagement_watermark_lag_seconds": ("partition",),
+    "engagement_input_forwarded_ratio": ("partition",),
     "engagement_due_index_size": ("partition",),
     "engagement_consumer_lag_messages": ("topic", "partition"),
     "engagement_tier_customers": ("tier",),
     "engagement_segment_customers": ("segment",),
     "engagement_build_info": (),
+    "engagement_oldest_unprocessed_age_seconds": (),
 }
 #: prometheus_client's process, platform and GC collectors: families every exporter has.
 RUNTIME_FAMILIES = {
@@ -123,6 +131,9 @@ def test_worker_metrics_samples_after_use() -> None:
     m.segment_customers.set(3, segment="advocate")
     m.consumer_lag.set(12, topic="in", partition="1")
     m.decay_lag.set(0.25)
+    m.retries.inc(cause="oom")
+    m.retries.inc(2, cause="connection")
+    m.oldest_unprocessed.set(4.5)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in parse(m.registry).values()
@@ -143,6 +154,9 @@ def test_worker_metrics_samples_after_use() -> None:
     lag = ("engagement_consumer_lag_messages", (("partition", "1"), ("topic", "in")))
     assert samples[lag] == 12
     assert samples[("engagement_decay_firing_lag_seconds", ())] == 0.25
+    assert samples[("engagement_retries_total", (("cause", "oom"),))] == 1
+    assert samples[("engagement_retries_total", (("cause", "connection"),))] == 2
+    assert samples[("engagement_oldest_unprocessed_age_seconds", ())] == 4.5
     # histogram: cumulative buckets, ``le`` inclusive, +Inf is the count
     buckets = {
         float(labels[0][1]): v for (name, labels), v in samples.items()

@@ -59,11 +59,13 @@ def resolve(openapi: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def test_openapi_documents_every_route_and_only_those(openapi: dict[str, Any]) -> None:
     assert openapi["openapi"] == "3.1.0"
     assert set(openapi["paths"]) == routes()
-    assert len(routes()) == 14
+    assert len(routes()) == 16
     for path, item in openapi["paths"].items():
-        assert set(item) == {"get"}, path  # GET only
-        op = item["get"]
-        assert op["operationId"] and op["summary"] and "200" in op["responses"], path
+        admin = path.endswith(("/erase", "/merge"))
+        assert set(item) == ({"post"} if admin else {"get"}), path  # POST: erase and merge
+        op = item["post" if admin else "get"]
+        ok = "202" if admin else "200"
+        assert op["operationId"] and op["summary"] and ok in op["responses"], path
         for param in re.findall(r"\{(\w+)\}", path):
             declared = [resolve(openapi, p) for p in op.get("parameters", [])]
             assert any(p["name"] == param and p["in"] == "path" for p in declared), (path, param)
@@ -74,10 +76,14 @@ def test_openapi_security(openapi: dict[str, Any]) -> None:
     assert {k: (v["type"], v["scheme"]) for k, v in schemes.items()} == {
         "apiToken": ("http", "bearer"),
         "opsToken": ("http", "bearer"),
+        "adminToken": ("http", "bearer"),
     }
     for path, item in openapi["paths"].items():
-        op = item["get"]
-        if path.startswith("/v1/"):
+        op = item.get("get") or item["post"]
+        if "post" in item:
+            assert op["security"] == [{"adminToken": []}], path
+            assert op["responses"]["403"] == {"$ref": "#/components/responses/AdminDisabled"}
+        elif path.startswith("/v1/"):
             assert op["security"] == [{"apiToken": []}, {}], path
         elif path in OPEN_PATHS:
             assert op["security"] == [], path
@@ -107,7 +113,7 @@ def error_validator(openapi: dict[str, Any]) -> jsonschema.Draft202012Validator:
 def test_openapi_error_codes_are_the_codes_of_the_code(openapi: dict[str, Any]) -> None:
     sources = "".join(
         (REPO / "stream_app" / "http" / f).read_text("utf-8")
-        for f in ("api.py", "views.py", "dashboard.py", "npsdaily.py", "timeline.py")
+        for f in ("api.py", "views.py", "admin.py", "dashboard.py", "npsdaily.py", "timeline.py")
     )
     used = set(re.findall(r'(?:error|ApiError)\(\s*\d{3},\s*"(\w+)"', sources))
     documented = openapi["components"]["schemas"]["Error"]["properties"]["error"]["properties"]

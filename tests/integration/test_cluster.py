@@ -27,9 +27,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from scoring import Change, CustomerState, Model, advance, load_default_model
 from stream_app.devkit.stack import LocalService, redis_cluster_url, start_redis_cluster
+from stream_app.store import tiercounts
+from stream_app.store.guard import require_noeviction
 from stream_app.store.keys import Keys, slot_of
 from stream_app.store.state import connect
-from stream_app.store.tiercounts import fold_slot_shares, migrate_tier_sets, read_tier_counts
+from stream_app.store.tiercounts import read_tier_counts
 from tests.integration.scaleout import AWKWARD_IDS, Store, customer_ids, expected_nps, workload
 from tests.integration.workers import DAY_MS, REPO, Worker, event, now_ms, start_worker
 from tests.support.diff import state_diffs
@@ -74,35 +76,6 @@ def _cooling_customers(n: int, end_ms: int) -> list[dict[str, Any]]:
         for j, kind in enumerate(["webinar_attended", "webinar_attended", "review_submitted"]):
             docs.append(event(f"cool-{i}-{j}", f"cooling-{i}", kind, t0 + j * 1000))
     return docs
-
-
-def test_tier_sets_of_release_0_1_fold_into_per_slot_counts_once(
-    redis_cluster: list[LocalService],
-) -> None:
-    """Shares already added by a worker that died half way are not added again."""
-    keys = Keys("fold-test", "default")
-    members = {"cold": [f"c{i}" for i in range(300)], "hot": ["h{1}", "h%2"]}
-
-    async def main() -> tuple[int, int, list[int]]:
-        client = connect(redis_cluster_url(redis_cluster))
-        assert isinstance(client, RedisCluster)
-        try:
-            for tier, ids in members.items():
-                await client.zadd(keys.legacy_tier_members(tier), dict.fromkeys(ids, 0))
-            shares = Counter(slot_of(keys.state(cid)) for cid in members["cold"])
-            half = dict(list(shares.items())[: len(shares) // 2])
-            assert await fold_slot_shares(client, keys, "cold", half) == len(half)
-            moved = await migrate_tier_sets(client, keys, ["cold", "warm", "hot"])
-            again = await migrate_tier_sets(client, keys, ["cold", "warm", "hot"])
-            left = [await client.exists(keys.legacy_tier_members(t)) for t in members]
-            assert sum(left) == 0
-            return moved, again, await read_tier_counts(client, keys, ["cold", "warm", "hot"])
-        finally:
-            await client.aclose()
-
-    moved, again, counts = asyncio.run(main())
-    assert (moved, again) == (302, 0)
-    assert counts == [300, 0, 2]
 
 
 def test_pipeline_on_redis_cluster(
@@ -232,3 +205,39 @@ def _check_score_command(worker: Worker, customer_id: str, state: CustomerState 
     out = json.loads(done.stdout)
     assert out["customer_id"] == customer_id
     assert state is not None and out["events_applied"] == state.events_applied
+
+
+def test_tier_counts_cost_one_call_per_primary_and_noeviction_is_checked_on_each(
+    redis_cluster: list[LocalService],
+) -> None:
+    """/v1/tiers read 16,384 hashes, one HMGET each, per request; now one script call per
+    primary sums its slots where they are. The same totals as slot by slot."""
+    keys = Keys("tier-sum", "default")
+    tiers = ["cold", "warm", "hot"]
+    plain = [redis.Redis(port=n.port) for n in redis_cluster]
+
+    def evals() -> list[int]:
+        return [int(c.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)) for c in plain]
+
+    async def main() -> tuple[list[int], list[int], list[int]]:
+        client = connect(redis_cluster_url(redis_cluster))
+        assert isinstance(client, RedisCluster)
+        try:
+            for i in range(300):
+                slot = slot_of(keys.state(f"c{i}"))
+                await client.hincrby(keys.tier_counts(slot), tiers[i % 3], 1)
+            before = evals()
+            summed = await read_tier_counts(client, keys, tiers)
+            calls = [a - b for a, b in zip(evals(), before, strict=True)]
+            await require_noeviction(client)  # every primary: noeviction (the default)
+            return summed, await tiercounts._summed_per_slot(client, keys, tiers), calls
+        finally:
+            await client.aclose()
+
+    try:
+        summed, per_slot, calls = asyncio.run(main())
+    finally:
+        for c in plain:
+            c.close()
+    assert summed == per_slot == [100, 100, 100]
+    assert calls == [1, 1, 1]

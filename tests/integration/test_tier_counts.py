@@ -11,14 +11,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from stream_app.devkit.stack import LocalService
 from stream_app.store.keys import Keys
 from stream_app.store.records import Write
 from stream_app.store.state import StateStore
-from stream_app.store.tiercounts import migrate_tier_sets, read_tier_counts
+from stream_app.store.tiercounts import read_tier_counts
 
 T = TypeVar("T")
 TIERS = ("cold", "warm", "hot")
@@ -80,33 +79,3 @@ def test_writes_without_read_indexes_leave_the_counts_alone(
 ) -> None:
     commit(redis_server.url, keys, ("a", 0, "", ""), ("b", 0, "", "warm"))
     assert counts(redis_server.url, keys) == {"cold": 0, "warm": 1, "hot": 0}
-
-
-def test_tier_sets_of_release_0_1_fold_into_the_counts_once(
-    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
-) -> None:
-    url = redis_server.url
-    redis_client.zadd(keys.legacy_tier_members("cold"), {f"c{i}": 0 for i in range(5)})
-    redis_client.zadd(keys.legacy_tier_members("hot"), {"h1": 0, "h2": 0})
-    commit(url, keys, ("new", 0, "", "cold"))  # written by this release meanwhile
-    moved = run(lambda c: migrate_tier_sets(c, keys, TIERS), url)
-    assert moved == 7
-    assert counts(url, keys) == {"cold": 6, "warm": 0, "hot": 2}
-    assert not redis_client.exists(keys.legacy_tier_members("cold"))
-    assert not redis_client.exists(keys.legacy_tier_members("hot"))
-    assert run(lambda c: migrate_tier_sets(c, keys, TIERS), url) == 0  # nothing left
-    assert counts(url, keys) == {"cold": 6, "warm": 0, "hot": 2}
-
-
-def test_two_workers_starting_together_fold_the_sets_once(
-    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
-) -> None:
-    redis_client.zadd(keys.legacy_tier_members("warm"), {f"w{i}": 0 for i in range(50)})
-
-    async def both(client: aioredis.Redis) -> list[int]:
-        return list(
-            await asyncio.gather(*(migrate_tier_sets(client, keys, TIERS) for _ in range(2)))
-        )
-
-    assert sorted(run(both, redis_server.url)) == [0, 50]
-    assert counts(redis_server.url, keys)["warm"] == 50

@@ -116,6 +116,8 @@ def worker_env(
             "ENGAGEMENT_DATA_DIR": str(workdir / "faust"),
             "ENGAGEMENT_PARTITIONS": str(partitions),
             "ENGAGEMENT_LOG_LEVEL": "info",
+            # replays reach years back (probes at 2000-01-01: see Worker.wait_ready)
+            "ENGAGEMENT_MAX_EVENT_AGE_DAYS": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -285,6 +287,21 @@ class Worker:
         self.wait_processed({cid: sent[0]}, timeout=timeout)
 
 
+def assigned(worker: Worker) -> set[int] | None:
+    """The input partitions of the worker's latest assignment, from faust's log table
+    (None before the first one)."""
+    blocks = worker.log_tail(2_000_000).split("Setting newly assigned partitions")
+    if len(blocks) < 2:
+        return None
+    topic = re.escape(worker.settings.input_topic)
+    found = re.search(rf"\|\s*{topic}\s*\|\s*\{{([^}}]*)\}}", blocks[-1])
+    parts: set[int] = set()
+    for item in found.group(1).split(",") if found else ():
+        lo, _, hi = item.strip().partition("-")
+        parts.update(range(int(lo), int(hi or lo) + 1))
+    return parts
+
+
 def start_worker(
     tansu: LocalService,
     redis_server: LocalService,
@@ -307,14 +324,20 @@ def start_worker(
 
 
 def launch(
-    name: str, env: dict[str, str], settings: Settings, log_path: Path, redis_url: str
+    name: str,
+    env: dict[str, str],
+    settings: Settings,
+    log_path: Path,
+    redis_url: str,
+    *,
+    module: str = "stream_app.cli",
 ) -> Worker:
     """Start a worker process with ``env`` (its topics must exist), logging to ``log_path``;
     the tests read its Redis through a plain client of ``redis_url`` (a node's URL even when
-    the worker itself talks to a Redis Cluster)."""
+    the worker itself talks to a Redis Cluster). ``module`` is run with ``worker``."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"],
+            [sys.executable, "-m", module, "worker"],
             env=env,
             cwd=REPO,
             stdin=subprocess.DEVNULL,

@@ -1,16 +1,16 @@
-"""The decay firing rule through the worker's own code: ``BatchProcessor`` and
-``DecaySweep``, the due index in an in-memory store, with the runtime's progress
-rule (the largest event time applied on the partition, or the end of time once the
-partition has nothing left): published changes and stored states equal one offline
-pass (``test_firing_rule.py`` checks the rule on the scoring core alone).
+"""The decay firing rule through the worker's own code: the worker's ``Scorer``
+(``BatchProcessor`` and ``DecaySweep``), the due index in the in-memory store of
+``tests/support/fakes.py``, with the runtime's progress rule (the largest event time
+applied on the partition, or the end of time once the partition has nothing left):
+published changes and stored states equal one offline pass (``test_firing_rule.py``
+checks the rule on the scoring core alone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import given
@@ -19,69 +19,13 @@ from hypothesis import strategies as st
 from scoring import Event, decode_state, next_crossing
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent
-from stream_app.messages import OutMessage, Record, Topics, expected_partition
+from stream_app.messages import Record, Topics, expected_partition
 from stream_app.store.records import CustomerRecord, Write
 from stream_app.worker.progress import PartitionProgress
 from stream_app.worker.scorer import Scorer, ScoringOptions
+from stream_app.worker.watermarks import Watermarks
 from tests.scoring.firing import HOUR, MINUTE, MODEL, SETTINGS, T0, histories, offline
-
-
-class MemoryStore:
-    """The parts of ``stream_app.store.state.StateStore`` the batch processor and the sweep
-    use, in memory, with the same semantics: fenced writes, ``ZADD LT`` scheduling
-    before the write, due entries by (time, member), compare-and-set reschedule."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, CustomerRecord] = {}
-        self.due_index: dict[int, dict[str, float]] = defaultdict(dict)
-
-    async def load(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        return {cid: self.records.get(cid, CustomerRecord()) for cid in ids}
-
-    async def commit(
-        self, writes: Sequence[Write], *, nps: object = None, index: object = ()
-    ) -> list[str]:
-        for w in writes:
-            index = self.due_index[w.due_partition]
-            if w.due_at_ms is not None and w.due_at_ms < index.get(w.customer_id, math.inf):
-                index[w.customer_id] = w.due_at_ms
-        lost = []
-        for w in writes:
-            if self.records.get(w.customer_id, CustomerRecord()).version != w.read_version:
-                lost.append(w.customer_id)
-                continue
-            self.records[w.customer_id] = CustomerRecord(
-                w.read_version + 1, dict(w.marks), w.state, w.explain
-            )
-        return lost
-
-    async def due(self, partition: int, until_ms: float, limit: int) -> list[tuple[str, float]]:
-        entries = sorted((t, cid) for cid, t in self.due_index[partition].items() if t <= until_ms)
-        return [(cid, t) for t, cid in entries[:limit]]
-
-    async def reschedule(
-        self, partition: int, entries: Mapping[str, tuple[float, float | None]]
-    ) -> None:
-        index = self.due_index[partition]
-        for cid, (old, new) in entries.items():  # as lua/due_reschedule.lua
-            if index.get(cid) == old:
-                if new is None:
-                    del index[cid]
-                else:
-                    index[cid] = new
-            elif new is not None and new < index.get(cid, math.inf):
-                index[cid] = new
-
-
-class Collect:
-    """A publisher that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.sent: list[OutMessage] = []
-
-    async def publish(self, messages: Sequence[OutMessage]) -> None:
-        self.sent.extend(messages)
-
+from tests.support.fakes import Collect, MemoryStore
 
 PARTITIONS = 2
 WORKER_CUSTOMERS = ["c1", "c2", "c3", "c4", "c5"]  # c4 on partition 0, the others on 1
@@ -312,7 +256,10 @@ def test_the_wall_clock_counts_only_once_a_partition_is_processed_to_its_end() -
         progress.advance(done, {})
         consumer = FakeConsumer(high, position or {}, committed or {})
         caught = progress.caught_up(0, consumer)
-        until = progress.sweep_until(0, 1_000.0, consumer)
+        watermarks = Watermarks(topics, progress)
+        input_caught_up = watermarks.input_caught_up(0, consumer)
+        assert caught <= input_caught_up  # (the input alone is caught up first)
+        until = watermarks.until(0, watermarks.input_progress(0, 1_000.0, caught_up=caught))
         assert until == (1_000.0 if caught else None)  # no event time: the wall clock or none
         return caught
 

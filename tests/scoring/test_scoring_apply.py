@@ -187,6 +187,22 @@ def test_caps_only_count_the_kept_window(model: Model, event: EventFactory) -> N
     assert later.caps == ()
 
 
+def test_the_kept_window_is_the_models_cap_window_days(
+    make_model: Callable[..., Model], event: EventFactory
+) -> None:
+    """A weekly import: with ``cap_window_days = 8`` a capped type's event 8 days before
+    the clock's day still counts against its own day; with 0 only the clock's day does."""
+    head = {"name": "small", "version": 3, "half_life_days": 10}
+    weekly = make_model(model={**head, "cap_window_days": 8})
+    s = apply(None, event("pc", T0 + 10 * DAY), weekly).state
+    assert apply(s, event("capped", T0 + 2 * DAY), weekly).status == "applied"
+    assert apply(s, event("capped", T0 + 2 * DAY - 1), weekly).status == "capped"
+    today_only = make_model(model={**head, "cap_window_days": 0})
+    s = apply(None, event("pc", T0 + 10 * DAY), today_only).state
+    assert apply(s, event("capped", T0 + 10 * DAY), today_only).status == "applied"
+    assert apply(s, event("capped", T0 + 10 * DAY - 1), today_only).status == "capped"
+
+
 def test_uncapped_types_are_never_capped(model: Model, event: EventFactory) -> None:
     results = run(model, [event("pc", T0) for _ in range(50)])
     assert {r.status for r in results} == {"applied"}

@@ -200,7 +200,8 @@ def test_reason_codes(reason: str, doc: object, detail: str, default_model: Mode
 
 
 def test_every_reason_code_is_tested() -> None:
-    assert {reason for reason, _, _ in BAD} == set(REASONS)
+    # (timestamp_too_old needs max_age_ms: test_age_limit_is_exact_and_optional)
+    assert {reason for reason, _, _ in BAD} | {"timestamp_too_old"} == set(REASONS)
 
 
 def test_checks_run_in_the_documented_order(default_model: Model) -> None:
@@ -237,8 +238,17 @@ def test_future_limit_is_exact_and_configurable(default_model: Model) -> None:
     assert parse(body(timestamp=NOW + 60_000), default_model, max_future_ms=60_000)
     with pytest.raises(InvalidEvent, match=r"^timestamp_in_future"):
         parse(body(timestamp=NOW + 60_001), default_model, max_future_ms=60_000)
-    # the past has no limit: late events are scored
+    # the past has no limit unless one is given: late events are scored
     assert parse(body(timestamp=0), default_model).ts_ms == 0
+
+
+def test_age_limit_is_exact_and_optional(default_model: Model) -> None:
+    day = 86_400_000
+    assert parse(body(timestamp=NOW - day), default_model, max_age_ms=day).ts_ms == NOW - day
+    with pytest.raises(InvalidEvent, match=r"^timestamp_too_old: timestamp: 86400001 ms behind"):
+        parse(body(timestamp=NOW - day - 1), default_model, max_age_ms=day)
+    with pytest.raises(InvalidEvent, match=r"^timestamp_too_old"):
+        parse(body(timestamp=0), default_model, max_age_ms=400 * day)
 
 
 def test_deeply_nested_json_is_not_json(default_model: Model) -> None:

@@ -112,7 +112,9 @@ def test_optional_tables_and_keys() -> None:
     data = copy.deepcopy(GOOD)
     del data["dimensions"], data["segments"], data["tiers"]["hysteresis"]
     m = parse_model(data)
-    assert m.segments == () and m.hysteresis == 0.0
+    assert m.segments == () and m.hysteresis == 0.0 and m.cap_window_days == 3
+    data["model"]["cap_window_days"] = 8
+    assert parse_model(data).cap_window_days == 8 and parse_model(data) != m
     data["tiers"] = {"only": 0}
     assert parse_model(data).tier_names == ("only",)
 
@@ -160,6 +162,14 @@ BAD_MODELS: list[tuple[str, dict[str, Any], str]] = [
     ("version 0", with_("model.version", 0), "model.version: must be a positive integer"),
     ("version bool", with_("model.version", True), "model.version: must be a positive integer"),
     ("half-life 0", with_("model.half_life_days", 0), "model.half_life_days: must be greater"),
+    *(
+        (
+            f"cap window {v!r}",
+            with_("model.cap_window_days", v),
+            "model.cap_window_days: must be an",
+        )
+        for v in (-1, 367, 2.5, "3", True)
+    ),
     ("half-life neg", with_("model.half_life_days", -3), "model.half_life_days: must be greater"),
     (
         "half-life inf",
@@ -403,11 +413,13 @@ def test_model_construction_checks_invariants() -> None:
         "tiers": good.tiers,
         "hysteresis": good.hysteresis,
         "segments": good.segments,
+        "cap_window_days": good.cap_window_days,
     }
     assert Model(**fields) == good
     for change, message in [
         ({"dimensions": ("web", "email")}, "dimensions: must be sorted"),
         ({"tiers": ()}, "tiers: the first tier's threshold must be 0"),
+        ({"cap_window_days": 367}, "model.cap_window_days: must be an integer from 0 to 366"),
         ({"dimension_half_life_days": {"email": 1.0}}, "events.web_visit.dimension"),
         ({"dimension_half_life_days": {"email": 1e306, "web": 1.0}}, "a half-life must be > 0"),
         (

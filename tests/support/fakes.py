@@ -5,7 +5,8 @@ Both implement the worker's Protocols (``stream_app.worker.ports``), so they can
 mypy checks them against the Protocols).
 
 :class:`MemoryStore` has the semantics of the Redis store (``stream_app.store.state``):
-fenced writes (a write whose read version is not the stored one loses), the due index
+fenced writes (a write whose read fence token is not the stored one loses; a bare version
+compares the stored version only, as ``lua/cas_write.lua`` does), the due index
 scheduled with ``ZADD LT`` before the write, due entries by (time, member), and the
 compare-and-set reschedule of ``lua/due_reschedule.lua``. :class:`Collect` keeps what it is
 given, and refuses a batch holding a record over the producer's request size, as the
@@ -54,11 +55,11 @@ class MemoryStore(Store):
                 due[w.customer_id] = w.due_at_ms
         lost = []
         for w in writes:
-            if self.records.get(w.customer_id, CustomerRecord()).version != w.read_version:
+            if not _fenced(self.records.get(w.customer_id, CustomerRecord()), w.fence):
                 lost.append(w.customer_id)
                 continue
             self.records[w.customer_id] = CustomerRecord(
-                w.read_version + 1, dict(w.marks), w.state, w.explain
+                w.read_version + 1, dict(w.marks), w.state, w.explain, token=w.token
             )
         return lost
 
@@ -78,6 +79,15 @@ class MemoryStore(Store):
                     due[cid] = new
             elif new is not None and new < due.get(cid, math.inf):
                 due[cid] = new
+
+
+def _fenced(stored: CustomerRecord, fence: str) -> bool:
+    """Whether a write naming ``fence`` as read may replace ``stored``."""
+    if stored.fault is not None:
+        return False  # (a key Redis refuses to read as a record: the write loses)
+    if "." in fence:
+        return stored.fence == fence
+    return stored.version == int(fence)
 
 
 class Collect(Publisher):

@@ -45,14 +45,38 @@ class Reply:
         return orjson.loads(self.body)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers to check (308 for a merged-away customer), not followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 # no proxies from the environment: the worker is on loopback
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def http_get(port: int, path: str, *, token: str | None = None, auth: str | None = None) -> Reply:
     """GET ``path`` (already URL-encoded); ``token`` sends ``Bearer <token>``, ``auth`` the
     raw ``Authorization`` header."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    return http_request(port, path, token=token, auth=auth)
+
+
+def http_post(port: int, path: str, body: bytes, *, token: str | None = None) -> Reply:
+    """POST ``body`` to ``path``; ``token`` sends ``Bearer <token>``."""
+    return http_request(port, path, data=body, token=token)
+
+
+def http_request(
+    port: int,
+    path: str,
+    *,
+    data: bytes | None = None,
+    token: str | None = None,
+    auth: str | None = None,
+) -> Reply:
+    """A GET, or a POST of ``data``, to ``path``: the reply, whatever its status."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     if auth is not None:
@@ -125,6 +149,9 @@ class Served:
 
     def get(self, path: str, **kw: Any) -> Reply:
         return http_get(self.port, path, **kw)
+
+    def post(self, path: str, body: bytes, **kw: Any) -> Reply:
+        return http_post(self.port, path, body, **kw)
 
     @property
     def model(self) -> Model:

@@ -3,7 +3,6 @@ crossings over."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,18 @@ from tests.integration.decay.helpers import (
     offline,
     wait_published,
 )
-from tests.integration.workers import Worker, event, now_ms, start_worker, stop_all, unique
+from tests.integration.workers import (
+    Worker,
+    assigned,
+    event,
+    now_ms,
+    start_worker,
+    stop_all,
+    unique,
+)
 from tests.support.kafka import in_offset_order
 
 pytestmark = pytest.mark.integration
-
-
-def assigned(worker: Worker) -> set[int] | None:
-    """The input partitions of the worker's latest assignment, from faust's log table
-    (None before the first one)."""
-    blocks = worker.log_tail(2_000_000).split("Setting newly assigned partitions")
-    if len(blocks) < 2:
-        return None
-    topic = re.escape(worker.settings.input_topic)
-    found = re.search(rf"\|\s*{topic}\s*\|\s*\{{([^}}]*)\}}", blocks[-1])
-    parts: set[int] = set()
-    for item in found.group(1).split(",") if found else ():
-        lo, _, hi = item.strip().partition("-")
-        parts.update(range(int(lo), int(hi or lo) + 1))
-    return parts
 
 
 SHARED = (

@@ -11,10 +11,12 @@ import pytest
 
 from stream_app.devkit.stack import LocalService
 from tests.integration.workers import (
+    DAY_MS,
     OLD_MS,
     SCHEMAS,
     Worker,
     capless_model_file,
+    now_ms,
     start_worker,
     stop_all,
 )
@@ -31,7 +33,19 @@ def workers(
         started.append(
             start_worker(tansu, redis_server, workdir / "nocaps", name="nocaps", model_file=nocaps)
         )
-        started.append(start_worker(tansu, redis_server, workdir / "default", name="default"))
+        # an age limit that still takes the probes at 2000-01-01 (and not 1970), and NPS
+        # counters kept as long (the NPS test counts answers of 2021: not pruned under it)
+        max_age_days = str((now_ms() - OLD_MS) // DAY_MS + 365)
+        started.append(
+            start_worker(
+                tansu,
+                redis_server,
+                workdir / "default",
+                name="default",
+                ENGAGEMENT_MAX_EVENT_AGE_DAYS=max_age_days,
+                ENGAGEMENT_NPS_RETENTION_DAYS=max_age_days,
+            )
+        )
         for w in started:
             w.wait_ready(at_ms=OLD_MS)  # the tests replay history into these workers
         yield {w.name: w for w in started}

@@ -42,6 +42,7 @@ def bad_messages(tag: str, now: int) -> dict[str, bytes]:
         "unknown_type": dumps(doc(type="teleported")),
         "bad_timestamp": dumps(doc(timestamp="yesterday at noon")),
         "timestamp_in_future": dumps(doc(timestamp=now + DAY_MS)),
+        "timestamp_too_old": dumps(doc(timestamp=1_000)),  # 1970: beyond the worker's limit
         "bad_customer_id": dumps(doc(customer_id=f"{tag} with spaces")),
         "bad_nps_score": dumps(doc(type="nps_response", properties={"score": 11})),
     }
@@ -58,7 +59,7 @@ def test_every_dead_letter_reason(
     model = load_default_model()
     for reason, raw in bad.items():  # the core gives each message the reason it stands for
         with pytest.raises(InvalidEvent) as info:
-            parse_event(raw, model, now_ms=now)
+            parse_event(raw, model, now_ms=now, max_age_ms=w.settings.max_event_age_ms)
         assert info.value.reason == reason
 
     # valid events before, between and after the bad ones, on every partition

@@ -1,0 +1,113 @@
+"""Erase and merge on the fence the batch writes use (``"<version>.<write id>"``), and on
+records that cannot be read, over a real Redis (the topics in memory:
+:mod:`tests.integration.lifecycle_bus`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from stream_app.devkit.stack import LocalService
+from stream_app.messages import expected_partition
+from stream_app.store.lifecycle import digest
+from stream_app.store.records import decode_record
+from tests.integration.lifecycle_bus import SECRET, Deployment, event, request
+from tests.integration.test_lifecycle import history, run, trace_of
+
+DAY = 86_400_000
+GARBAGE = b"\x00\xffnot a record"
+
+
+async def dead_letters(d: Deployment) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value or b"{}") for r in d.bus.out(d.topics.dlq)]
+
+
+async def stored(client: Redis, key: str) -> bytes:
+    raw = await client.get(key)
+    assert isinstance(raw, bytes)
+    return raw
+
+
+def test_erase_is_fenced_by_the_write_token(redis_server: LocalService) -> None:
+    """A record written by a batch carries a write id; an erase naming the same version
+    with another write id (a record lost in a failover, its version handed out again)
+    deletes nothing; the erase request, which reads the record's token, deletes it."""
+
+    async def test(d: Deployment) -> None:
+        now = int(time.time() * 1000)
+        cid = "fenced-c1"
+        await d.bus.produce(history(cid, now - DAY, "f"))
+        await d.drain()
+        record = decode_record(await stored(d.client, d.keys.state(cid)))
+        assert "." in record.token and record.fence == record.token
+        stale = f"{record.version}.someone-else"
+        kwargs = {"tier": "", "partition": 0, "suppress_ms": DAY, "now_ms": now}
+        assert await d.lifecycle_store.erase(cid, fence=stale, **kwargs) is None
+        assert await d.state(cid) is not None  # (the stale fence deleted nothing)
+
+        await d.bus.produce([request("erase", cid, "req-fenced")])
+        stats = await d.drain()
+        assert stats.lifecycle["erase"] == 1 and stats.conflicts == 0
+        assert await trace_of(d, cid) == []
+        assert await d.tier_counts() == await d.tier_recount()
+
+    run(redis_server, test)
+
+
+def test_erase_deletes_records_that_cannot_be_read(redis_server: LocalService) -> None:
+    """A record that does not decode, and a state key of another Redis type, are erased
+    all the same (their events were dead-lettered, not scored): no trace, suppressed."""
+
+    async def test(d: Deployment) -> None:
+        corrupt, wrong_type = "corrupt-c1", "wrongtype-c2"
+        await d.client.set(d.keys.state(corrupt), GARBAGE + corrupt.encode())
+        await d.client.hset(d.keys.state(wrong_type), "x", wrong_type)
+        await d.bus.produce([request("erase", corrupt, "req-c"), request("erase", wrong_type,
+                                                                         "req-w")])  # fmt: skip
+        stats = await d.drain()
+        assert stats.lifecycle["erase"] == 2 and stats.conflicts == 0
+        for cid in (corrupt, wrong_type):
+            assert await trace_of(d, cid) == []
+            assert await d.client.get(d.keys.suppressed(digest(SECRET, cid))) == b"1"
+
+    run(redis_server, test)
+
+
+def test_merges_leave_records_that_cannot_be_read_as_they_are(
+    redis_server: LocalService,
+) -> None:
+    """Merging away a customer whose record does not decode is refused (nothing to hand
+    over); a hand-over to a survivor whose record does not decode is dead-lettered with
+    ``corrupt_state``, like the survivor's own events; both records stay as they were."""
+
+    async def test(d: Deployment) -> None:
+        now = int(time.time() * 1000)
+        broken_source, survivor, source = "broken-src", "broken-into", "good-src"
+        await d.client.set(d.keys.state(broken_source), GARBAGE)
+        await d.client.set(d.keys.state(survivor), GARBAGE)
+        await d.bus.produce(history(source, now - DAY, "s"))
+        await d.drain()
+        await d.bus.produce([request("merge", broken_source, "req-b", into=source),
+                             request("merge", source, "req-s", into=survivor)])  # fmt: skip
+        stats = await d.drain()
+        assert stats.lifecycle["merge_refused:corrupt_state"] == 1
+        assert stats.lifecycle["merge"] == 1 and stats.dead == {"corrupt_state": 1}
+        assert await stored(d.client, d.keys.state(broken_source)) == GARBAGE
+        assert await stored(d.client, d.keys.state(survivor)) == GARBAGE
+        assert await d.client.get(d.keys.alias(broken_source)) is None
+        [letter] = await dead_letters(d)
+        assert letter["reason"] == "corrupt_state"
+        source_of = letter["source"]
+        assert (source_of["topic"], source_of["partition"]) == (
+            d.topics.by_customer,
+            expected_partition(survivor, d.topics.input_partitions),
+        )  # (the hand-over)
+
+        await d.bus.produce([event("late-1", survivor, "webinar_attended", now)])
+        stats = await d.drain()
+        assert stats.dead == {"corrupt_state": 1}  # (the survivor's own events: the same)
+
+    run(redis_server, test)
