@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup browser lint types unit test dev bench clean
+.PHONY: setup browser lint types unit test compiled dev bench clean
 
 setup:
 	./scripts/bootstrap
@@ -23,12 +23,18 @@ unit: setup
 
 test: browser lint types
 	$(PY) -m pytest
+	./scripts/compiled-check --no-compare
+
+# The scoring core compiled with mypyc: its tests, and the same bytes as the pure package.
+compiled: setup
+	./scripts/compiled-check
 
 dev: setup
 	$(VENV)/bin/engagement-scorer dev
 
+# the benchmark; `make bench ARGS=--quick` for the short run (docs/performance.md)
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts build

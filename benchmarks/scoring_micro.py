@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{len(workload.raw)} events, {args.customers} customers, "
         f"{len(workload.sampled)} sampled states, default model, "
-        f"Python {platform.python_version()}, scoring from {Path(scoring.__file__).parent}"
+        f"Python {platform.python_version()}, scoring from {Path(scoring.__file__).parent} "
+        f"({'pure Python' if scoring.__file__.endswith('.py') else 'compiled'})"
     )
     results = measure(workload, args.repeat)
     print(report(results, baseline))

@@ -52,10 +52,12 @@ def decay_factor(dt_ms: float, half_life_ms: float) -> float:
     >>> decay_factor(1, 0)
     Traceback (most recent call last):
     ...
-    ValueError: half_life_ms must be a positive finite number, got 0
+    ValueError: half_life_ms must be a positive finite number, got 0.0
     """
     if not (half_life_ms > 0 and math.isfinite(half_life_ms)):
-        raise ValueError(f"half_life_ms must be a positive finite number, got {half_life_ms!r}")
+        # float(): a compiled build has made an int argument a float already; say the same
+        got = float(half_life_ms)
+        raise ValueError(f"half_life_ms must be a positive finite number, got {got!r}")
     return decay(dt_ms, half_life_ms)
 
 
@@ -94,7 +96,8 @@ class ExpSum:
             previous = -1.0
             for rate, coef in terms:
                 if not (math.isfinite(rate) and rate >= 0 and math.isfinite(coef) and coef != 0):
-                    raise ValueError(f"bad term (rate={rate!r}, coef={coef!r})")
+                    bad = f"rate={float(rate)!r}, coef={float(coef)!r}"  # (as decay_factor)
+                    raise ValueError(f"bad term ({bad})")
                 if rate <= previous:
                     raise ValueError("rates must be distinct and ascending")
                 previous = rate

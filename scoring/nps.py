@@ -26,8 +26,10 @@ Category = Literal["promoter", "passive", "detractor"]
 CATEGORIES: tuple[Category, ...] = ("promoter", "passive", "detractor")
 
 
-def category(score: int) -> Category:
-    """The category of an answer.
+def category(score: object) -> Category:
+    """The category of an answer (anything but an ``int`` 0-10 is a ``ValueError``: the
+    check is at run time, so the parameter is typed ``object``, which compiled code does
+    not coerce).
 
     >>> [category(s) for s in (0, 6, 7, 8, 9, 10)]
     ['detractor', 'detractor', 'passive', 'passive', 'promoter', 'promoter']
@@ -43,8 +45,17 @@ def category(score: int) -> Category:
     return "passive" if score >= 7 else "detractor"
 
 
-def nps(promoters: int, passives: int, detractors: int) -> int | None:
+def _count(value: object, what: str) -> int:
+    """``value`` if it is a non-negative ``int`` (not a bool), else ``ValueError(what...)``."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{what}, got {value!r}")
+    return value
+
+
+def nps(promoters: object, passives: object, detractors: object) -> int | None:
     """``round(100 * (P - D) / (P + Pa + D))``, half away from zero; None without answers.
+
+    The counts are checked at run time (non-negative ``int``), hence typed ``object``.
 
     >>> nps(2, 1, 1), nps(1, 0, 1), nps(0, 0, 0)
     (25, 0, None)
@@ -53,18 +64,18 @@ def nps(promoters: int, passives: int, detractors: int) -> int | None:
     >>> nps(1, 2, 0)                     # 33.33...
     33
     """
-    for count in (promoters, passives, detractors):
-        if type(count) is not int or count < 0:
-            raise ValueError(f"counts must be non-negative integers, got {count!r}")
-    total = promoters + passives + detractors
+    p = _count(promoters, "counts must be non-negative integers")
+    pa = _count(passives, "counts must be non-negative integers")
+    d = _count(detractors, "counts must be non-negative integers")
+    total = p + pa + d
     if total == 0:
         return None
-    numerator = 100 * (promoters - detractors)
+    numerator = 100 * (p - d)
     magnitude = (2 * abs(numerator) + total) // (2 * total)  # floor(|x| + 1/2), exact
     return magnitude if numerator >= 0 else -magnitude
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NpsCounts:
     """Answers per category; immutable, adds up, never negative.
 
@@ -74,15 +85,20 @@ class NpsCounts:
     ValueError: promoters must be a non-negative integer, got -1
     """
 
-    promoters: int = 0
-    passives: int = 0
-    detractors: int = 0
+    promoters: int
+    passives: int
+    detractors: int
 
-    def __post_init__(self) -> None:
-        for name in ("promoters", "passives", "detractors"):
-            count = getattr(self, name)
-            if type(count) is not int or count < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {count!r}")
+    def __init__(self, promoters: object = 0, passives: object = 0, detractors: object = 0) -> None:
+        # (checked here, not in __post_init__: compiled, the generated __init__ would refuse
+        # a float with a TypeError before any check of ours)
+        for name, value in (
+            ("promoters", promoters),
+            ("passives", passives),
+            ("detractors", detractors),
+        ):
+            count = _count(value, f"{name} must be a non-negative integer")
+            object.__setattr__(self, name, count)  # frozen: the dataclass way to set
 
     def add(self, category: str, count: int = 1) -> NpsCounts:
         """These counts plus ``count`` answers of ``category``."""

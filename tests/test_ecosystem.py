@@ -117,12 +117,14 @@ def test_faust_and_aiokafka_are_pinned_to_the_patched_releases() -> None:
 
 def test_make_test_and_make_dev_install_what_they_use() -> None:
     bootstrap = (REPO / "scripts" / "bootstrap").read_text("utf-8")
-    assert "pip\" install -q -e '.[dev,demo]'" in bootstrap
+    assert "pip\" install -q -e '.[dev,demo,bench]'" in bootstrap  # bench: the Quix peer
     assert re.search(r'"--browser".*\n.*packages\+=\(chromium\)', bootstrap)
     makefile = (REPO / "Makefile").read_text("utf-8")
     assert re.search(r"^test: browser\b", makefile, flags=re.M)
     assert re.search(r"^browser:\n\t\./scripts/bootstrap --browser$", makefile, flags=re.M)
     assert re.search(r"^dev: setup$", makefile, flags=re.M)
+    assert re.search(r"^bench: setup$", makefile, flags=re.M)
+    assert re.search(r"^\t\./scripts/compiled-check\b", makefile, flags=re.M)
 
 
 def test_license_is_the_apache_license() -> None:

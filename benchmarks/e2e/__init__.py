@@ -2,6 +2,6 @@
 
 ``config`` (settings), ``procs`` and ``cpu`` (processes started, CPU sampled), ``workload``,
 ``bench`` (the run's state, launching and scraping workers), the phases ``ceiling``,
-``workers``, ``memory``, ``latency`` and ``profile``, ``phases`` (their order), ``targets``
-(the verdicts), ``report`` (tables and JSON) and ``cli``.
+``quix``, ``workers``, ``memory``, ``latency`` and ``profile``, ``phases`` (their order),
+``verdicts`` (the targets, and the verdict on each), ``report`` (tables and JSON) and ``cli``.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -121,9 +122,22 @@ def baseline_load(seconds: float = 2.0) -> float:
     return (machine_busy_s() - a) / (time.time() - t)
 
 
+def scoring_build() -> str:
+    """``mypyc`` or ``pure``: the scoring core the workers import (they run in REPO)."""
+    from e2e.config import REPO
+
+    code = "import scoring.state; print(scoring.state.__file__)"
+    where = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return "pure" if where.endswith(".py") else "mypyc"
+
+
 def machine_info() -> dict[str, Any]:
     import aiokafka
     import faust
+
+    from e2e.quix import version as quix_version
 
     redis_v = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
@@ -135,5 +149,7 @@ def machine_info() -> dict[str, Any]:
         "faust": faust.__version__,
         "aiokafka": aiokafka.__version__,
         "redis_server": redis_v,
+        "quixstreams": quix_version(),
+        "scoring_build": scoring_build(),
         "loadavg_start": loadavg(),
     }

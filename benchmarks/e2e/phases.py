@@ -14,6 +14,7 @@ from e2e.cpu import loadavg
 from e2e.latency import latency
 from e2e.memory import flush, worker_with_memory
 from e2e.profile import profile_pass
+from e2e.quix import quix
 from e2e.workers import worker_pass
 from e2e.workload import Workload, produce, throughput_workload
 from stream_app.devkit.stack import start_redis, start_tansu
@@ -100,6 +101,8 @@ async def run(bench: Bench) -> None:
         await phase(bench, "ceiling_aiokafka", lambda: ceiling(bench, "aiokafka"))
         await phase(bench, "ceiling_faust", lambda: ceiling(bench, "faust"))
         await phase(bench, "ceiling_faust_stock", lambda: ceiling(bench, "faust", STOCK_FAUST))
+    if "quix" not in skip:
+        await phase(bench, "quix", lambda: quix(bench))
     if "worker" not in skip:
         await phase(bench, "worker", lambda: worker_with_memory(bench, "worker", workload))
     if "noexplain" not in skip:

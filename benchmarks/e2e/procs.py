@@ -22,6 +22,10 @@ class Processes:
         self.services: list[LocalService] = []
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> Any:
+        """Start ``argv`` in the repository, with the repository first on its path (a
+        script's own directory comes first otherwise)."""
+        paths = [str(REPO), *filter(None, [env.get("PYTHONPATH")])]
+        env = {**env, "PYTHONPATH": os.pathsep.join(paths)}
         with open(log, "ab") as fp:
             proc = subprocess.Popen(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=fp, stderr=subprocess.STDOUT,

@@ -9,11 +9,8 @@ from typing import Any
 
 from e2e.bench import Bench
 from e2e.latency import LATENCY_SLICE_S
-from e2e.targets import BUSY, TARGET_TEXT, events_rate, get_path, verdicts
-
-
-def _verdict(ok: bool | None) -> str:
-    return "" if ok is None else ("PASS" if ok else "FAIL")
+from e2e.verdicts import BUSY, events_rate, figures, get_path, others_cores, verdicts
+from e2e.verdicts import text as verdicts_text
 
 
 def _fmt_rate(doc: Any) -> str:
@@ -26,20 +23,22 @@ def _fmt_rate(doc: Any) -> str:
 Row = Callable[..., None]
 
 
+def _verdict(r: dict[str, Any], doc: dict[str, Any], key: str) -> str:
+    """PASS or FAIL (``*``: the machine was busy), ``n/a`` when measured but not judged."""
+    if doc["measured"] is None:
+        return ""
+    if "note" in doc:
+        return "n/a"  # measured, but not under the target's conditions
+    return ("PASS" if doc["pass"] else "FAIL") + ("*" if others_cores(r, key) > BUSY else "")
+
+
 def table(r: dict[str, Any], v: dict[str, dict[str, Any]]) -> str:
-    """The headline table: each measure, its target and verdict."""
+    """The headline table: each measure, and for those with a target the target and verdict."""
     rows: list[tuple[str, str, str, str]] = []
 
     def row(label: str, value: str, key: str | None = None) -> None:
-        target = TARGET_TEXT[key] if key else ""
-        verdict = ""
-        if key is not None:
-            verdict = _verdict(v[key]["pass"])
-            if v[key]["pass"] is None and v[key]["measured"] is not None:
-                verdict = "n/a"  # measured, but not under the target's conditions
-            elif verdict and v[key]["others_cores"] > BUSY:
-                verdict += "*"
-        rows.append((label, value, target, verdict))
+        target = v[key]["target"] if key else ""
+        rows.append((label, value, target, _verdict(r, v[key], key) if key else ""))
 
     _throughput_rows(r, v, row)
     _latency_rows(r, row)
@@ -47,7 +46,7 @@ def table(r: dict[str, Any], v: dict[str, dict[str, Any]]) -> str:
     startup = v["startup"]["measured"]
     row("startup: launch -> first event (worst)", f"{startup:.1f} s" if startup else "-", "startup")
     widths = [max(len(x[i]) for x in rows) for i in range(4)]
-    head = ("measure", "measured", "target (issue 8)", "")
+    head = ("measure", "measured", "target", "")
     lines = ["  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)).rstrip()]
     lines.append("-" * len(lines[0]))
     lines += [
@@ -60,8 +59,8 @@ def table(r: dict[str, Any], v: dict[str, dict[str, Any]]) -> str:
         )
     if any(x[3] == "n/a" for x in rows):
         lines.append(
-            "n/a: measured, but not under the target's conditions (rate below 2,000 events/s, "
-            "or a p99 within 100 ms over less than 30 s)"
+            "n/a: measured, but not under the target's conditions (latency: a rate below "
+            "2,000 events/s, or less than 30 s of it, as with --quick)"
         )
     return "\n".join(lines)
 
@@ -77,16 +76,23 @@ def _throughput_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) 
             "  (b0) the same, stock faust delivery + Monitor",
             f"{_fmt_rate(stock)}, {us_s:.1f} us/event" if us_s else _fmt_rate(stock),
         )
-    ratio = v["ratio_faust"]["measured"]
-    row("worker / ceiling (b)", f"{ratio:.0%}" if ratio is not None else "-", "ratio_faust")
-    worker, plain = events_rate(r.get("worker")), events_rate(r.get("ceiling_aiokafka"))
-    row("worker / ceiling (a)", f"{worker / plain:.1%}" if worker and plain else "-")
+    row("Quix Streams peer (same job, same data)", _fmt_rate(r.get("quix")))
+    ratio = v["ratio_aiokafka"]["measured"]
+    row("worker / ceiling (a)", f"{ratio:.1%}" if ratio is not None else "-", "ratio_aiokafka")
+    ratio = v["ratio_quix"]["measured"]
+    row("worker / Quix Streams peer", f"{ratio:.2f}x" if ratio is not None else "-", "ratio_quix")
+    worker, faust_c = events_rate(r.get("worker")), events_rate(r.get("ceiling_faust"))
+    row("worker / ceiling (b)", f"{worker / faust_c:.0%}" if worker and faust_c else "-")
     us = [
         get_path(r, "worker", "worker_cpu_us_per_event"),
         get_path(r, "ceiling_faust", "cpu_us_per_event"),
         get_path(r, "ceiling_aiokafka", "cpu_us_per_event"),
+        get_path(r, "quix", "cpu_us_per_event"),
     ]
-    row("CPU us/event: worker / (b) / (a)", " / ".join(f"{x:.1f}" if x else "-" for x in us))
+    row(
+        "CPU us/event: worker / (b) / (a) / Quix",
+        " / ".join(f"{x:.1f}" if x else "-" for x in us),
+    )
     if us[0] and us[1]:
         row("  (b) / worker, by CPU per event", f"{us[1] / us[0]:.0%}")
     row("1 worker, explain off (EXPLAIN_EVENTS=0)", _fmt_rate(r.get("worker_noexplain")))
@@ -101,17 +107,17 @@ def _latency_rows(r: dict[str, Any], row: Row) -> None:
         row("latency", "error" if get_path(r, "latency", "error") else "-", "p99")
         return
     rate, secs = get_path(r, "latency", "rate_achieved"), get_path(r, "latency", "seconds")
-    row(
-        f"latency at {rate:,.0f} ev/s for {secs:.0f} s: p50 / p90",
-        f"{lat['p50']:.0f} / {lat['p90']:.0f} ms",
-    )
+    row(f"latency at {rate:,.0f} ev/s for {secs:.0f} s: p50", f"{lat['p50']:.0f} ms", "p50")
+    row("  p90", f"{lat['p90']:.0f} ms")
     row("latency p99 (produce -> change consumed)", f"{lat['p99']:.0f} ms", "p99")
     if lat.get("p99_by_slice"):
         slices = " / ".join(f"{v:.0f}" for v in lat["p99_by_slice"])
         row(f"  p99 per {LATENCY_SLICE_S:.0f} s of sends", f"{slices} ms")
         row("  changes later than 100 ms", f"{lat['over_100ms_share']:.1%}")
     created = get_path(r, "latency", "to_create_time_ms")
-    row("  p50 / p99 to the change's CreateTime", f"{created['p50']:.0f} / {created['p99']:.0f} ms")
+    if created:
+        p50, p99 = created["p50"], created["p99"]
+        row("  p50 / p99 to the change's CreateTime", f"{p50:.0f} / {p99:.0f} ms")
 
 
 def _memory_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> None:
@@ -143,13 +149,13 @@ def cpu_table(r: dict[str, Any]) -> str:
         f"{'phase':<21}{'events/s':>10}{'startup':>9}  {'measured':>8} {'broker':>7} "
         f"{'redis':>6} {'bench':>6} {'others':>7} {'machine':>8}  load avg"
     ]
-    for name in ("ceiling_aiokafka", "ceiling_faust", "ceiling_faust_stock", "worker",
+    for name in ("ceiling_aiokafka", "ceiling_faust", "ceiling_faust_stock", "quix", "worker",
                  "worker_noexplain", "two_workers", "latency", "profile"):  # fmt: skip
         doc = r.get(name)
         if not isinstance(doc, dict) or "cpu_cores" not in doc:
             continue
         cpu = doc["cpu_cores"]
-        own = sum(x for k, x in cpu.items() if k.startswith(("worker", "ceiling")))
+        own = sum(x for k, x in cpu.items() if k.startswith(("worker", "ceiling", "quix")))
         rate = events_rate(doc)
         starts = [s for s in (doc.get("startup_s") or [doc.get("ready_s")]) if s is not None]
         lines.append(
@@ -160,8 +166,8 @@ def cpu_table(r: dict[str, Any]) -> str:
             + f"  {doc.get('loadavg_end', [0])[0]:.2f}"
         )  # fmt: skip
     lines.append(
-        "(CPU: % of one core over each measured window; 'measured' = the worker(s) or ceiling;"
-        " 'others' = processes not started by this run)"
+        "(CPU: % of one core over each measured window; 'measured' = the worker(s), ceiling or"
+        " Quix peer; 'others' = processes not started by this run)"
     )
     return "\n".join(lines)
 
@@ -190,18 +196,20 @@ def profile_text(r: dict[str, Any]) -> str:
 
 def report(bench: Bench) -> dict[str, Any]:
     r = bench.results
-    v = verdicts(r)
+    v = verdicts(figures(r))
     doc = {
         "config": {
             k: (str(x) if isinstance(x, Path) else sorted(x) if isinstance(x, frozenset) else x)
             for k, x in bench.cfg.__dict__.items()
         },
         **r,
-        "targets": v,
+        "verdicts": v,
         "workdir": str(bench.workdir),
     }
     print()
     print(table(r, v))
+    print()
+    print(verdicts_text(v))
     print()
     print(cpu_table(r))
     text = profile_text(r)

@@ -82,13 +82,14 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
     instructions = _dockerfile()
     copies = [a.split() for w, a in instructions if w == "COPY" and "--from" not in a]
     sources = [src for args in copies for src in args[:-1] if not src.startswith("--")]
-    assert set(sources) == {"pyproject.toml", "README.md", "scoring", "stream_app"}
+    assert set(sources) == {"pyproject.toml", "setup.py", "README.md", "scoring", "stream_app"}
     runs = " ".join(a for w, a in instructions if w == "RUN")
     assert re.search(r"pip (wheel|install)\b[^&]* \.(\s|$)", runs), "pip must build the project"
     rules = _dockerignore()
     kept = [
-        "pyproject.toml", "README.md", "scoring/__init__.py", "scoring/models/default.toml",
-        "stream_app/cli/main.py", "stream_app/store/lua/cas_write.lua",
+        "pyproject.toml", "setup.py", "README.md", "scoring/__init__.py",
+        "scoring/models/default.toml", "stream_app/cli/main.py",
+        "stream_app/store/lua/cas_write.lua",
     ]  # fmt: skip
     for path in kept:
         assert (REPO / path).exists() and not _ignored(rules, path), path
@@ -97,6 +98,9 @@ def test_dockerfile_builds_the_project_from_files_the_context_keeps() -> None:
         ".git/HEAD",
         "tests/deploy/test_dockerfile.py",
         "scoring/__pycache__/x.pyc",
+        "scoring/state.cpython-311-x86_64-linux-gnu.so",  # an in-place build's leftovers
+        "scoring/codec/state.cpython-311-x86_64-linux-gnu.so",
+        "build/compiled-check/x/scoring/state.c",
     ]:
         assert _ignored(rules, path), path
 
@@ -153,3 +157,22 @@ def test_dockerfile_builds_dependency_wheels_before_copying_the_source() -> None
     assert "['project']['dependencies']" in order[deps][1]  # no extras: no demo, no dev
     source_copies = [i for i, (w, a) in enumerate(order) if w == "COPY" and "stream_app" in a]
     assert source_copies and min(source_copies) > deps
+
+
+def test_the_image_ships_the_compiled_scoring_core() -> None:
+    """The build stage has a C compiler and compiles scoring/ or fails (no pure fallback);
+    the final stage refuses an image whose scoring core is pure Python."""
+    instructions = _dockerfile()
+    starts = [i for i, (word, _) in enumerate(instructions) if word == "FROM"]
+    build = instructions[: starts[-1]]
+    env = [w for word, args in build if word == "ENV" for w in shlex.split(args)]
+    assert "SCORING_BUILD=mypyc" in env
+    runs = [args for word, args in build if word == "RUN"]
+    assert any(re.search(r"apt-get install\b.*\bgcc\b", args) for args in runs)
+    assert any(w == "COPY" and "setup.py" in a.split() for w, a in build)
+    check = [a for w, a in _final_stage() if w == "RUN" and "python -c" in a]
+    assert len(check) == 1 and "walk_packages(scoring.__path__" in check[0]
+    code = check[0].split('python -c "', 1)[1].split('" ', 1)[0]
+    compile(code, "Dockerfile", "exec")  # the joined lines are one valid program
+    for word in ("import", "pkgutil", "scoring", "endswith('.py')", "sys.exit("):
+        assert word in code, word
