@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 
 from scoring import values_at
@@ -137,8 +138,19 @@ def test_merge_across_partitions_is_exact_and_routes_later_events(
         assert await d.tier_counts() == await d.tier_recount()
         docs = d.bus.cloudevents()
         merges = [e for e in docs if e["data"].get("cause") == "merge"]
-        assert merges and all(e["subject"] == into for e in merges)
-        assert all(e["data"]["cause_event_id"] == "req-1" for e in merges)
+        assert merges and all(e["data"]["cause_event_id"] == "req-1" for e in merges)
+        assert any(e["subject"] == into for e in merges)
+        # src leaves its tier, then each segment it was in, under its own id, at its clock
+        left = [e["data"] for e in merges if e["subject"] == src]
+        assert [(x["kind"], x["segment"], x["from"], x["to"]) for x in left] == [
+            ("tier", a.tier_name(MODEL), a.tier_name(MODEL), None),
+            *(("segment", name, None, None) for name in a.segment_names(MODEL)),
+        ]
+        assert len(left) > 1 and {x["occurred_at_ms"] for x in left} == {a.clock_ms}
+        assert all(math.isclose(x["score"], math.fsum(a.values)) for x in left)
+        assert [e["type"] for e in merges if e["subject"] == src][1:] == [
+            "engagement.segment.exited"
+        ] * (len(left) - 1)
         assert [e["data"]["into"] for e in docs if e["type"] == "engagement.customer.merged"] == [
             into
         ]
@@ -150,6 +162,7 @@ def test_merge_across_partitions_is_exact_and_routes_later_events(
         stats = await d.drain()
         assert stats.lifecycle["merge_skipped:alias"] == 1
         assert stats.redelivered == len(replay) == 1 and await d.state(into) == merged
+        assert d.bus.cloudevents() == docs  # (nothing published again)
 
         await d.bus.produce([event("after", src, "webinar_attended", now)])
         stats = await d.drain()
@@ -219,7 +232,14 @@ def test_a_merge_redelivered_after_a_crash_is_applied_once(redis_server: LocalSe
         merged = await d.state(into)
         assert a is not None and b is not None and merged is not None
         assert merged.events_applied == a.events_applied + b.events_applied  # ... applied once
-        ids = [e["id"] for e in d.bus.cloudevents() if e["data"].get("cause") == "merge"]
-        assert ids and len(set(ids)) == len(ids)
+        docs = [e for e in d.bus.cloudevents() if e["data"].get("cause") == "merge"]
+        contents: dict[str, list[bytes]] = {}
+        for e in docs:
+            contents.setdefault(e["id"], []).append(orjson.dumps(e))
+        assert all(len(set(c)) == 1 for c in contents.values())  # one content per id
+        survivor = [e["id"] for e in docs if e["subject"] == into]
+        assert survivor and len(set(survivor)) == len(survivor)  # applied once
+        exits = [e["id"] for e in docs if e["subject"] == src]  # published before the crash
+        assert len(exits) == 2 * len(set(exits)) > 2  # and again, identical
 
     run(redis_server, test)
