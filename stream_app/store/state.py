@@ -5,8 +5,9 @@ with one ``MGET`` and written by a fenced script call.
 
 A batch costs two round trips: one ``MGET`` of its customers' records, and one
 pipeline with every write (NPS counters, read-side indexes, due index, then one
-script call that fences every record). Scripts are called by SHA; should Redis
-have lost them (restart, ``SCRIPT FLUSH``), they are loaded again and the
+script call that fences every record, and refuses to create the record of a customer
+on the suppression list: see :mod:`stream_app.store.lifecycle`). Scripts are called
+by SHA; should Redis have lost them (restart, ``SCRIPT FLUSH``), they are loaded again and the
 pipeline, whose every command is idempotent, is sent again. On Redis Cluster a
 script only sees keys of one slot, so there the per-customer writes run
 concurrently instead: still one round trip of latency.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -26,7 +28,7 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from stream_app.errors import StreamAppError
-from stream_app.store.keys import Keys, slot_of
+from stream_app.store.keys import Keys, digest, slot_of
 from stream_app.store.records import (
     Command,
     CustomerRecord,
@@ -84,9 +86,20 @@ class _Script:
 class StateStore:
     """Async access to customer records and NPS counters in Redis."""
 
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keys,
+        *,
+        secret: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.keys = keys
+        #: The suppression list's key (None: writes do not check it; the erased customers
+        #: of a store that handles no erase requests).
+        self.secret = secret
+        self.clock = clock
         self.is_cluster = isinstance(client, RedisCluster)
         self._cas = _Script("cas_write.lua")
         self._nps_add = _Script("nps_add.lua")
@@ -189,25 +202,17 @@ class StateStore:
         """
         nps_calls = self._nps_commands(nps or {})
         due = self._due_commands(writes)
-        records: list[tuple[str, list[ScriptArg]]] = [
-            (
-                self.keys.state(w.customer_id),
-                [
-                    w.fence,
-                    encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token),
-                    *w.tier_move,
-                ],
-            )
-            for w in writes
-        ]
+        records = [self._record(w) for w in writes]
+        now = int(self.clock() * 1000)
         if self.is_cluster:
-            return await self._commit_cluster(writes, nps_calls, [*index, *due], records)
+            return await self._commit_cluster(writes, nps_calls, [*index, *due], records, now)
         commands = [*nps_calls, *index, *due]
         if records:
-            args: list[ScriptArg] = []
-            for _, record_args in records:
+            args: list[ScriptArg] = [now]
+            keys = [self.keys.tier_counts()]
+            for record_keys, record_args in records:
+                keys += record_keys
                 args += record_args
-            keys = [self.keys.tier_counts(), *(k for k, _ in records)]
             commands.append(self._cas.command(keys, args))
         replies = await self._pipeline(commands)
         if not records:
@@ -216,16 +221,27 @@ class StateStore:
             raise replies[-1]  # (the fenced write itself was refused: no record written)
         return [writes[int(i) - 1].customer_id for i in _lost(replies[-1])]
 
+    def _record(self, w: Write) -> tuple[list[str], list[ScriptArg]]:
+        """One customer's keys (state, suppression hash) and arguments in cas_write.lua."""
+        cid = w.customer_id
+        record = encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token)
+        field = "" if self.secret is None else digest(self.secret, cid)
+        return (
+            [self.keys.state(cid), self.keys.suppression(cid)],
+            [w.fence, record, *w.tier_move, field],
+        )
+
     async def _commit_cluster(
         self,
         writes: Sequence[Write],
         nps_calls: Sequence[Command],
         commands: Sequence[Command],
-        records: Sequence[tuple[str, list[ScriptArg]]],
+        records: Sequence[tuple[list[str], list[ScriptArg]]],
+        now: int,
     ) -> list[str]:
         """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently.
 
-        Each customer's write goes with the tier-counts hash of its slot.
+        Each customer's write goes with the tier-counts and suppression hashes of its slot.
         """
         scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
         counted = await asyncio.gather(
@@ -240,8 +256,8 @@ class StateStore:
         await self._pipeline([*(c for c in nps_calls if c[0] != "EVALSHA"), *commands])
         lost = await asyncio.gather(
             *(
-                self._run(self._cas, [self.keys.tier_counts(slot_of(key)), key], args)
-                for key, args in records
+                self._run(self._cas, [self.keys.tier_counts(slot_of(keys[0])), *keys], [now, *args])
+                for keys, args in records
             )
         )
         return [w.customer_id for w, r in zip(writes, lost, strict=True) if _lost(r)]

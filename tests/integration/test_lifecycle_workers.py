@@ -264,7 +264,7 @@ def check_erased(w: Worker, port: int, gone: list[str]) -> None:
     """No trace but the keyed hash; 404; ``score`` exits 1."""
     for cid in gone:
         assert trace(w, cid) == [], (cid, trace(w, cid))
-        assert w.redis.exists(w.keys.suppressed(digest(SECRET.encode(), cid)))
+        assert w.redis.hget(w.keys.suppression(cid), digest(SECRET.encode(), cid))
         status, body, _ = http(port, "GET", f"/v1/customers/{cid}")
         assert (status, body["error"]["code"]) == (404, "erased")
         proc = cli(w.env, "score", cid)
