@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from scoring import Event, apply, encode_state
 from stream_app.devkit.stack import LocalService
 from stream_app.messages import expected_partition
+from stream_app.store.keys import digest, slot_of
 from stream_app.store.records import Write, decode_record
 from stream_app.store.state import StateStore
 from tests.integration.lifecycle_bus import MODEL, SECRET, Deployment, event, request
@@ -153,3 +154,42 @@ async def frozen_writer_cannot_recreate(d: Deployment) -> None:
 
 def test_a_frozen_writer_cannot_recreate_an_erased_customer(redis_server: LocalService) -> None:
     run(redis_server, frozen_writer_cannot_recreate)
+
+
+async def suppression_list_prunes_and_reads_the_old_layout(d: Deployment) -> None:
+    """Entries that ended are pruned from their slot's hash by the next suppression there;
+    an earlier release's ``suppressed:{<digest>}`` key still suppresses its customer."""
+    now = time.time()
+    store = d.lifecycle_store
+    first, second = two_in_one_slot(d, "prune")
+    store.clock = lambda: now
+    await store.suppress(first, suppress_ms=1_000)
+    assert await store.is_suppressed(first)
+    store.clock = lambda: now + 2.0  # first's suppression has ended ...
+    assert not await store.is_suppressed(first)
+    await store.suppress(second, suppress_ms=DAY)  # ... and goes with the next one
+    hashes = await d.client.hgetall(d.keys.suppression(first))
+    assert list(hashes) == [digest(SECRET, second).encode()]
+    assert 0 < await d.client.pttl(d.keys.suppression(first)) <= DAY
+
+    old = "suppressed-by-an-earlier-release"
+    await d.client.set(d.keys.suppressed(digest(SECRET, old)), "1", px=DAY)
+    await d.bus.produce([event("old-1", old, "webinar_attended", int(now * 1000))])
+    assert (await d.drain()).suppressed == 1 and await d.state(old) is None
+
+
+def two_in_one_slot(d: Deployment, prefix: str) -> tuple[str, str]:
+    """Two customer ids whose keys share a Redis Cluster slot."""
+    seen: dict[int, str] = {}
+    k = 0
+    while True:
+        cid = f"{prefix}-{k}"
+        slot = slot_of(d.keys.state(cid))
+        if slot in seen:
+            return seen[slot], cid
+        seen[slot] = cid
+        k += 1
+
+
+def test_the_suppression_list_prunes_and_reads_the_old_layout(redis_server: LocalService) -> None:
+    run(redis_server, suppression_list_prunes_and_reads_the_old_layout)
