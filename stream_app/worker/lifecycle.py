@@ -304,6 +304,9 @@ class Lifecycle:
                 return
             messages, exits = self._departure(rec, request, record)
             await self.publisher.publish(messages)
+            moves = self.readside.commands({}, exits, now_ms)  # (the tier left, for /v1/tiers)
+            if moves:
+                await self.records.commit([], index=moves)
             done = await self.store.retire(
                 source, fence=record.fence, tier=self._tier(record),
                 partition=self._owner(source), into=into, alias_ms=self.options.alias_ms,

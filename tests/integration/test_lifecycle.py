@@ -15,6 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from scoring import values_at
+from scoring.merge import departure
 from stream_app.devkit.stack import LocalService
 from stream_app.messages import OutMessage, expected_partition
 from stream_app.store.keys import slot_of
@@ -185,6 +186,10 @@ async def alias_chain_and_cycles(d: Deployment) -> None:
     total = sum(s.events_applied for s in before if s is not None)
     await d.bus.produce([request("merge", a, "r-ab", into=b)])
     await d.drain()
+    assert before[0] is not None  # a's tier exit is a move out of its tier (the last 2 days)
+    exit_a = departure(before[0], MODEL, customer_id=a, request_id="r-ab")[0]
+    assert exit_a.from_tier is not None and exit_a.to_tier is None
+    assert await d.client.zscore(d.keys.tier_moves(exit_a.from_tier, "out"), exit_a.change_id)
     await d.bus.produce([request("merge", b, "r-bc", into=c)])
     await d.drain()
     merged = await d.state(c)  # the sum of all three at its clock
