@@ -222,14 +222,18 @@ class StateStore:
         return [writes[int(i) - 1].customer_id for i in _lost(replies[-1])]
 
     def _record(self, w: Write) -> tuple[list[str], list[ScriptArg]]:
-        """One customer's keys (state, suppression hash) and arguments in cas_write.lua."""
+        """One customer's keys (state, suppression hash) and arguments in cas_write.lua.
+
+        Only a write that read no record (fence ``"0"``) can create one, so only such a
+        write is checked against the suppression list; the others name their state key in
+        its place (the same slot) and no keyed hash, which costs nothing."""
         cid = w.customer_id
         record = encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token)
-        field = "" if self.secret is None else digest(self.secret, cid)
-        return (
-            [self.keys.state(cid), self.keys.suppression(cid)],
-            [w.fence, record, *w.tier_move, field],
-        )
+        state = self.keys.state(cid)
+        if self.secret is None or w.fence != "0":
+            return [state, state], [w.fence, record, *w.tier_move, ""]
+        field = digest(self.secret, cid)
+        return [state, self.keys.suppression(cid)], [w.fence, record, *w.tier_move, field]
 
     async def _commit_cluster(
         self,

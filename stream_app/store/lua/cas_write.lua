@@ -4,6 +4,7 @@
 -- KEYS[1]      the tier-counts hash: tier name -> customers in it
 -- KEYS[2i]     state key of customer i
 -- KEYS[2i+1]   the suppression hash of customer i's slot: keyed hash of an id -> end (ms)
+--              (any key of the slot when ARGV[5i+1] is "")
 -- ARGV[1]      now, in ms
 -- ARGV[5i-3]   the fence token of the record the writer read: "<version>.<write id>", or a
 --              bare version ("0": the key did not exist; "12": a record of an earlier
