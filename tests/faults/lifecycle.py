@@ -194,7 +194,7 @@ def _kill_amid(
         main, tail = tail_split(part)
         phases.feed(main)
         done = gone()
-        asks = any(MARKER in o.value and o.key in keys for o in main)
+        asks = any(o.value is not None and MARKER in o.value and o.key in keys for o in main)
         if not asks or not run.wait(lambda d=done: gone() > d, timeout=30, what="a request",
                                     fail=False, interval=0.002):  # fmt: skip
             run.random_moment()
