@@ -195,7 +195,7 @@ def _kill_amid(
         phases.feed(main)
         done = gone()
         asks = any(o.value is not None and MARKER in o.value and o.key in keys for o in main)
-        if not asks or not run.wait(lambda d=done: gone() > d, timeout=30, what="a request",
+        if not asks or not run.wait(lambda d=done: gone() > d, timeout=10, what="a request",
                                     fail=False, interval=0.002):  # fmt: skip
             run.random_moment()
         left.append(sum(1 for raw in run.raw_records(watch) if raw is not None))
