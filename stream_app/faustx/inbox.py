@@ -11,7 +11,8 @@ keeps the batching rules of :mod:`.take`:
   takes whatever has arrived;
 - the buffer is bounded: a put waits while ``max_batch`` records or more are buffered
   (the fetcher then stops fetching), so at most ``max_batch - 1`` plus one fetch wait
-  here besides the batch being scored.
+  here besides the batch being scored (the worker's fetches hold at most a batch:
+  ``broker_max_poll_records`` in :func:`stream_app.app.create_app`).
 
 :meth:`Inbox.clear` drops what is buffered and every put still waiting for room (it
 returns False): faust calls it through its flow control when partitions are revoked,
