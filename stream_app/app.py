@@ -52,7 +52,7 @@ def create_app(cfg: Settings, *, idempotent: bool = False) -> faust.App:
         # One fetch hands over at most a batch: the batch input path then buffers at most
         # two batches' worth of records (faust's default: everything the consumer holds).
         broker_max_poll_records=cfg.batch_size,
-        # The agent may be retrying Redis when a rebalance starts: don't block the
+        # The scoring task may be retrying Redis when a rebalance starts: don't block the
         # rebalance on it. Fenced writes make a late write from a lost partition harmless.
         stream_wait_empty=False,
         producer_acks=-1,

@@ -49,6 +49,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from stream_app.aioutil import raise_if_cancelled
 from stream_app.faustx.adapters import headers_of
 from stream_app.faustx.compat import FaustIncompatible
 from stream_app.faustx.inbox import Inbox
@@ -131,6 +132,7 @@ class BatchInput:
         and anything but a cancellation crashes the app, visibly."""
         unacked = self._consumer_now()._unacked_messages
         while True:
+            raise_if_cancelled()  # a stop that a library swallowed during the last batch
             records = await self.inbox.get()
             token = self._in_flight = _InFlight(len(records))
             unacked.add(token)  # faust's wait_empty waits for it
