@@ -223,3 +223,24 @@ def test_a_batch_is_acked_only_after_the_handler_returns(tmp_path: Path) -> None
             return in_flight, before, after
 
     assert asyncio.run(main()) == (1, None, 3)
+
+
+def test_a_topic_not_of_the_intake_goes_through_faust_s_own_delivery(tmp_path: Path) -> None:
+    async def main() -> tuple[list[bytes], int]:
+        async with intake(tmp_path) as (batch_input, consumer, app):
+            from faust.types import TP
+
+            channel = app.topic("elsewhere", key_type=bytes, value_type=bytes)
+            app.topics.add(channel)
+            await app.topics._update_indices()
+            await app.topics.on_partitions_assigned({TP("elsewhere", 0), TP(TOPIC, 0)})
+            app.flow_control.resume()  # as faust does once the partitions are ready
+            fetch = {tp("elsewhere", 0): fetched("elsewhere", 0, 0, 2)}
+            await batch_input._deliver(consumer, fetch, None)
+            queue = channel.queue
+            values = [queue.get_nowait().value for _ in range(queue.qsize())]
+            return values, len(batch_input.inbox)
+
+    values, in_inbox = asyncio.run(main())
+    assert values == [b"v0", b"v1"]  # as faust events, to the channel that subscribed
+    assert in_inbox == 0

@@ -249,7 +249,7 @@ class BatchInput:
             if not (active is None or tp in active or tp in buffered):
                 continue
             if tp.topic not in self.topics:
-                await self._deliver_each(consumer, tp, raw)
+                await self._deliver_each(consumer, tp, raw, generation)
                 continue
             r_offset = read_offset[tp]
             kept = await self._convert(consumer, tp, raw, r_offset, mine)
@@ -305,10 +305,14 @@ class BatchInput:
         await consumer.wait_first(wait_for_room(), consumer.suspend_flow.wait())
         return bool(put and put[0]) and consumer.flow_active
 
-    async def _deliver_each(self, consumer: Any, tp: Any, raw: Sequence[Any]) -> None:
+    async def _deliver_each(
+        self, consumer: Any, tp: Any, raw: Sequence[Any], generation: int
+    ) -> None:
         """faust's own path for a topic not of this intake: message by message."""
         read_offset = consumer._read_offset
         for rec in raw:
+            if not consumer.flow_active or generation != self._app.consumer_generation_id:
+                return  # as faust's getmany: the rest of the fetch is dropped
             r_offset = read_offset[tp]
             if r_offset is not None and rec.offset < r_offset:
                 continue
