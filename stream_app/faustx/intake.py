@@ -98,12 +98,13 @@ class BatchInput:
         self.topics = frozenset(topics)
         self.inbox = Inbox(max_batch, window)
         self._consumer: Any = None
-        self._in_flight: _InFlight | None = None
 
     @classmethod
     def register(cls, app: Any, channel: Any, max_batch: int, window: float) -> BatchInput:
         """Subscribe ``app`` to ``channel``'s topics (faust's conductor, acks on) and have
         its consumer fetch them into a new :class:`BatchInput`."""
+        if not isinstance(getattr(app, "consumer_hooks", None), list):
+            raise FaustIncompatible("the batch input path needs stream_app.faustx.app.ScorerApp")
         intake = cls(app, tuple(channel.topics), max_batch, window)
         app.topics.add(channel)  # what the consumer subscribes to; acks enabled for them
         app.flow_control.manage_queue(intake.inbox)  # cleared with the streams' queues
@@ -134,8 +135,8 @@ class BatchInput:
         while True:
             raise_if_cancelled()  # a stop that a library swallowed during the last batch
             records = await self.inbox.get()
-            token = self._in_flight = _InFlight(len(records))
-            unacked.add(token)  # faust's wait_empty waits for it
+            token = _InFlight(len(records))
+            unacked.add(token)  # faust's wait_empty waits for it (a weak set: held here)
             try:
                 await handle(records)
                 self.ack(records)
@@ -148,7 +149,6 @@ class BatchInput:
             finally:
                 token.acked = True
                 unacked.discard(token)
-                self._in_flight = None
 
     def ack(self, records: Sequence[Record]) -> int:
         """faust's ``Consumer.ack`` for every record of a batch; how many were new."""
