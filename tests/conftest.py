@@ -18,11 +18,17 @@ from pathlib import Path
 
 import pytest
 import redis
+from xdist.workermanage import Producer
 
 from stream_app.devkit.stack import LocalService, start_redis, start_tansu
+from tests.faults import report as fault_report
+from tests.faults.config import Result
+from tests.support.scheduling import SharedFixtureScheduling, make_scheduler
 
 _SERVICE_FIXTURES = {"tansu", "redis_server", "redis_client"}
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+#: Results of the fault-injection scenarios reported to this process (see tests/faults).
+_FAULT_RESULTS: list[Result] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +36,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_services = _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses_services or _INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _FAULT_RESULTS.extend(fault_report.results_of(report))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault-injection scenarios' table (tests/faults), when some ran."""
+    if _FAULT_RESULTS:
+        terminalreporter.section("fault injection (small scale)")
+        terminalreporter.write_line(fault_report.format_table(_FAULT_RESULTS))
+        terminalreporter.write_line(fault_report.format_details(_FAULT_RESULTS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> SharedFixtureScheduling:
+    """Under pytest-xdist, tests sharing a package- or module-scoped fixture run in one
+    process, slow ones first (:mod:`tests.support.scheduling`)."""
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")
