@@ -31,8 +31,16 @@ PACKAGES = ("tests/integration/api/", "tests/integration/decay/", "tests/integra
 #: Modules whose tests are dispatched one by one (each starts what it needs).
 SPREAD = frozenset({"tests/faults/test_faults.py", "tests/integration/test_watermarks.py"})
 #: Where the slow tests live, slowest first: their units are handed out before the others
-#: (the compiled build first: it computes while the others wait).
-FIRST = ("tests/scoring/test_compiled.py", "tests/faults/", "tests/integration/")
+#: (the compiled build first: it computes while the others wait; then the longest single
+#: tests, about a minute each, so that none of them starts late).
+FIRST = (
+    "tests/scoring/test_compiled.py",
+    "tests/integration/test_model_replay.py",
+    "tests/faults/test_faults.py::test_rebalances",
+    "tests/faults/test_faults.py::test_kill",
+    "tests/faults/",
+    "tests/integration/",
+)
 
 
 def scope_of(nodeid: str) -> str:
