@@ -8,7 +8,7 @@ pid when the session ends, whatever the outcome. Tests share them and keep apart
 Any test using a service fixture, or living under ``tests/integration``, is marked
 ``integration``, so ``pytest -m "not integration"`` runs without services.
 
-Under pytest-xdist (``-n 4``, the default) each process has its own broker and Redis; which
+Under pytest-xdist (``-n 3``, the default) each process has its own broker and Redis; which
 tests go to the same process is :mod:`tests.support.scheduling`'s (tests/README.md).
 """
 

@@ -1,11 +1,12 @@
-"""How pytest-xdist hands the suite's tests to its processes (``-n 4`` in pyproject's addopts).
+"""How pytest-xdist hands the suite's tests to its processes (``-n 3`` in pyproject's addopts).
 
-The suite mostly waits (on workers, the broker, Redis), so four processes on two cores cut
-its wall time by about three. Each process starts its own Tansu and redis-server (the
-session fixtures of ``tests/conftest.py``), so tests of different processes share nothing.
-Tests that share a package- or module-scoped fixture must run in the same process, or the
-fixture (a started worker, a compiled build) would be set up once per process. The unit of
-dispatch (:func:`scope_of`, computed from the test id alone: the controller collects nothing):
+The suite mostly waits (on workers, the broker, Redis), so three processes on two cores cut
+its wall time by more than half (tests/README.md). Each process starts its own Tansu and
+redis-server (the session fixtures of ``tests/conftest.py``), so tests of different processes
+share nothing. Tests that share a package- or module-scoped fixture must run in the same
+process, or the fixture (a started worker, a compiled build) would be set up once per
+process. The unit of dispatch (:func:`scope_of`, computed from the test id alone: the
+controller collects nothing):
 
 - a test of a package in :data:`PACKAGES` goes with its package: they share its
   package-scoped workers (a new package-scoped fixture means a new entry there);
