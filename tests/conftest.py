@@ -7,6 +7,9 @@ pid when the session ends, whatever the outcome. Tests share them and keep apart
 
 Any test using a service fixture, or living under ``tests/integration``, is marked
 ``integration``, so ``pytest -m "not integration"`` runs without services.
+
+Under pytest-xdist (``-n 3``, the default) each process has its own broker and Redis; which
+tests go to the same process is :mod:`tests.support.scheduling`'s (tests/README.md).
 """
 
 from __future__ import annotations
@@ -15,14 +18,22 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from xdist.workermanage import Producer
 
 from stream_app.devkit.stack import LocalService, start_redis, start_tansu
+from tests.support.scheduling import SharedFixtureScheduling, make_scheduler
+
+if TYPE_CHECKING:
+    from tests.faults.config import Result
 
 _SERVICE_FIXTURES = {"tansu", "redis_server", "redis_client"}
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+#: Results of the fault-injection scenarios reported to this process (see tests/faults).
+_FAULT_RESULTS: list[Result] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +41,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_services = _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses_services or _INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.user_properties:  # tests/faults is imported only where its tests ran
+        from tests.faults.report import results_of
+
+        _FAULT_RESULTS.extend(results_of(report))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault-injection scenarios' table (tests/faults), when some ran."""
+    if _FAULT_RESULTS:
+        from tests.faults.report import format_details, format_table
+
+        terminalreporter.section("fault injection (small scale)")
+        terminalreporter.write_line(format_table(_FAULT_RESULTS))
+        terminalreporter.write_line(format_details(_FAULT_RESULTS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> SharedFixtureScheduling:
+    """Under pytest-xdist, tests sharing a package- or module-scoped fixture run in one
+    process, slow ones first (:mod:`tests.support.scheduling`)."""
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,9 @@
-"""Fixtures of the fault-injection tests: a results collector printed as the summary table."""
+"""Fixtures of the fault-injection tests: a results collector printed as the summary table.
+
+Each test's results travel with its report (``user_properties``, see
+:mod:`tests.faults.report`), so the table is complete under pytest-xdist too, where the
+tests run in other processes than the one printing it (``tests/conftest.py`` prints it).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-_RESULTS = pytest.StashKey[list]()
+from .config import Result
+from .report import as_property
 
 
-@pytest.fixture(scope="session")
-def fault_results(request: pytest.FixtureRequest) -> Iterator[list]:  # type: ignore[type-arg]
-    """Results of the scenarios run in this session (printed at the end as one table)."""
-    results: list = []  # type: ignore[type-arg]
-    request.config.stash[_RESULTS] = results
+@pytest.fixture
+def fault_results(request: pytest.FixtureRequest) -> Iterator[list[Result]]:
+    """The test appends the results of its scenarios here (printed at the end as one table)."""
+    results: list[Result] = []
     yield results
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    results = config.stash.get(_RESULTS, None)
-    if not results:
-        return
-    from .report import format_details, format_table
-
-    terminalreporter.section("fault injection (small scale)")
-    terminalreporter.write_line(format_table(results))
-    terminalreporter.write_line(format_details(results))
+    request.node.user_properties.extend(as_property(r) for r in results)

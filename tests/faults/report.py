@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
+
+import pytest
 
 from tests.faults.config import Result
+
+#: The name of a test report's user property holding one scenario's result.
+PROPERTY = "fault_result"
+
+
+def as_property(result: Result) -> tuple[str, dict[str, Any]]:
+    """``result`` as a report's user property: plain data (xdist sends reports between
+    processes), the details as the text the summary prints of them."""
+    doc = dataclasses.asdict(result)
+    doc["details"] = {k: str(v) for k, v in result.details.items()}
+    doc["notes"] = [str(n) for n in result.notes]
+    return PROPERTY, doc
+
+
+def results_of(report: pytest.TestReport) -> list[Result]:
+    """The results a test's teardown report carries (none for other reports)."""
+    if report.when != "teardown":
+        return []
+    return [Result(**doc) for name, doc in report.user_properties if name == PROPERTY]
 
 
 def format_table(results: Sequence[Result]) -> str:
