@@ -136,7 +136,10 @@ class BatchProcessor:
             aliased = alias_mark(rec.headers)  # an event of a customer merged into this one
             if aliased is not None:
                 return aliased
-        return self.source_id(rec.topic, rec.partition), rec.offset
+        name = self._source_ids.get((rec.topic, rec.partition))  # (per event: no call)
+        if name is None:
+            name = self.source_id(rec.topic, rec.partition)
+        return name, rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
