@@ -35,7 +35,7 @@ def change_messages(topic: str, changes: Iterable[Change]) -> list[OutMessage]:
         OutMessage(
             topic,
             change.customer_id.encode(),
-            jsonutil.dumps(cloudevent(change)),
+            jsonutil.dumps_str_keys(cloudevent(change)),  # (a CloudEvent's keys are str)
             CLOUDEVENT_HEADERS,
         )
         for change in changes
