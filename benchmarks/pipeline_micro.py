@@ -18,13 +18,21 @@ partitions), with in-memory ports (``tests/support/fakes.py``: ``MemoryStore``,
 * **gc**: the time the garbage collector ran (inside the parts above, wherever an
   allocation set it off).
 
-All four come from the same pass (what the timers themselves cost is calibrated and
-taken out), so a pause of the process lands in one part only; each figure is the best
-of ``--repeat`` passes. Then the glue once more, alone: the core's answers recorded in
-one pass and replayed in the next ones (the pass is deterministic), the ports' time
-taken out. That figure is the least noisy; ``--profile N`` prints the cProfile of such a
-pass, which is the glue's own profile. The worker's garbage collection set-up is the
-same as in production (``stream_app.worker.gc_tuning.freeze`` once built).
+These come from the same pass (what the timers themselves cost is calibrated and taken
+out), so a pause of the process lands in one part only; each figure is the best of
+``--repeat`` passes. Then the glue once more, alone: the core's answers recorded in one
+pass and replayed in the next ones (the pass is deterministic), in CPU time, the ports'
+time and the replay's own taken out (best of ``--replays``); ``--profile N`` prints the
+cProfile of such a pass, which is the glue's own profile. The worker's garbage
+collection set-up is the same as in production (``stream_app.worker.gc_tuning.freeze``
+once built).
+
+On a shared machine the times move by +-20 %. For a comparison that does not, count
+instructions: a replayed pass costs the difference between two callgrind runs,
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python benchmarks/pipeline_micro.py --events 5000 --customers 2000 \
+        --repeat 0 --replays 1     # and --replays 3: (Ir of 3 - Ir of 1) / 2 per pass
 
 It also prints a digest of every output (messages, records, due index, NPS counts and
 index commands): two versions of the glue that behave the same print the same digest.
