@@ -136,7 +136,10 @@ class BatchProcessor:
             aliased = alias_mark(rec.headers)  # an event of a customer merged into this one
             if aliased is not None:
                 return aliased
-        return self.source_id(rec.topic, rec.partition), rec.offset
+        name = self._source_ids.get((rec.topic, rec.partition))  # (per event: no call)
+        if name is None:
+            name = self.source_id(rec.topic, rec.partition)
+        return name, rec.offset
 
     def source_id(self, topic: str, partition: int) -> str:
         """Short name of a source partition in a customer's marks."""
@@ -243,8 +246,11 @@ class BatchProcessor:
         touched = False
         # no crossing of the stored state before this, if this worker wrote that record
         quiet_before = self.due_hints.quiet_before(customer_id, stored.fence)
+        # (looked up once per customer, not per event)
+        model, dedup, keep = self.model, self.dedup_memory, self.explain_events
+        mark_of, changes = self.mark_of, fold.changes
         for rec, event in events:
-            src, offset = self.mark_of(rec)
+            src, offset = mark_of(rec)
             if offset <= marks.get(src, -1):
                 fold.redelivered += 1
                 if state is not None and fingerprint(event.event_id) not in state.recent_ids:
@@ -254,11 +260,7 @@ class BatchProcessor:
             touched = True
             try:
                 result = apply(
-                    state,
-                    event,
-                    self.model,
-                    dedup_memory=self.dedup_memory,
-                    quiet_before_ms=quiet_before,
+                    state, event, model, dedup_memory=dedup, quiet_before_ms=quiet_before
                 )
                 quiet_before = None  # (it was about the stored state)
             except Exception as exc:
@@ -266,18 +268,18 @@ class BatchProcessor:
                 fold.dead.append(self.dead(rec, "internal_error", describe(exc), now_ms, event))
                 continue
             state = result.state
-            fold.changes.extend(result.changes)
-            if result.status == "duplicate":
+            changes.extend(result.changes)
+            status = result.status
+            if status == "duplicate":
                 fold.duplicate += 1
                 continue
-            if result.status == "applied":
+            if status == "applied":
                 fold.applied += 1
             else:
                 fold.capped += 1
-            if self.explain_events:
-                points = self.model.event_types[event.type].points
-                points = points if result.status == "applied" else 0.0
-                expl = explain_add(expl, event, points, self.model, keep=self.explain_events)
+            if keep:
+                points = model.event_types[event.type].points if status == "applied" else 0.0
+                expl = explain_add(expl, event, points, model, keep=keep)
             if result.nps is not None:
                 for fld in nps_fields(result.nps.day, result.nps.tier, result.nps.category):
                     fold.nps.append((rec.topic, rec.partition, rec.offset, fld))

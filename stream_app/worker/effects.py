@@ -35,7 +35,7 @@ def change_messages(topic: str, changes: Iterable[Change]) -> list[OutMessage]:
         OutMessage(
             topic,
             change.customer_id.encode(),
-            jsonutil.dumps(cloudevent(change)),
+            jsonutil.dumps_str_keys(cloudevent(change)),  # (a CloudEvent's keys are str)
             CLOUDEVENT_HEADERS,
         )
         for change in changes
@@ -92,9 +92,10 @@ class Effects:
             lap("publish")
         lost = set(await self.store.commit(outcome.writes, nps=outcome.nps, index=outcome.index))
         if outcome.reschedule is None:
+            remember = self.hints.set
             for w in outcome.writes:  # (its due time was written with ZADD LT, lost or not)
-                token = None if w.customer_id in lost else w.token
-                self.hints.set(w.customer_id, w.due_at_ms, token)
+                cid = w.customer_id
+                remember(cid, w.due_at_ms, None if cid in lost else w.token)
         else:
             await self._reschedule(outcome.reschedule, lost)
         if lap is not None:

@@ -19,7 +19,7 @@ import bisect
 import collections
 import itertools
 import platform
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -120,6 +120,17 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: the bound included
         self.sum += value
         self.count += 1
+
+    def observe_all(self, values: Iterable[float]) -> None:
+        """``observe`` each value, in order (one call for a batch's messages)."""
+        counts, bounds, where = self.counts, self.bounds, bisect.bisect_left
+        total, n = self.sum, 0
+        for value in values:
+            counts[where(bounds, value)] += 1
+            total += value
+            n += 1
+        self.sum = total
+        self.count += n
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         les = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]

@@ -68,12 +68,17 @@ def parse_batch(
 ) -> Parsed:
     """Step 1 (see the module docstring)."""
     parsed = Parsed(defaultdict(list), {}, [], Counter(), 0)
-    offsets, out = parsed.offsets, parsed.messages
+    offsets, out, events = parsed.offsets, parsed.messages, parsed.events
+    seen = parsed.seen
+    input_topic, by_customer_topic = topics.input, topics.by_customer
+    now = int(now_ms)  # (the same for every message of the batch)
     for rec in records:
-        tp = (rec.topic, rec.partition)
-        offsets[tp] = max(rec.offset, offsets.get(tp, -1))
-        if rec.headers and rec.topic == topics.by_customer and is_control(rec.headers):
-            parsed.seen.control(rec.partition, rec.offset, rec.value)  # not an event
+        topic = rec.topic
+        tp = (topic, rec.partition)
+        if rec.offset >= offsets.get(tp, -1):  # (the largest offset per source)
+            offsets[tp] = rec.offset
+        if rec.headers and topic == by_customer_topic and is_control(rec.headers):
+            seen.control(rec.partition, rec.offset, rec.value)  # not an event
             continue
         try:
             if rec.key is not None and len(rec.key) > MAX_KEY_BYTES:
@@ -86,7 +91,7 @@ def parse_batch(
             event = parse_event(
                 rec.value,
                 model,
-                now_ms=int(now_ms),
+                now_ms=now,
                 max_future_ms=max_future_ms,
                 max_age_ms=max_age_ms,
             )
@@ -99,9 +104,9 @@ def parse_batch(
             out.append(dead(rec, "internal_error", describe(exc), now_ms))
             parsed.dead["internal_error"] += 1
             continue
-        if rec.topic == topics.input:
+        if topic == input_topic:
             forward = forwards(rec, event.customer_id, topics)
-            parsed.seen.event(rec.partition, event.ts_ms, forwarded=forward)
+            seen.event(rec.partition, event.ts_ms, forwarded=forward)
             if forward:
                 origin = source_headers(rec.partition, rec.offset)
                 key = event.customer_id.encode()
@@ -110,5 +115,5 @@ def parse_batch(
                 continue
         elif rec.headers and (into := rerouted_to(rec)) is not None:
             event = replace(event, customer_id=into)  # merged into ``into``
-        parsed.events[event.customer_id].append((rec, event))
+        events[event.customer_id].append((rec, event))
     return parsed

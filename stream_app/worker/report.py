@@ -23,10 +23,9 @@ class Report:
 
     def observe_age(self, records: Sequence[Record], now: float) -> None:
         """How old each message is (by its Kafka timestamp) when its batch starts."""
-        observe = self.metrics.event_age.observe
-        for rec in records:
-            if rec.timestamp is not None:
-                observe(max(now - rec.timestamp, 0.0))
+        self.metrics.event_age.observe_all(
+            max(now - ts, 0.0) for rec in records if (ts := rec.timestamp) is not None
+        )
 
     def batch(self, stats: BatchStats) -> None:
         """Count one batch, and log its dead letters by reason."""

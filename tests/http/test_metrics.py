@@ -184,6 +184,21 @@ def test_histogram_bucket_edges() -> None:
     assert cumulative == sorted(cumulative)
 
 
+def test_histogram_observe_all_is_observe_of_each() -> None:
+    # (float sums depend on their order: the same sum, bit for bit, means the same order)
+    values = [0.1, 0.2, 0.3, 0.001, 0.0010001, 1e-9, 10.0, 10.5, 1e16, 1.0, -0.0]
+    r = Registry()
+    batched = r.histogram("a_seconds", "A.", LATENCY_BUCKETS)
+    single = r.histogram("b_seconds", "B.", LATENCY_BUCKETS)
+    batched.observe_all(iter(values))
+    batched.observe_all([])
+    for v in values:
+        single.observe(v)
+    assert batched.count == single.count == len(values)
+    assert batched.counts == single.counts and sum(batched.counts) == len(values)
+    assert batched.sum.hex() == single.sum.hex()
+
+
 @pytest.mark.parametrize("value", ['with "quotes"', "back\\slash", "new\nline", "é|*|{x}", ""])
 def test_label_values_round_trip(value: str) -> None:
     r = Registry()
