@@ -66,7 +66,6 @@ EXPLANATION_FORMAT = 3
 #: The version byte of an explanation with fingerprints of its event ids.
 FINGERPRINTS_FORMAT = 4
 _PREFIX = "fp:"
-_HEX = frozenset("0123456789abcdef")
 
 _LENGTH2 = 4
 _POINTS32 = 8
@@ -120,8 +119,14 @@ def id_fingerprint(event_id: str) -> str:
 
 def _print_of(event_id: str) -> bytes:
     """The fingerprint bytes format 4 stores for ``event_id``."""
-    if len(event_id) == 15 and event_id.startswith(_PREFIX) and _HEX.issuperset(event_id[3:]):
-        return bytes.fromhex(event_id[3:])
+    if len(event_id) == 15 and event_id.startswith(_PREFIX):
+        digits = event_id[3:]
+        try:
+            raw = bytes.fromhex(digits)
+        except ValueError:
+            return fingerprint(event_id)
+        if raw.hex() == digits:  # (not "fp:00FF..." nor with spaces: those are ids)
+            return raw
     return fingerprint(event_id)
 
 
