@@ -8,6 +8,7 @@ explanation lives in the customer's record, a Redis that lost its scripts (resta
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -117,3 +118,19 @@ def test_a_record_of_the_previous_format_is_read_and_rewritten_in_format_2(
     assert isinstance(raw, bytes) and raw.startswith(w.token.encode() + b" \x02")
     again = run(lambda s: s.load(["old"]), redis_server.url, keys)["old"]
     assert (again.version, again.marks, again.state) == (5, {"i0": 4, "r0": 8}, b"[2]")
+
+
+def test_reads_go_on_while_writes_are_paused(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The read script is flagged no-writes: like MGET, it is not held by CLIENT PAUSE
+    WRITE (a failover's pause), which holds every script that may write."""
+    run(lambda s: s.commit([write("a", 0, b"[1]")]), redis_server.url, keys)
+    redis_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    try:
+        records = run(
+            lambda s: asyncio.wait_for(s.load(["a", "b"]), timeout=10), redis_server.url, keys
+        )
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert records["a"].state == b"[1]" and records["b"].state is None
