@@ -5,13 +5,15 @@
   The most this machine, this broker and Python can hand over per second.
 * ``faust``: a faust worker built by ``stream_app.app.create_app`` from the same
   ``ENGAGEMENT_*`` environment as the real worker (same App settings, same fetch wait
-  patch, uvloop), with one agent on the same source topics that iterates the worker's batches
-  (``stream_app.faustx.take.batches``, same size and window) and only acks them: faust's own
-  per-message cost.
+  patch, uvloop), with the worker's input on the same source topics
+  (``stream_app.worker.agents.register_input``: the batch input path, or faust's agent
+  and stream, as ``ENGAGEMENT_FAUST_BATCH_INPUT`` says; same size and window) whose
+  handler does nothing: the framework's own cost per message.
 
   ``benchmarks/run.py`` runs it twice: with the worker's faust settings, and once more
-  with faust as it comes (``ENGAGEMENT_FAUST_EAGER_DELIVERY=false``,
-  ``ENGAGEMENT_FAUST_MONITOR=true``), to show what those two settings save.
+  with faust as it comes (``ENGAGEMENT_FAUST_BATCH_INPUT=false``,
+  ``ENGAGEMENT_FAUST_EAGER_DELIVERY=false``, ``ENGAGEMENT_FAUST_MONITOR=true``), to show
+  what those settings save.
 
 Each one counts messages until ``--expect`` have arrived, then writes ``--result`` (JSON:
 wall-clock time and count at the start -- the first batch for faust, the first fetch for
@@ -130,23 +132,16 @@ def run_faust(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from stream_app.app import create_app
-    from stream_app.faustx.take import batches
-    from stream_app.worker.agents import source_topics
+    from stream_app.worker.agents import register_input
     from stream_app.worker.services import worker_topics
 
     app = create_app(settings)
-    sources = source_topics(app, worker_topics(settings, partitions))
-
     progress = Progress(args.expect, args.result)
-    window = settings.batch_window_ms / 1000.0
 
-    async def nothing(stream: Any) -> None:
-        async for events in batches(stream, settings.batch_size, window):
-            for event in events:
-                await stream.ack(event)
-            progress.add(len(events))
+    async def nothing(records: Any) -> None:
+        progress.add(len(records))
 
-    app.agent(sources, name="ceiling")(nothing)
+    register_input(app, settings, worker_topics(settings, partitions), nothing)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
     return 0
 

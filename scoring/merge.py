@@ -18,6 +18,10 @@ survivor's new state, exactly:
    segments are evaluated at the clock; every change has cause ``merge``, caused by the
    merge request, at the common clock, so a redelivered merge gives the same ids.
 
+The customer merged away leaves under its own id (:func:`departure`): it exits its tier
+(a tier change to no tier) and every segment it was in, with cause ``merge``, at its own
+clock and with its own values, so that a request carried out again gives the same ids.
+
 >>> from scoring.apply import apply
 >>> from scoring.events import Event
 >>> from scoring.model import load_default_model
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from scoring.changes import Change, diff
 from scoring.crossing import advance
@@ -49,7 +54,7 @@ from scoring.model import Model
 from scoring.state import CustomerState, decayed_values, new_state, utc_day
 from scoring.timeline import Point
 
-__all__ = ["Merged", "merge", "merge_explanations"]
+__all__ = ["Merged", "departure", "merge", "merge_explanations"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,52 @@ def merge(
         last_event_ms=max(lasts) if lasts else None,
     )
     return Merged(state, tuple(changes))
+
+
+def departure(
+    source: CustomerState, model: Model, *, customer_id: str, request_id: str
+) -> tuple[Change, ...]:
+    """The changes of ``source`` (``customer_id``) merged away: it exits its tier (``to``
+    None, not entered) and then each segment it was in, in model order; cause ``merge``,
+    caused by the merge request, at the state's clock with its values there (none for a
+    customer never seen).
+
+    >>> from scoring.apply import apply
+    >>> from scoring.events import Event
+    >>> from scoring.model import load_default_model
+    >>> model = load_default_model()
+    >>> a = apply(None, Event("e0", "a", "webinar_attended", 0), model).state
+    >>> [(c.kind, c.name, c.from_tier, c.to_tier, c.entered, c.cause)
+    ...  for c in departure(a, model, customer_id="a", request_id="r1")]
+    [('tier', 'cold', 'cold', None, False, 'merge')]
+    """
+    if source.is_new:
+        return ()
+    values = tuple(source.values)
+    score = math.fsum(values)
+    dims = dict(zip(model.dimensions, values, strict=True))
+    tier = model.tiers[source.tier].name
+    segment: Literal["segment"] = "segment"
+    names: list[tuple[Literal["tier", "segment"], str]] = [("tier", tier)]
+    names += [(segment, r.name) for i, r in enumerate(model.segments) if source.segments >> i & 1]
+    return tuple(
+        Change.create(
+            customer_id,
+            kind,
+            name,
+            from_tier=tier if kind == "tier" else None,
+            to_tier=None,
+            entered=False,
+            occurred_at_ms=source.clock_ms,
+            score=score,
+            dimensions=dims,
+            cause="merge",
+            cause_event_id=request_id,
+            model=model.name,
+            model_version=model.version,
+        )
+        for kind, name in names
+    )
 
 
 def _latest_nps(a: CustomerState, b: CustomerState) -> tuple[int | None, int | None]:

@@ -49,7 +49,10 @@ def create_app(cfg: Settings, *, idempotent: bool = False) -> faust.App:
         # Tansu joins take ~30 s with faust's defaults; a 6 s session brings it to ~4 s.
         **{**fast_join_settings(), "topic_replication_factor": cfg.topic_replication_factor},
         broker_commit_interval=1.0,
-        # The agent may be retrying Redis when a rebalance starts: don't block the
+        # One fetch hands over at most a batch: the batch input path then buffers at most
+        # two batches' worth of records (faust's default: everything the consumer holds).
+        broker_max_poll_records=cfg.batch_size,
+        # The scoring task may be retrying Redis when a rebalance starts: don't block the
         # rebalance on it. Fenced writes make a late write from a lost partition harmless.
         stream_wait_empty=False,
         producer_acks=-1,

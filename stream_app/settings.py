@@ -68,6 +68,7 @@ class Settings:
     fetch_max_wait_ms: int = 100
     faust_monitor: bool = False  # faust's Monitor sensor: per-event bookkeeping, off by default
     faust_eager_delivery: bool = True  # deliver fetched messages without wait_first's tasks
+    faust_batch_input: bool = True  # whole fetches to the agent (false: faust's stream path)
     gc_freeze: bool = True  # freeze start-up objects, so full collections stay short
     retry_max_backoff_s: float = 5.0
     stall_seconds: float = 120.0  # /healthz fails after this long without progress (lag/retry)

@@ -14,7 +14,7 @@ import pytest
 
 from scoring import Event, apply, load_default_model
 from scoring.lifecycle import Request, encode_request, lifecycle_event
-from scoring.merge import merge
+from scoring.merge import departure, merge
 from stream_app import jsonutil
 from stream_app.contracts import cloudevent, lifecycle_cloudevent
 from stream_app.http.admin import AdminApi
@@ -56,8 +56,13 @@ def test_changes_caused_by_a_merge_fit_the_segment_change_schema() -> None:
     for n in range(3):
         a = apply(a, Event(f"a{n}", "a", "webinar_attended", T0 + n), MODEL).state
         b = apply(b, Event(f"b{n}", "b", "review_submitted", T0 + n), MODEL).state
+    a = apply(a, Event("a-nps", "a", "nps_response", T0 + 9, nps_score=10), MODEL).state
     assert a is not None and b is not None
     changes = merge(b, a, MODEL, customer_id="b", request_id="req-1").changes
+    exits = departure(a, MODEL, customer_id="a", request_id="req-1")
+    assert exits[0].kind == "tier" and exits[0].to_tier is None  # a leaves its tier ...
+    assert len(exits) == 1 + bin(a.segments).count("1") > 1  # ... and each of its segments
+    changes += exits
     assert {c.cause for c in changes} == {"merge"}
     for change in changes:
         doc = wire(cloudevent(change))

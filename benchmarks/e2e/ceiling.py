@@ -14,8 +14,13 @@ from e2e.config import CEILINGS
 from e2e.cpu import loadavg
 from stream_app.devkit.stack import free_port
 
-#: faust as it comes: its Monitor sensor on, every delivery through ``wait_first``.
-STOCK_FAUST = {"ENGAGEMENT_FAUST_EAGER_DELIVERY": "false", "ENGAGEMENT_FAUST_MONITOR": "true"}
+#: faust as it comes: an agent on a stream, its Monitor sensor on, every delivery
+#: through ``wait_first``.
+STOCK_FAUST = {
+    "ENGAGEMENT_FAUST_BATCH_INPUT": "false",
+    "ENGAGEMENT_FAUST_EAGER_DELIVERY": "false",
+    "ENGAGEMENT_FAUST_MONITOR": "true",
+}
 
 
 async def ceiling(bench: Bench, kind: str, extra: dict[str, str] | None = None) -> dict[str, Any]:

@@ -68,12 +68,12 @@ def table(r: dict[str, Any], v: dict[str, dict[str, Any]]) -> str:
 def _throughput_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> None:
     row("1 worker: events/s", _fmt_rate(r.get("worker")), "per_worker")
     row("ceiling (a) aiokafka + orjson", _fmt_rate(r.get("ceiling_aiokafka")))
-    row("ceiling (b) faust agent, acks only", _fmt_rate(r.get("ceiling_faust")))
+    row("ceiling (b) faust, worker input path, acks only", _fmt_rate(r.get("ceiling_faust")))
     stock = r.get("ceiling_faust_stock")
     if isinstance(stock, dict) and "events_per_s" in stock:
         us_s = stock.get("cpu_us_per_event")
         row(
-            "  (b0) the same, stock faust delivery + Monitor",
+            "  (b0) the same, stock faust (agent stream, Monitor)",
             f"{_fmt_rate(stock)}, {us_s:.1f} us/event" if us_s else _fmt_rate(stock),
         )
     row("Quix Streams peer (same job, same data)", _fmt_rate(r.get("quix")))

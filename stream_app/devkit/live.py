@@ -161,7 +161,8 @@ def run_dev(args: argparse.Namespace) -> int:
         for line in links:
             console.print(line, highlight=False, soft_wrap=True)
         plain = args.plain or not console.is_terminal
-        asyncio.run(_drive(settings, args, console, plain, worker, links=links))
+        if asyncio.run(_drive(settings, args, console, plain, worker, links=links)):
+            console.print("interrupted")
     except KeyboardInterrupt:
         console.print("interrupted")
     finally:
@@ -231,7 +232,16 @@ async def _drive(
     worker: subprocess.Popen[bytes],
     *,
     links: list[str],
-) -> None:
+) -> bool:
+    """Drive the demo until ``--duration`` or SIGTERM (True: stopped by the signal).
+
+    SIGTERM stops it as asyncio stops on Ctrl-C: through the loop, so every task is
+    cancelled and its clients closed, not interrupted half-way (a KeyboardInterrupt in the
+    middle of a producer's close left its task pending when the loop closed).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     model = load_model(settings.model_path)
     view = View(customers=args.customers, tiers=[t.name for t in model.tiers], links=links)
     tasks = [
@@ -243,23 +253,27 @@ async def _drive(
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
         if plain:
-            await _wait(tasks, deadline, worker)
+            await _wait(tasks, deadline, worker, stop)
         else:
             with Live(view.render(), console=console, refresh_per_second=4) as live:
-                await _wait(tasks, deadline, worker, lambda: live.update(view.render()))
+                await _wait(tasks, deadline, worker, stop, lambda: live.update(view.render()))
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # (until the clean-up is done)
+    return stop.is_set()
 
 
 async def _wait(
     tasks: list[asyncio.Task[None]],
     deadline: float | None,
     worker: subprocess.Popen[bytes],
+    stop: asyncio.Event,
     tick: object = None,
 ) -> None:
-    while deadline is None or time.monotonic() < deadline:
+    while (deadline is None or time.monotonic() < deadline) and not stop.is_set():
         for t in tasks:
             if t.done() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]

@@ -1,8 +1,9 @@
-"""faust's App, whose Monitor sensor is optional."""
+"""faust's App, whose Monitor sensor is optional and whose consumer can be adapted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import faust
 from mode import ServiceT
@@ -19,6 +20,18 @@ class ScorerApp(faust.App):
     """
 
     keep_monitor = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Called with the consumer when faust builds it (before the app starts it):
+        #: :meth:`stream_app.faustx.intake.BatchInput.attach`.
+        self.consumer_hooks: list[Callable[[Any], None]] = []
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        for hook in self.consumer_hooks:
+            hook(consumer)
+        return consumer
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         dependencies = super().on_init_dependencies()

@@ -6,6 +6,11 @@ Every use of a private attribute of faust, mode or aiokafka lives in this packag
   ``AIOKafkaConsumer._fetch_max_wait_ms`` and ``._partition_assignment_strategy``:
   :mod:`.tuning` (the fetch wait, the co-partitioning assignor);
 - ``Consumer._drain_messages`` (which calls ``wait_first``): :mod:`.delivery`;
+- the batch input path, :mod:`.intake`: ``Consumer._drain_messages`` (replaced on the
+  consumer), ``_wait_next_records``, ``_to_message``, ``_add_gap``, the read offsets, the
+  ack bookkeeping (``_acked``, ``_acked_index``, ``_n_acked``, ``_committed_offset``,
+  ``_waiting_for_ack``, ``_unacked_messages``, ``_commit_every``) and
+  ``faust.types.tuples.ack_lock``; ``App._consumer``;
 - ``Consumer._committed_offset``: :class:`.adapters.FaustConsumer`;
 - ``Stream._enable_passive`` and ``Stream._processors``: :mod:`.take`;
 - ``App._rebalancing_sensor_state``: :class:`.app.ScorerApp`;
@@ -24,6 +29,25 @@ from stream_app.errors import StreamAppError
 
 #: The faust-streaming release (major, minor) these patches were written against.
 TESTED_FAUST = (0, 15)
+
+
+#: The Consumer internals of the batch input path (:mod:`.intake`).
+INTAKE_CONSUMER = (
+    "_wait_next_records",
+    "_to_message",
+    "_add_gap",
+    "_read_offset",
+    "_buffered_partitions",
+    "_acked",
+    "_acked_index",
+    "_n_acked",
+    "_waiting_for_ack",
+    "_unacked_messages",
+    "_commit_every",
+    "perform_seek",
+    "flow_active",
+    "suspend_flow",
+)
 
 
 class FaustIncompatible(StreamAppError):
@@ -53,9 +77,14 @@ def check() -> None:
         )
     needed = {
         AIOKafkaConsumerThread: ("_create_worker_consumer",),
-        Consumer: ("_drain_messages", "_committed_offset", "wait_first"),
+        Consumer: (
+            "_drain_messages",
+            "_committed_offset",
+            "wait_first",
+            *INTAKE_CONSUMER,
+        ),
         Stream: ("_enable_passive", "_processors"),
-        App: ("_rebalancing_sensor_state",),
+        App: ("_rebalancing_sensor_state", "_consumer"),
         Producer: ("_settings_extra",),
     }
     missing = [
@@ -64,6 +93,10 @@ def check() -> None:
         for name in names
         if not _declares(cls, name)
     ]
+    import faust.types.tuples
+
+    if not hasattr(faust.types.tuples, "ack_lock"):
+        missing.append("faust.types.tuples.ack_lock")
     if missing:
         raise FaustIncompatible(
             f"faust-streaming {version} lacks {', '.join(missing)}, which the worker relies "

@@ -104,8 +104,9 @@ class LaneStore(StateStore):
         epoch: Callable[[], int] | None = None,
         derivation: Derivation | None = None,
         claimed_by_workers: Callable[[str], int] | None = None,
+        secret: bytes | None = None,
     ) -> None:
-        super().__init__(client, keys)
+        super().__init__(client, keys, secret=secret)
         self.epoch = epoch
         self.derivation = derivation
         #: For a replay: the owner partition of a customer (its marks' source names).
@@ -207,6 +208,7 @@ def build_lane(
         epoch=epoch,
         derivation=derivation,
         claimed_by_workers=(lambda cid: expected_partition(cid, partitions)) if replay else None,
+        secret=suppression_secret,
     )
     readstore = ReadStore(client, keys, slot.model)
     gate = Gate(NullPublisher() if replay else publisher)

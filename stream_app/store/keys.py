@@ -9,6 +9,8 @@ out of its slot or forge another customer's key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from functools import cache
 
@@ -22,6 +24,16 @@ def escape(part: str) -> str:
     'a%7Bb%7D%25c'
     """
     return part.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def digest(secret: bytes, customer_id: str) -> str:
+    """The keyed hash that names an erased customer in the suppression list (hex
+    HMAC-SHA256 of its id under ``secret``).
+
+    >>> digest(b"k", "c-1") == digest(b"k", "c-1") != digest(b"other", "c-1")
+    True
+    """
+    return hmac.new(secret, customer_id.encode(), hashlib.sha256).hexdigest()
 
 
 def glob_escape(text: str) -> str:
@@ -123,9 +135,20 @@ class Keys:
     def aliases_of(self, customer_id: str) -> str:
         return f"{self.base}:aliases:{{{escape(customer_id)}}}"
 
-    # suppressed:{<digest>} -- string "1" with a TTL (ENGAGEMENT_SUPPRESSION_DAYS): an erased
-    # customer, named by the hex HMAC-SHA256 of its id under ENGAGEMENT_SUPPRESSION_SECRET
-    # (never by the id): its later events are dropped while the key lives
+    # suppression:{<tag>} -- hash: the suppression list of one Redis Cluster slot (on a
+    # single Redis too). Field: an erased customer, named by the hex HMAC-SHA256 of its id
+    # under ENGAGEMENT_SUPPRESSION_SECRET (never by the id); value: when its suppression
+    # ends (ms). The tag (slot_tag) puts it in the slot of the customers it names, so the
+    # fenced write (lua/cas_write.lua) can refuse to create an erased customer's record in
+    # the same script. lua/suppress.lua adds entries and prunes the expired ones; the hash
+    # expires when its last entry does.
+    def suppression(self, customer_id: str) -> str:
+        tag = slot_tag(slot_of(self.state(customer_id)))
+        return f"{self.base}:suppression:{{{tag}}}"
+
+    # suppressed:{<digest>} -- string "1" with a TTL: the suppression list of earlier
+    # releases, one key per erased customer (by the same keyed hash). Read, never written:
+    # its keys expire by themselves within ENGAGEMENT_SUPPRESSION_DAYS.
     def suppressed(self, digest: str) -> str:
         return f"{self.base}:suppressed:{{{digest}}}"
 

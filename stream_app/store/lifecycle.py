@@ -1,10 +1,16 @@
 """Redis side of erasing and merging customers: suppression list, aliases, removals.
 
-* An erased customer is remembered only as ``suppressed:{<digest>}``, the hex
-  HMAC-SHA256 of its id under a configured secret, for a configured time: its later
-  events are dropped. Its record, alias, due entry and segment memberships go, and the
-  tier counts lose it, in the order of a batch's writes: idempotent removals first,
-  then the fenced delete (``lua/erase.lua``), then the aliases that named it.
+* An erased customer is remembered only by its keyed hash (the hex HMAC-SHA256 of its
+  id under a configured secret), for a configured time, in the suppression hash of its
+  Redis Cluster slot (``suppression:{<tag>}``, ``lua/suppress.lua``): its later events
+  are dropped, and the fenced write refuses to create its record again (a worker that
+  read the customer before the erase and wakes up after it loses its write: it reads
+  again, finds the customer erased and drops its events). Its record, alias, due entry
+  and segment memberships go, and the tier counts lose it, in the order of a batch's
+  writes: the suppression and idempotent removals first, then the fenced delete
+  (``lua/erase.lua``), then the aliases that named it. The suppression keys of earlier
+  releases (``suppressed:{<digest>}``, one per customer) are still read until they
+  expire.
 * A customer merged into another leaves ``alias:{<customer>}`` (the survivor's id, for
   a configured time) in the same script call that deletes its record
   (``lua/merge_retire.lua``); the survivor's ``aliases:{<survivor>}`` lists it, so that
@@ -17,42 +23,43 @@ same again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-from collections.abc import Sequence
-from typing import Any, cast
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
-from stream_app.store.keys import Keys, slot_of
+from stream_app.store.keys import Keys, digest, slot_of
 from stream_app.store.records import Command, LifecycleStatus, ScriptArg
 from stream_app.store.state import RedisClient, _Script
 
-
-def digest(secret: bytes, customer_id: str) -> str:
-    """The keyed hash that names an erased customer in the suppression list.
-
-    >>> digest(b"k", "c-1") == digest(b"k", "c-1") != digest(b"other", "c-1")
-    True
-    """
-    return hmac.new(secret, customer_id.encode(), hashlib.sha256).hexdigest()
+__all__ = ["LifecycleStore", "digest"]
 
 
 class LifecycleStore:
     """Suppression list, aliases, and the fenced removal of customer records."""
 
     def __init__(
-        self, client: RedisClient, keys: Keys, *, secret: bytes, segments: Sequence[str]
+        self,
+        client: RedisClient,
+        keys: Keys,
+        *,
+        secret: bytes,
+        segments: Sequence[str],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.keys = keys
         self.secret = secret
         self.segments = tuple(segments)
+        self.clock = clock
         self.is_cluster = isinstance(client, RedisCluster)
         self._erase = _Script("erase.lua")
         self._retire = _Script("merge_retire.lua")
         self._alias_drop = _Script("alias_drop.lua")
+        self._suppress = _Script("suppress.lua")
+        self._scripts = (self._erase, self._retire, self._alias_drop, self._suppress)
 
     def digest(self, customer_id: str) -> str:
         """The suppression list's name for ``customer_id``."""
@@ -63,17 +70,18 @@ class LifecycleStore:
         one ``MGET``."""
         if not customer_ids:
             return {}
-        keys: list[str] = []
+        pipe = self.client.pipeline(transaction=False)
         for cid in customer_ids:
-            keys += [self.keys.suppressed(self.digest(cid)), self.keys.alias(cid)]
-        if self.is_cluster:
-            raws = await cast(RedisCluster, self.client).mget_nonatomic(keys)
-        else:
-            raws = await self.client.mget(keys)
+            hashed = self.digest(cid)
+            pipe.hget(self.keys.suppression(cid), hashed)
+            pipe.get(self.keys.suppressed(hashed))  # (an earlier release's entry)
+            pipe.get(self.keys.alias(cid))
+        raws = await pipe.execute()
+        now = self.clock() * 1000
         out: dict[str, LifecycleStatus] = {}
         for i, cid in enumerate(customer_ids):
-            suppressed, alias = raws[2 * i], raws[2 * i + 1]
-            if suppressed is not None:
+            ends, legacy, alias = raws[3 * i : 3 * i + 3]
+            if (ends is not None and float(ends) > now) or legacy is not None:
                 out[cid] = LifecycleStatus("suppressed")
             elif alias is not None:
                 into = alias.decode() if isinstance(alias, bytes) else str(alias)
@@ -87,7 +95,15 @@ class LifecycleStore:
 
     async def is_suppressed(self, customer_id: str) -> bool:
         """True while ``customer_id`` is on the suppression list."""
-        return bool(await self.client.exists(self.keys.suppressed(self.digest(customer_id))))
+        status = (await self.lookup([customer_id])).get(customer_id)
+        return status is not None and status.kind == "suppressed"
+
+    async def suppress(self, customer_id: str, *, suppress_ms: int) -> None:
+        """Put ``customer_id`` on its slot's suppression list for ``suppress_ms`` (an
+        entry only moves later; the slot's ended entries are pruned)."""
+        now = int(self.clock() * 1000)
+        args: list[ScriptArg] = [self.digest(customer_id), now, suppress_ms]
+        await self._run(self._suppress, [self.keys.suppression(customer_id)], args)
 
     async def erase(
         self,
@@ -105,12 +121,8 @@ class LifecycleStore:
         since (nothing deleted); else the customers still aliased to it, for
         :meth:`drop_aliases`."""
         keys = self.keys
-        await self._send(
-            [
-                ("SET", keys.suppressed(self.digest(customer_id)), "1", "PX", suppress_ms),
-                *self._unindex(customer_id, partition),
-            ]
-        )
+        await self.suppress(customer_id, suppress_ms=suppress_ms)
+        await self._send(self._unindex(customer_id, partition))
         state_key = keys.state(customer_id)
         reply = await self._run(
             self._erase,
@@ -138,9 +150,7 @@ class LifecycleStore:
     async def forget_merged(self, source: str, into: str, *, suppress_ms: int) -> None:
         """``source`` was merged into ``into``, which is erased: drop the alias naming
         ``into`` and suppress ``source`` (the same person)."""
-        await self._send(
-            [("SET", self.keys.suppressed(self.digest(source)), "1", "PX", suppress_ms)]
-        )
+        await self.suppress(source, suppress_ms=suppress_ms)
         await self._run(self._alias_drop, [self.keys.alias(source)], [into])
 
     async def retire(
@@ -197,8 +207,5 @@ class LifecycleStore:
         try:
             return await self.client.execute_command(*script.command(keys, args))
         except redis.exceptions.NoScriptError:
-            await asyncio.gather(
-                *(self.client.script_load(s.source) for s in (self._erase, self._retire,
-                                                              self._alias_drop))
-            )  # fmt: skip
+            await asyncio.gather(*(self.client.script_load(s.source) for s in self._scripts))
             return await self.client.execute_command(*script.command(keys, args))

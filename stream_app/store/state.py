@@ -1,17 +1,19 @@
 """Redis state: one fenced record per customer, NPS counters per source partition.
 
 A customer record (its layout and fence token: :mod:`stream_app.store.records`) is read
-with one ``MGET`` and written by a fenced script call.
+by one script call and written by a fenced script call.
 
 A batch costs two round trips to the record store: one script call that reads its
 customers' records (``lua/load_records.lua``: the records, and which keys hold another
 Redis type), and one pipeline with every write (NPS counters, read-side indexes, due
-index, then one script call that fences every record). Scripts are called by SHA;
-should Redis have lost them (restart, ``SCRIPT FLUSH``), they are loaded again and the
-call or pipeline, whose every command is idempotent, is sent again. On Redis Cluster a
-script only sees keys of one slot, so there the reads are one ``MGET`` per slot, sent
-together (then ``EXISTS`` of the keys found missing, to tell a key of another type), and
-the per-customer writes run concurrently: one or two round trips of latency each.
+index, then one script call that fences every record, and refuses to create the record
+of a customer on the suppression list: see :mod:`stream_app.store.lifecycle`). Scripts
+are called by SHA; should Redis have lost them (restart, ``SCRIPT FLUSH``), they are
+loaded again and the call or pipeline, whose every command is idempotent, is sent again.
+On Redis Cluster a script only sees keys of one slot, so there the reads are one ``MGET``
+per slot, sent together (then ``EXISTS`` of the keys found missing, to tell a key of
+another type), and the per-customer writes run concurrently: one or two round trips of
+latency each.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -28,7 +31,7 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from stream_app.errors import StreamAppError
-from stream_app.store.keys import Keys, slot_of
+from stream_app.store.keys import Keys, digest, slot_of
 from stream_app.store.records import (
     Command,
     CustomerRecord,
@@ -86,9 +89,20 @@ class _Script:
 class StateStore:
     """Async access to customer records and NPS counters in Redis."""
 
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keys,
+        *,
+        secret: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.keys = keys
+        #: The suppression list's key (None: writes do not check it; the erased customers
+        #: of a store that handles no erase requests).
+        self.secret = secret
+        self.clock = clock
         self.is_cluster = isinstance(client, RedisCluster)
         self._cas = _Script("cas_write.lua")
         self._nps_add = _Script("nps_add.lua")
@@ -210,25 +224,17 @@ class StateStore:
         """
         nps_calls = self._nps_commands(nps or {})
         due = self._due_commands(writes)
-        records: list[tuple[str, list[ScriptArg]]] = [
-            (
-                self.keys.state(w.customer_id),
-                [
-                    w.fence,
-                    encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token),
-                    *w.tier_move,
-                ],
-            )
-            for w in writes
-        ]
+        records = [self._record(w) for w in writes]
+        now = int(self.clock() * 1000)
         if self.is_cluster:
-            return await self._commit_cluster(writes, nps_calls, [*index, *due], records)
+            return await self._commit_cluster(writes, nps_calls, [*index, *due], records, now)
         commands = [*nps_calls, *index, *due]
         if records:
-            args: list[ScriptArg] = []
-            for _, record_args in records:
+            args: list[ScriptArg] = [now]
+            keys = [self.keys.tier_counts()]
+            for record_keys, record_args in records:
+                keys += record_keys
                 args += record_args
-            keys = [self.keys.tier_counts(), *(k for k, _ in records)]
             commands.append(self._cas.command(keys, args))
         replies = await self._pipeline(commands)
         if not records:
@@ -237,16 +243,31 @@ class StateStore:
             raise replies[-1]  # (the fenced write itself was refused: no record written)
         return [writes[int(i) - 1].customer_id for i in _lost(replies[-1])]
 
+    def _record(self, w: Write) -> tuple[list[str], list[ScriptArg]]:
+        """One customer's keys (state, suppression hash) and arguments in cas_write.lua.
+
+        Only a write that read no record (fence ``"0"``) can create one, so only such a
+        write is checked against the suppression list; the others name their state key in
+        its place (the same slot) and no keyed hash, which costs nothing."""
+        cid = w.customer_id
+        record = encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token)
+        state = self.keys.state(cid)
+        if self.secret is None or w.fence != "0":
+            return [state, state], [w.fence, record, *w.tier_move, ""]
+        field = digest(self.secret, cid)
+        return [state, self.keys.suppression(cid)], [w.fence, record, *w.tier_move, field]
+
     async def _commit_cluster(
         self,
         writes: Sequence[Write],
         nps_calls: Sequence[Command],
         commands: Sequence[Command],
-        records: Sequence[tuple[str, list[ScriptArg]]],
+        records: Sequence[tuple[list[str], list[ScriptArg]]],
+        now: int,
     ) -> list[str]:
         """:meth:`commit` on Redis Cluster: scripts one slot at a time, concurrently.
 
-        Each customer's write goes with the tier-counts hash of its slot.
+        Each customer's write goes with the tier-counts and suppression hashes of its slot.
         """
         scripts = [c for c in nps_calls if c[0] == "EVALSHA"]
         counted = await asyncio.gather(
@@ -261,8 +282,8 @@ class StateStore:
         await self._pipeline([*(c for c in nps_calls if c[0] != "EVALSHA"), *commands])
         lost = await asyncio.gather(
             *(
-                self._run(self._cas, [self.keys.tier_counts(slot_of(key)), key], args)
-                for key, args in records
+                self._run(self._cas, [self.keys.tier_counts(slot_of(keys[0])), *keys], [now, *args])
+                for keys, args in records
             )
         )
         return [w.customer_id for w, r in zip(writes, lost, strict=True) if _lost(r)]

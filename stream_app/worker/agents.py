@@ -1,4 +1,4 @@
-"""The worker's faust agent and timers: thin; batching and acks here, the rest in ``runtime``."""
+"""The worker's input, faust timers and rebalance hook: thin; the rest in ``runtime``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from stream_app.faustx.adapters import records
+from stream_app.faustx.intake import BatchInput, Handler
 from stream_app.faustx.take import batches
 from stream_app.messages import Topics
 from stream_app.models.conductor import POLL_S
@@ -21,17 +22,37 @@ def source_topics(app: Any, topics: Topics) -> Any:
     return app.topic(*topics.sources, key_type=bytes, value_type=bytes)
 
 
-def register(app: Any, runtime: Runtime, settings: Settings, topics: Topics) -> None:
-    """Add the scoring agent, the decay and log timers and the rebalance hook to ``app``."""
+def register_input(app: Any, settings: Settings, topics: Topics, handle: Handler) -> None:
+    """Have ``handle`` score every batch of the source topics; a batch is acked only once
+    ``handle`` returns (it retries until the batch's effects are durable).
+
+    ``ENGAGEMENT_FAUST_BATCH_INPUT`` (the default): whole fetches, through
+    :class:`stream_app.faustx.intake.BatchInput` and a long-running task; otherwise
+    faust's agent "score" and its stream, batched by :func:`stream_app.faustx.take.batches`.
+    """
     window = settings.batch_window_ms / 1000.0
+    if settings.faust_batch_input:
+        intake = BatchInput.register(app, source_topics(app, topics), settings.batch_size, window)
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def score() -> None:
+            """Score batches; ack a batch only after its effects are durable."""
+            await intake.run(handle)
+
+        return
 
     @app.agent(source_topics(app, topics), name="score")  # type: ignore[untyped-decorator]
-    async def score(stream: Any) -> None:
+    async def score_stream(stream: Any) -> None:
         """Score batches; ack a batch only after its effects are durable."""
         async for events in batches(stream, settings.batch_size, window):
-            await runtime.handle(records(events))  # retries until done; raises when stopping
+            await handle(records(events))  # retries until done; raises when stopping
             for event in events:
                 await stream.ack(event)
+
+
+def register(app: Any, runtime: Runtime, settings: Settings, topics: Topics) -> None:
+    """Add the scoring input, the decay and log timers and the rebalance hook to ``app``."""
+    register_input(app, settings, topics, runtime.handle)
 
     @app.timer(interval=settings.decay_tick_ms / 1000.0)  # type: ignore[untyped-decorator]
     async def decay_sweep() -> None:

@@ -9,7 +9,8 @@ the rest, so it meets its customer's events in partition order. Batches without 
   X's keyed hash, take X out of every segment set and the due index, delete its record
   fenced (the tier counts lose it), and erase the customers merged into X too.
 * **Merge** X into Y, on X's partition: publish the hand-over of X's record to Y's
-  partition and ``engagement.customer.merged``, then take X out of the indexes and
+  partition, X's exits from its tier and segments (cause ``merge``) and
+  ``engagement.customer.merged``, then take X out of the indexes and
   delete its record fenced, leaving an alias X -> Y. Refused (logged and counted) when
   X was erased, when Y is erased, or when Y's aliases lead back to X.
 * **Hand-over** to Y, on Y's partition: Y's state plus X's (:func:`scoring.merge.merge`),
@@ -30,12 +31,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scoring import (
+    Change,
     Event,
     InvalidEvent,
     Model,
     decode_state,
 )
 from scoring.lifecycle import MARKER, Request, lifecycle_event, parse_request
+from scoring.merge import departure
 from stream_app import jsonutil
 from stream_app.contracts import lifecycle_cloudevent
 from stream_app.errors import StreamAppError
@@ -49,7 +52,7 @@ from stream_app.messages import (
 )
 from stream_app.store.records import CustomerRecord
 from stream_app.worker.duehints import DueHints
-from stream_app.worker.effects import Effects
+from stream_app.worker.effects import Effects, change_messages
 from stream_app.worker.handover import (
     Handover,
     alias_headers,
@@ -305,15 +308,11 @@ class Lifecycle:
                 log.warning("merge request %r refused: %s", request.request_id, refused)
                 stats.lifecycle["merge_refused:" + refused] += 1
                 return
-            messages = [self._announce(request)]
-            if record.state is not None:
-                handover = Handover(request.request_id, source, into, record.state,
-                                    record.explain)  # fmt: skip
-                headers = handover_headers(source_name(rec, self.topics), rec.offset)
-                value = encode_handover(handover)
-                messages.insert(0, OutMessage(self.topics.by_customer, into.encode(), value,
-                                              headers))  # fmt: skip
+            messages, exits = self._departure(rec, request, record)
             await self.publisher.publish(messages)
+            moves = self.readside.commands({}, exits, now_ms)  # (the tier left, for /v1/tiers)
+            if moves:
+                await self.records.commit([], index=moves)
             done = await self.store.retire(
                 source, fence=record.fence, tier=self._tier(record),
                 partition=self._owner(source), into=into, alias_ms=self.options.alias_ms,
@@ -324,9 +323,34 @@ class Lifecycle:
                 continue
             self.hints.discard(source)
             stats.lifecycle["merge"] += 1
+            stats.changes.update(c.cloudevent_type for c in exits)
             stats.changes[announce_type("merged")] += 1
             return
         raise LifecycleConflicts(f"a merge kept losing races ({MAX_ROUNDS} rounds)")
+
+    def _departure(
+        self, rec: Record, request: Request, record: CustomerRecord
+    ) -> tuple[list[OutMessage], tuple[Change, ...]]:
+        """What a merge publishes before it retires ``request.customer_id``: the hand-over
+        of its record to the survivor's partition, its exits from its tier and segments
+        (cause ``merge``), then the announcement. All of it depends only on the request
+        and the record, so a request carried out again publishes the same messages."""
+        source, into = request.customer_id, request.into
+        assert into is not None
+        if record.state is None:
+            return [self._announce(request)], ()
+        handover = Handover(request.request_id, source, into, record.state, record.explain)
+        headers = handover_headers(source_name(rec, self.topics), rec.offset)
+        exits = departure(
+            decode_state(record.state, self.model), self.model,
+            customer_id=source, request_id=request.request_id,
+        )  # fmt: skip
+        messages = [
+            OutMessage(self.topics.by_customer, into.encode(), encode_handover(handover), headers),
+            *change_messages(self.topics.output, exits),
+            self._announce(request),
+        ]
+        return messages, exits
 
     async def _refused(self, source: str, into: str) -> str:
         """Why merging ``source`` into ``into`` is refused ("" if it is not)."""

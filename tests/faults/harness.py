@@ -32,7 +32,8 @@ event that a clean pass applies first, so no offline pass reproduces it exactly 
 The parts: ``config`` (sizes, the result row), ``workload`` (valid and hostile messages),
 ``services`` (worker processes), ``run`` (one scenario's services, feeding, observing),
 ``reference`` (the offline pass and the checks against it), ``outcome`` (settling and
-comparing at the end), ``scenarios``, ``group`` and ``poison_state`` (the faults), ``report``
+comparing at the end), ``scenarios``, ``group``, ``poison_state`` and ``lifecycle`` (the
+faults; ``lifecycle_ref`` is the reference with erase and merge requests), ``report``
 (the table), and this module, the command line.
 
 Run ``python -m tests.faults.harness --help``; ``scripts/faults`` runs the soak.
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenario",
         default="all",
         help="all, or a comma-separated list of: 1|kill 2|group 3|redis 4|broker 5|poison "
-        "6|slow 7|state",
+        "6|slow 7|state 9|lifecycle",
     )
     parser.add_argument("--soak", action="store_true", help="soak sizes (else small defaults)")
     parser.add_argument("--events", type=int)

@@ -14,6 +14,7 @@ import redis
 from stream_app.devkit.stack import restart_redis, start_tansu
 from tests.faults.config import Config, HarnessError, Result
 from tests.faults.group import scenario_group
+from tests.faults.lifecycle import scenario_lifecycle
 from tests.faults.outcome import finish, settle_states
 from tests.faults.poison_state import scenario_poison_state
 from tests.faults.reference import build_reference
@@ -244,9 +245,10 @@ SCENARIOS: dict[str, Callable[[Config], list[Result]]] = {
     "poison": lambda c: [scenario_poison(c)],
     "slow": lambda c: [scenario_slow_redis(c)],
     "state": lambda c: [scenario_poison_state(c)],
+    "lifecycle": lambda c: [scenario_lifecycle(c)],
 }
 ALIASES = {"1": "kill", "2": "group", "3": "redis", "4": "broker", "5": "poison", "6": "slow",
-           "7": "state"}  # fmt: skip
+           "7": "state", "9": "lifecycle"}  # fmt: skip
 
 
 def run_scenario(name: str, cfg: Config) -> list[Result]:

@@ -38,6 +38,7 @@ from tests.support.fakes import Collect, MemoryStore
 
 from .config import Config, Result
 from .group import scenario_group
+from .lifecycle import scenario_lifecycle
 from .report import format_details
 from .scenarios import (
     scenario_broker,
@@ -250,3 +251,18 @@ def test_poison_messages(cfg: Config, fault_results: list[Result]) -> None:
 def test_slow_redis(cfg: Config, fault_results: list[Result]) -> None:
     r = scenario_slow_redis(cfg)
     _check(r, fault_results)
+
+
+@pytest.mark.integration
+def test_erase_and_merge_under_kill_9(cfg: Config, fault_results: list[Result]) -> None:
+    """Erase and merge requests mixed into the workload while the worker is killed -9 and
+    restarted: the reference carries the requests out; erased ids leave no trace."""
+    r = scenario_lifecycle(cfg)
+    _check(r, fault_results)
+    assert r.faults == cfg.kills
+    erased, merged = r.details["lifecycle: erased / merged away (chain A->B->C incl.)"].split(" / ")
+    assert int(erased) == 3 and int(merged) == 5
+    dropped, sent_on = r.details[
+        "lifecycle: events dropped as erased / sent on to a survivor (reference)"
+    ].split(" / ")
+    assert int(dropped) >= 3 and int(sent_on) >= 9

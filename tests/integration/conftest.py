@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
 
-from stream_app.devkit.stack import LocalService
+from stream_app.devkit.stack import LocalService, start_redis_cluster
 from stream_app.kafka.topics import TopicSpec, ensure_topics
 
 T = TypeVar("T")
@@ -57,3 +57,15 @@ def make_topics(
         return names
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LocalService]]:
+    """Three cluster-enabled redis-server masters sharing the 16384 slots (one cluster for
+    the whole run: tests use their own key prefixes); stopped by pid."""
+    nodes = start_redis_cluster(3, data_dir=tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

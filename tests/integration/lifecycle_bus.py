@@ -10,15 +10,17 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from scoring import CustomerState, decode_state, load_default_model
 from stream_app.contracts import cloudevent
 from stream_app.messages import OutMessage, Record, Topics, expected_partition
-from stream_app.store.keys import Keys
+from stream_app.store.keys import Keys, digest
 from stream_app.store.lifecycle import LifecycleStore
 from stream_app.store.readstore import ReadStore
 from stream_app.store.records import decode_record
 from stream_app.store.state import StateStore
+from stream_app.store.tiercounts import read_tier_counts
 from stream_app.worker.scorer import Scorer, ScoringOptions
 from stream_app.worker.stats import BatchStats
 
@@ -81,12 +83,14 @@ class Bus:
 class Deployment:
     """One scorer (one worker) over a real Redis and a :class:`Bus`."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, partitions: int = 4) -> None:
+    def __init__(
+        self, client: aioredis.Redis | RedisCluster, prefix: str, partitions: int = 4
+    ) -> None:
         self.topics = Topics("in", "in.by-customer", "out", "dlq", partitions)
         self.bus = Bus(self.topics)
         self.client = client
         self.keys = Keys(prefix, MODEL.name)
-        self.store = StateStore(client, self.keys)
+        self.store = StateStore(client, self.keys, secret=SECRET)
         self.lifecycle_store = LifecycleStore(
             client, self.keys, secret=SECRET, segments=[r.name for r in MODEL.segments]
         )
@@ -120,10 +124,26 @@ class Deployment:
         assert record.state is not None
         return decode_state(record.state, MODEL)
 
+    async def suppressed_until(self, customer_id: str) -> float | None:
+        """When the customer's entry on the suppression list ends (ms); None: no entry."""
+        raw = await self.client.hget(self.keys.suppression(customer_id),
+                                     digest(SECRET, customer_id))  # fmt: skip
+        return None if raw is None else float(raw)
+
+    async def scan(self, pattern: str) -> list[bytes]:
+        """Every key matching ``pattern`` (on a cluster: on every primary)."""
+        if isinstance(self.client, RedisCluster):
+            nodes = self.client.get_primaries()
+            found = [k async for k in self.client.scan_iter(match=pattern, count=1000,
+                                                            target_nodes=nodes)]  # fmt: skip
+        else:
+            found = [k async for k in self.client.scan_iter(match=pattern, count=1000)]
+        return sorted(set(found))
+
     async def dump(self) -> list[tuple[bytes, list[bytes]]]:
         """Every key under the deployment's prefix with every byte string it holds."""
         out = []
-        async for key in self.client.scan_iter(match=self.keys.base + ":*", count=1000):
+        for key in await self.scan(self.keys.base + ":*"):
             kind = (await self.client.type(key)).decode()
             values: list[bytes] = []
             if kind == "string":
@@ -143,17 +163,15 @@ class Deployment:
     async def tier_recount(self) -> dict[str, int]:
         """Customers per tier, counted from every stored state."""
         counts = {t.name: 0 for t in MODEL.tiers}
-        async for key in self.client.scan_iter(match=self.keys.base + ":state:*", count=1000):
+        for key in await self.scan(self.keys.base + ":state:*"):
             record = decode_record(await self.client.get(key))
             assert record.state is not None
             counts[decode_state(record.state, MODEL).tier_name(MODEL)] += 1
         return counts
 
     async def tier_counts(self) -> dict[str, int]:
-        raw = await self.client.hgetall(self.keys.tier_counts())
-        counts = {t.name: 0 for t in MODEL.tiers}
-        counts.update({k.decode(): int(v) for k, v in raw.items()})
-        return counts
+        tiers = [t.name for t in MODEL.tiers]
+        return dict(zip(tiers, await read_tier_counts(self.client, self.keys, tiers), strict=True))
 
 
 def request(

@@ -29,7 +29,8 @@ import pytest
 
 from scoring import CustomerState, Event, apply, decode_state, values_at
 from scoring.lifecycle import Request, lifecycle_event
-from scoring.merge import merge
+from scoring.merge import departure, merge
+from stream_app.contracts import cloudevent
 from stream_app.devkit.stack import LocalService, free_port
 from stream_app.kafka.topics import prepare
 from stream_app.messages import expected_partition
@@ -216,7 +217,8 @@ def check_published(
     late_at: int,
 ) -> int:  # fmt: skip
     """Every change id of one offline pass is on the output topic with one content, and no
-    other for the survivors; returns how many messages were copies."""
+    other for the survivors; for each merged-away customer, its exits from its tier and
+    segments and the announcement, and nothing else; returns how many messages were copies."""
     model, out = w.model, w.read_all(w.settings.output_topic)
     contents: dict[str, set[bytes]] = defaultdict(set)
     subjects: dict[str, set[str]] = defaultdict(set)
@@ -225,24 +227,36 @@ def check_published(
         contents[doc["id"]].add(m.value)
         subjects[doc["subject"]].add(doc["id"])
     assert all(len(v) == 1 for v in contents.values()), "an id with two contents"
+
+    def offline(cid: str) -> tuple[CustomerState | None, set[str]]:
+        state, ids = None, set()
+        for e in history(cid, start):
+            score = e.get("properties", {}).get("score")
+            done = apply(state, Event(e["event_id"], cid, e["type"], e["timestamp"], score),
+                         model)  # fmt: skip
+            state, ids = done.state, ids | {ch.change_id for ch in done.changes}
+        assert state == before[cid]
+        return state, ids
+
     for req in requests:
         src, dst = req.customer_id, req.into
         assert dst is not None
-        offline, expected = None, set()
-        for e in history(dst, start):
-            score = e.get("properties", {}).get("score")
-            done = apply(offline, Event(e["event_id"], dst, e["type"], e["timestamp"], score),
-                         model)  # fmt: skip
-            offline, expected = done.state, expected | {ch.change_id for ch in done.changes}
-        pre_src = before[src]
-        assert offline == before[dst] and pre_src is not None
-        merged = merge(offline, pre_src, model, customer_id=dst, request_id=req.request_id)
+        into, expected = offline(dst)
+        pre_src, src_ids = offline(src)
+        assert pre_src is not None
+        merged = merge(into, pre_src, model, customer_id=dst, request_id=req.request_id)
         assert merged.changes, f"merging {src} into {dst} moved nothing: a weak test"
         late = Event(f"late-{src}", dst, "webinar_attended", late_at)
         expected |= {ch.change_id for ch in merged.changes}
         expected |= {ch.change_id for ch in apply(merged.state, late, model).changes}
         assert subjects[dst] == expected, (dst, expected - subjects[dst], subjects[dst] - expected)
-        assert lifecycle_event(req, model).event_id in subjects[src]
+        exits = departure(pre_src, model, customer_id=src, request_id=req.request_id)
+        assert len(exits) > 1, f"{src} was in no segment: a weak test"
+        src_ids |= {lifecycle_event(req, model).event_id} | {ch.change_id for ch in exits}
+        assert subjects[src] == src_ids, (src, src_ids ^ subjects[src])
+        for ch in exits:  # (their content too: cause merge, the request, no tier entered)
+            data = orjson.loads(next(iter(contents[ch.change_id])))["data"]
+            assert data == cloudevent(ch)["data"]
     return len(out) - len(contents)
 
 
@@ -250,7 +264,7 @@ def check_erased(w: Worker, port: int, gone: list[str]) -> None:
     """No trace but the keyed hash; 404; ``score`` exits 1."""
     for cid in gone:
         assert trace(w, cid) == [], (cid, trace(w, cid))
-        assert w.redis.exists(w.keys.suppressed(digest(SECRET.encode(), cid)))
+        assert w.redis.hget(w.keys.suppression(cid), digest(SECRET.encode(), cid))
         status, body, _ = http(port, "GET", f"/v1/customers/{cid}")
         assert (status, body["error"]["code"]) == (404, "erased")
         proc = cli(w.env, "score", cid)

@@ -1,25 +1,34 @@
 -- Fenced writes of customer records, and the tier counts that go with them (cluster-safe
 -- when all KEYS share a slot: on Redis Cluster the worker sends one customer per call,
--- with its slot's tier-counts hash; on a single Redis, a whole batch).
+-- with its slot's tier-counts and suppression hashes; on a single Redis, a whole batch).
 -- KEYS[1]      the tier-counts hash: tier name -> customers in it
--- KEYS[i + 1]  state key of customer i
--- ARGV[4i-3]   the fence token of the record the writer read: "<version>.<write id>", or a
+-- KEYS[2i]     state key of customer i
+-- KEYS[2i+1]   the suppression hash of customer i's slot: keyed hash of an id -> end (ms)
+--              (any key of the slot when ARGV[5i+1] is "")
+-- ARGV[1]      now, in ms
+-- ARGV[5i-3]   the fence token of the record the writer read: "<version>.<write id>", or a
 --              bare version ("0": the key did not exist; "12": a record of an earlier
 --              release, or a writer that only knows the version)
--- ARGV[4i-2]   customer i's new record, "<version+1>.<write id> <marks> <state length> ..."
--- ARGV[4i-1]   the tier of the record read ("": none, a new customer)
--- ARGV[4i]     the tier of the new record ("": tiers are not counted)
+-- ARGV[5i-2]   customer i's new record, "<version+1>.<write id> <marks> <state length> ..."
+-- ARGV[5i-1]   the tier of the record read ("": none, a new customer)
+-- ARGV[5i]     the tier of the new record ("": tiers are not counted)
+-- ARGV[5i+1]   customer i's keyed hash in the suppression hash ("": not checked)
 -- Writes every record whose stored token is still the one read (a bare version compares
 -- the stored record's version only), moving the customer between tier counts if its tier
 -- changed; returns the (1-based) indexes of the others: their writes lost a race and
--- change nothing, counts included. A state key holding another type (WRONGTYPE) counts as
--- lost too: the writer reads it again and finds out. A tier count Redis refuses is
+-- change nothing, counts included. A write that would create the record of a customer
+-- on the suppression list (erased after the writer read it) loses too: the writer reads
+-- again and finds the customer erased. A state key holding another type (WRONGTYPE) counts
+-- as lost too: the writer reads it again and finds out. A tier count Redis refuses is
 -- reported as a string after the indexes, and does not stop the writes.
+local now = tonumber(ARGV[1])
 local lost = {}
 local count_error = nil
-for i = 1, #KEYS - 1 do
-  local cur = redis.pcall('GET', KEYS[i + 1])
-  local want = ARGV[4 * i - 3]
+for i = 1, (#KEYS - 1) / 2 do
+  local key = KEYS[2 * i]
+  local a = 5 * i - 4
+  local cur = redis.pcall('GET', key)
+  local want = ARGV[a + 1]
   local match = false
   if type(cur) ~= 'table' then
     local token = ''
@@ -33,9 +42,15 @@ for i = 1, #KEYS - 1 do
       match = (version and tonumber(version) or 0) == tonumber(want)
     end
   end
+  if match and not cur and ARGV[a + 5] ~= '' then
+    local ends = redis.pcall('HGET', KEYS[2 * i + 1], ARGV[a + 5])
+    if type(ends) == 'string' and (tonumber(ends) or 0) > now then
+      match = false
+    end
+  end
   if match then
-    redis.call('SET', KEYS[i + 1], ARGV[4 * i - 2])
-    local from, to = ARGV[4 * i - 1], ARGV[4 * i]
+    redis.call('SET', key, ARGV[a + 2])
+    local from, to = ARGV[a + 3], ARGV[a + 4]
     if to ~= '' and from ~= to then
       local moved = redis.pcall('HINCRBY', KEYS[1], to, 1)
       if from ~= '' and type(moved) ~= 'table' then
