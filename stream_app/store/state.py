@@ -76,14 +76,17 @@ def connect(url: str, name: str | None = None) -> RedisClient:
 
 
 class _Script:
-    """A Lua script called by SHA (``EVALSHA``); loaded into Redis on ``NOSCRIPT``."""
+    """A Lua script called by SHA (``EVALSHA``, or ``EVALSHA_RO`` for one that only reads:
+    flagged ``no-writes``, it runs where writes are paused or refused, and Redis counts
+    its calls apart from the writing scripts'); loaded into Redis on ``NOSCRIPT``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, read_only: bool = False) -> None:
         self.source = lua_source(name)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()  # as SCRIPT LOAD's
+        self.call = "EVALSHA_RO" if read_only else "EVALSHA"
 
     def command(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Command:
-        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+        return (self.call, self.sha, len(keys), *keys, *args)
 
 
 class StateStore:
@@ -107,7 +110,7 @@ class StateStore:
         self._cas = _Script("cas_write.lua")
         self._nps_add = _Script("nps_add.lua")
         self._reschedule = _Script("due_reschedule.lua")
-        self._load = _Script("load_records.lua")
+        self._load = _Script("load_records.lua", read_only=True)
         self._scripts = (self._cas, self._nps_add, self._reschedule, self._load)
 
     async def load_scripts(self) -> None:
@@ -391,6 +394,6 @@ def _lost(reply: Any) -> list[int]:
 
 def _key_of(command: Command) -> str:
     """The key a raw command names (for logs)."""
-    if command[0] == "EVALSHA" and len(command) > 3:
+    if command[0] in ("EVALSHA", "EVALSHA_RO") and len(command) > 3:
         return str(command[3])
     return str(command[1]) if len(command) > 1 else ""
