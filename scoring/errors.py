@@ -45,9 +45,11 @@ class UnknownFormat(InvalidState):
     """Bytes of a format this version does not read (their first byte names the format;
     ``found`` is None for no bytes)."""
 
-    def __init__(self, what: str, found: int | None, expected: int) -> None:
+    def __init__(self, what: str, found: int | None, *expected: int) -> None:
+        names = " and ".join(str(n) for n in expected)
+        formats = f"format{'s' if len(expected) > 1 else ''} {names}"
         if found is None:
-            super().__init__(f"{what}: no bytes (format {expected} expected)")
+            super().__init__(f"{what}: no bytes ({formats} expected)")
         else:
-            super().__init__(f"{what}: format {found} is not read (only format {expected})")
+            super().__init__(f"{what}: format {found} is not read (only {formats})")
         self.found = found

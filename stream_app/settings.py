@@ -59,6 +59,7 @@ class Settings:
     key_prefix: str = "es"
     dedup_memory: int = 16
     explain_events: int = 10
+    explain_full_ids: bool = False  # keep explained events' ids as sent, not fingerprints
     max_future_seconds: float = 300.0
     max_event_age_days: float = 400.0  # older events are dead-lettered; 0: no limit
     nps_retention_days: int = 400  # NPS day counters older than this are deleted

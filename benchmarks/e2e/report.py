@@ -141,6 +141,22 @@ def _memory_rows(r: dict[str, Any], v: dict[str, dict[str, Any]], row: Row) -> N
     index = get_path(r, "worker", "memory", "index_bytes_per_customer")
     if index is not None:
         row("  index keys (tier counts, segments, due) / customer", f"{index:.0f} B")
+    by_what = get_path(r, "worker", "memory", "by_what")
+    if by_what:
+        row("  per customer, by what (explain on)", _by_what(by_what))
+    by_what = get_path(r, "worker_noexplain", "memory", "by_what")
+    if by_what:
+        row("  per customer, by what (explain off)", _by_what(by_what))
+
+
+def _by_what(parts: dict[str, float]) -> str:
+    """``key 110, head 24, state 52 (ids 21), expl 61 (ids 20), index 17, other 1, rest 40``"""
+    p = {k: round(v) for k, v in parts.items()}
+    return (
+        f"key {p['record_key_overhead']}, head {p['record_header']}, state {p['state']} "
+        f"(ids {p['state_dedup_ids']}), expl {p['explanation']} (ids {p['explanation_ids']}), "
+        f"index {p['index_keys']}, other {p['other_keys']}, rest {p['unaccounted']}"
+    )
 
 
 def cpu_table(r: dict[str, Any]) -> str:

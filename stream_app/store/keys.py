@@ -58,8 +58,9 @@ class Keys:
     def base(self) -> str:
         return f"{self.prefix}:{escape(self.model)}"
 
-    # state:{customer} -- string: "<version> <source marks> <state length> <encoded
-    # CustomerState><encoded Explanation, may be empty>" (see stream_app/store/records.py)
+    # state:{customer} -- string: "<version>.<write id> " then binary: format byte 2,
+    # source marks, state length, encoded CustomerState, encoded Explanation (may be
+    # empty) (see stream_app/store/records.py)
     def state(self, customer_id: str) -> str:
         return f"{self.base}:state:{{{escape(customer_id)}}}"
 

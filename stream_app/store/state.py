@@ -1,16 +1,19 @@
 """Redis state: one fenced record per customer, NPS counters per source partition.
 
 A customer record (its layout and fence token: :mod:`stream_app.store.records`) is read
-with one ``MGET`` and written by a fenced script call.
+by one script call and written by a fenced script call.
 
-A batch costs two round trips: one ``MGET`` of its customers' records, and one
-pipeline with every write (NPS counters, read-side indexes, due index, then one
-script call that fences every record, and refuses to create the record of a customer
-on the suppression list: see :mod:`stream_app.store.lifecycle`). Scripts are called
-by SHA; should Redis have lost them (restart, ``SCRIPT FLUSH``), they are loaded again and the
-pipeline, whose every command is idempotent, is sent again. On Redis Cluster a
-script only sees keys of one slot, so there the per-customer writes run
-concurrently instead: still one round trip of latency.
+A batch costs two round trips to the record store: one script call that reads its
+customers' records (``lua/load_records.lua``: the records, and which keys hold another
+Redis type), and one pipeline with every write (NPS counters, read-side indexes, due
+index, then one script call that fences every record, and refuses to create the record
+of a customer on the suppression list: see :mod:`stream_app.store.lifecycle`). Scripts
+are called by SHA; should Redis have lost them (restart, ``SCRIPT FLUSH``), they are
+loaded again and the call or pipeline, whose every command is idempotent, is sent again.
+On Redis Cluster a script only sees keys of one slot, so there the reads are one ``MGET``
+per slot, sent together (then ``EXISTS`` of the keys found missing, to tell a key of
+another type), and the per-customer writes run concurrently: one or two round trips of
+latency each.
 """
 
 from __future__ import annotations
@@ -73,14 +76,17 @@ def connect(url: str, name: str | None = None) -> RedisClient:
 
 
 class _Script:
-    """A Lua script called by SHA (``EVALSHA``); loaded into Redis on ``NOSCRIPT``."""
+    """A Lua script called by SHA (``EVALSHA``, or ``EVALSHA_RO`` for one that only reads:
+    flagged ``no-writes``, it runs where writes are paused or refused, and Redis counts
+    its calls apart from the writing scripts'); loaded into Redis on ``NOSCRIPT``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, read_only: bool = False) -> None:
         self.source = lua_source(name)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()  # as SCRIPT LOAD's
+        self.call = "EVALSHA_RO" if read_only else "EVALSHA"
 
     def command(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Command:
-        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+        return (self.call, self.sha, len(keys), *keys, *args)
 
 
 class StateStore:
@@ -104,7 +110,8 @@ class StateStore:
         self._cas = _Script("cas_write.lua")
         self._nps_add = _Script("nps_add.lua")
         self._reschedule = _Script("due_reschedule.lua")
-        self._scripts = (self._cas, self._nps_add, self._reschedule)
+        self._load = _Script("load_records.lua", read_only=True)
+        self._scripts = (self._cas, self._nps_add, self._reschedule, self._load)
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts (idempotent; redis-py sends it to every cluster primary)."""
@@ -155,35 +162,53 @@ class StateStore:
         return replies
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, CustomerRecord]:
-        """Records (with explanations) of the given customers: one ``MGET``.
+        """Records (with explanations) of the given customers: one script call.
 
-        On Redis Cluster, redis-py splits it into one ``MGET`` per slot, sent together. A
-        record that does not decode comes back with a ``corrupt_state`` fault; a state key
-        that holds another Redis type (``MGET`` reads it as missing) with a
-        ``store_rejected`` one: checked with one ``EXISTS`` when the batch has unknown
-        customers, and ``TYPE`` only if that finds any.
+        A record that does not decode comes back with a ``corrupt_state`` fault; a state
+        key that holds another Redis type with a ``store_rejected`` one (its type asked
+        with ``TYPE``, only for such keys). On Redis Cluster, one ``MGET`` per slot, sent
+        together, and one ``EXISTS`` of the keys found missing when there are any.
         """
         if not customer_ids:
             return {}
         keys = [self.keys.state(cid) for cid in customer_ids]
         if self.is_cluster:
-            raws = await cast(RedisCluster, self.client).mget_nonatomic(keys)
+            raws = await self._mget_cluster(keys)
         else:
-            raws = await self.client.mget(keys)
-        out = {
-            cid: read_record(raw) if raw is not None else CustomerRecord()
-            for cid, raw in zip(customer_ids, raws, strict=True)
-        }
-        absent = [(c, k) for c, k, raw in zip(customer_ids, keys, raws, strict=True) if raw is None]
-        if absent and await self.client.exists(*(key for _, key in absent)):
+            raws = await self._run(self._load, keys, ())
+        out: dict[str, CustomerRecord] = {}
+        other: list[tuple[str, str]] = []  # (customer, key) of keys of another type
+        for cid, key, raw in zip(customer_ids, keys, raws, strict=True):
+            if raw is None:
+                out[cid] = CustomerRecord()
+            elif isinstance(raw, int):
+                out[cid] = CustomerRecord()  # (its fault, if any, below: the order is kept)
+                other.append((cid, key))
+            else:
+                out[cid] = read_record(raw)
+        if other:
             pipe = self.client.pipeline(transaction=False)
-            for _, key in absent:
+            for _, key in other:
                 pipe.type(key)
-            for (cid, _), kind in zip(absent, await pipe.execute(), strict=True):
+            for (cid, _), kind in zip(other, await pipe.execute(), strict=True):
                 name = kind.decode() if isinstance(kind, bytes) else str(kind)
-                if name != "none":
-                    out[cid] = CustomerRecord(fault=wrong_type(name))
+                # ("none": no key, or deleted since: a customer without a record)
+                out[cid] = (
+                    CustomerRecord(fault=wrong_type(name)) if name != "none" else CustomerRecord()
+                )
         return out
+
+    async def _mget_cluster(self, keys: Sequence[str]) -> list[bytes | int | None]:
+        """Per key: its value, None when missing, 0 when it may hold another type (every
+        missing key, when ``EXISTS`` finds any of them)."""
+        raws: list[bytes | int | None] = list(
+            await cast(RedisCluster, self.client).mget_nonatomic(keys)
+        )
+        absent = [i for i, raw in enumerate(raws) if raw is None]
+        if absent and await self.client.exists(*(keys[i] for i in absent)):
+            for i in absent:  # some hold another type: TYPE tells which
+                raws[i] = 0
+        return raws
 
     async def commit(
         self,
@@ -369,6 +394,6 @@ def _lost(reply: Any) -> list[int]:
 
 def _key_of(command: Command) -> str:
     """The key a raw command names (for logs)."""
-    if command[0] == "EVALSHA" and len(command) > 3:
+    if command[0] in ("EVALSHA", "EVALSHA_RO") and len(command) > 3:
         return str(command[3])
     return str(command[1]) if len(command) > 1 else ""

@@ -88,6 +88,7 @@ class BatchProcessor:
         publisher: Publisher,
         readstore: Indexes | None = None,
         explain_events: int = 10,
+        explain_full_ids: bool = False,
         dedup_memory: int = 16,
         max_future_ms: int = 300_000,
         due_horizon_ms: float = 86_400_000.0,
@@ -103,6 +104,8 @@ class BatchProcessor:
         self.topics = topics
         self.store = store
         self.explain_events = explain_events
+        #: Explained events keep their ids as sent (else their fingerprints: format 4).
+        self.explain_full_ids = explain_full_ids
         self.dedup_memory = dedup_memory
         self.max_future_ms = max_future_ms
         #: How far ahead a due entry may be a proven bound instead of the exact crossing.
@@ -292,7 +295,9 @@ class BatchProcessor:
                 encode_state(state),
                 due_partition=self.owner(customer_id),
                 due_at_ms=self.due_at(customer_id, state),
-                explain=encode_explanation(expl, self.model) if expl is not None else None,
+                explain=None
+                if expl is None
+                else encode_explanation(expl, self.model, fingerprints=not self.explain_full_ids),
                 tier_move=self.readside.tier_move(fold.stored, state),
                 read_token=stored.fence,
             )

@@ -89,6 +89,7 @@ class LifecycleOptions:
     #: Alias hops a hand-over may take before it is applied where it is (a cycle).
     max_hops: int = 8
     explain_events: int = 10
+    explain_full_ids: bool = False
     max_future_ms: int = 300_000
     #: The largest message the broker takes: every dead letter fits in it.
     max_message_bytes: int = 1_000_000
@@ -131,7 +132,12 @@ class Lifecycle:
             publisher=publisher,
             effects=effects,
             readside=readside,
-            options=SurvivorOptions(options.suppress_ms, options.max_hops, options.explain_events),
+            options=SurvivorOptions(
+                options.suppress_ms,
+                options.max_hops,
+                options.explain_events,
+                options.explain_full_ids,
+            ),
         )
 
     # ----------------------------------------------------------------- the batch

@@ -34,6 +34,7 @@ class ScoringOptions:
     """The knobs of the batch processor and the sweep (see docs/configuration.md)."""
 
     explain_events: int = 10
+    explain_full_ids: bool = False
     dedup_memory: int = 16
     max_future_ms: int = 300_000
     due_horizon_ms: float = 86_400_000.0
@@ -47,6 +48,7 @@ class ScoringOptions:
     def from_settings(cls, settings: Settings) -> ScoringOptions:
         return cls(
             explain_events=settings.explain_events,
+            explain_full_ids=settings.explain_full_ids,
             dedup_memory=settings.dedup_memory,
             max_future_ms=int(settings.max_future_seconds * 1000),
             due_horizon_ms=settings.due_horizon_seconds * 1000.0,
@@ -97,6 +99,7 @@ class Scorer:
                     suppress_ms=options.suppress_ms,
                     alias_ms=options.alias_ms,
                     explain_events=options.explain_events,
+                    explain_full_ids=options.explain_full_ids,
                     max_future_ms=options.max_future_ms,
                     max_message_bytes=options.max_message_bytes,
                 ),
@@ -109,6 +112,7 @@ class Scorer:
             publisher=publisher,
             readstore=indexes,
             explain_events=options.explain_events,
+            explain_full_ids=options.explain_full_ids,
             dedup_memory=options.dedup_memory,
             max_future_ms=options.max_future_ms,
             due_horizon_ms=options.due_horizon_ms,

@@ -60,6 +60,7 @@ class SurvivorOptions:
     suppress_ms: int
     max_hops: int = 8
     explain_events: int = 10
+    explain_full_ids: bool = False
 
 
 class Survivor:
@@ -190,4 +191,6 @@ class Survivor:
             return None
         mine = None if record.explain is None else decode_explanation(record.explain, self.model)
         both = merge_explanations(mine, theirs, self.model, keep=keep)
-        return None if both is None else encode_explanation(both, self.model)
+        if both is None:
+            return None
+        return encode_explanation(both, self.model, fingerprints=not self.options.explain_full_ids)

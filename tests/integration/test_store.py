@@ -1,4 +1,4 @@
-"""``StateStore`` against a real redis-server: one ``MGET`` in, one pipeline out.
+"""``StateStore`` against a real redis-server: one script call in, one pipeline out.
 
 What the worker relies on: a batch's fenced writes win or lose per customer, the
 explanation lives in the customer's record, a Redis that lost its scripts (restart,
@@ -8,6 +8,7 @@ explanation lives in the customer's record, a Redis that lost its scripts (resta
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -82,3 +83,54 @@ def test_a_record_of_an_unknown_layout_is_refused_and_left_as_it_is(
     assert record.fault is not None and record.fault[0] == "corrupt_state"
     assert record.state is None and record.version == 0
     assert redis_client.get(keys.state("a")) == b"4 i0=3 [1,null]"
+
+
+def test_one_read_tells_records_missing_keys_and_keys_of_another_type(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """One script call reads the batch; only keys of another type cost a second trip."""
+    run(lambda s: s.commit([write("a", 0, b"[1]", b"[9]")]), redis_server.url, keys)
+    redis_client.sadd(keys.state("set"), "x")
+    redis_client.hset(keys.state("hash"), "f", "v")
+    redis_client.script_flush()  # the read script is loaded again when Redis lost it
+    order = ["hash", "a", "none", "set"]
+    records = run(lambda s: s.load(order), redis_server.url, keys)
+    assert list(records) == order
+    assert records["a"].state == b"[1]" and records["a"].explain == b"[9]"
+    assert records["none"].fault is None and records["none"].state is None
+    for cid, kind in (("set", "set"), ("hash", "hash")):
+        fault = records[cid].fault
+        assert fault is not None and fault[0] == "store_rejected" and kind in fault[1]
+    assert redis_client.type(keys.state("set")) == b"set"  # left as it is
+
+
+def test_a_record_of_the_previous_format_is_read_and_rewritten_in_format_2(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    redis_client.set(keys.state("old"), b"4.abc i0=3,r0=8 3 [1][9]")  # record format 1
+    record = run(lambda s: s.load(["old"]), redis_server.url, keys)["old"]
+    assert (record.version, record.marks, record.state, record.explain, record.token) == (
+        4, {"i0": 3, "r0": 8}, b"[1]", b"[9]", "4.abc"
+    )  # fmt: skip
+    w = Write("old", 4, {**record.marks, "i0": 4}, b"[2]", read_token=record.fence)
+    assert run(lambda s: s.commit([w]), redis_server.url, keys) == []
+    raw = redis_client.get(keys.state("old"))
+    assert isinstance(raw, bytes) and raw.startswith(w.token.encode() + b" \x02")
+    again = run(lambda s: s.load(["old"]), redis_server.url, keys)["old"]
+    assert (again.version, again.marks, again.state) == (5, {"i0": 4, "r0": 8}, b"[2]")
+
+
+def test_reads_go_on_while_writes_are_paused(
+    redis_server: LocalService, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The read script is flagged no-writes: like MGET, it is not held by CLIENT PAUSE
+    WRITE (a failover's pause), which holds every script that may write."""
+    run(lambda s: s.commit([write("a", 0, b"[1]")]), redis_server.url, keys)
+    redis_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    try:
+        records = run(
+            lambda s: asyncio.wait_for(s.load(["a", "b"]), timeout=10), redis_server.url, keys
+        )
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert records["a"].state == b"[1]" and records["b"].state is None

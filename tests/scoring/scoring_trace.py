@@ -164,6 +164,9 @@ def probe(
     if expl is not None:
         out.append(scoring.contributions_at(expl, model, later))
         out.append(orjson.dumps(scoring.recent_at(expl, model, later)))
+        prints = scoring.encode_explanation(expl, model, fingerprints=True)
+        back = scoring.decode_explanation(prints, model)
+        out += [prints, scoring.encode_explanation(back, model), [r[3] for r in back.recent]]
     cut = rng.randrange(len(encoded))
     for damaged in (encoded[:cut], encoded[:cut] + b"\x00" + encoded[cut + 1 :]):
         try:

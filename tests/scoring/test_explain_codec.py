@@ -22,7 +22,8 @@ from scoring import (
     load_default_model,
     parse_model,
 )
-from scoring.codec.explain import EXPLANATION_FORMAT
+from scoring.codec.explain import EXPLANATION_FORMAT, FINGERPRINTS_FORMAT, id_fingerprint
+from scoring.state import fingerprint
 
 MODEL = load_default_model()
 TYPES = sorted(MODEL.event_types)
@@ -142,7 +143,7 @@ def test_types_the_model_no_longer_has_are_left_out() -> None:
         b"{}",
         b"\x00\x00",
         b"\x02",
-        b"\x04" + b"\x00" * 12,
+        b"\x05" + b"\x00" * 12,
     ],
 )
 def test_any_other_format_is_refused(raw: bytes) -> None:
@@ -152,6 +153,67 @@ def test_any_other_format_is_refused(raw: bytes) -> None:
     assert isinstance(info.value, InvalidState)  # what a caller catches
     with pytest.raises(UnknownFormat, match="no bytes"):
         decode_explanation(b"", MODEL)
+
+
+def with_prints(expl: Explanation) -> Explanation:
+    """``expl`` with each event id as format 4 gives it back."""
+    recent = tuple((ts, t, p, id_fingerprint(e)) for ts, t, p, e in expl.recent)
+    return Explanation(expl.at_ms, expl.by_type, recent)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(ids, st.integers(-(2**62), 2**62), st.floats(allow_nan=False)), max_size=12)
+)
+def test_format_4_keeps_each_id_as_its_fingerprint(recent: list[tuple[str, int, float]]) -> None:
+    entries = tuple(sorted(((T0 + dt, "email_open", p, e) for e, dt, p in recent), reverse=True))
+    expl = Explanation(float(T0), (("email_open", 1.5),), entries)
+    raw = encode_explanation(expl, MODEL, fingerprints=True)
+    assert raw[0] == FINGERPRINTS_FORMAT == 4
+    back = decode_explanation(raw, MODEL)
+    assert back == with_prints(expl)
+    for (_, _, _, e), (_, _, _, shown) in zip(entries, back.recent, strict=True):
+        assert shown == "fp:" + fingerprint(e).hex()  # the dedup memory's digest
+    # decoded and encoded again (what every batch does): the same bytes, in either format
+    assert encode_explanation(back, MODEL, fingerprints=True) == raw
+    assert decode_explanation(encode_explanation(back, MODEL), MODEL) == back
+    # never larger than format 3 by more than the fingerprints' extra bytes
+    full = encode_explanation(expl, MODEL)
+    assert len(raw) <= len(full) + 5 * len(entries)
+
+
+@settings(max_examples=100, deadline=None)
+@given(events, st.integers(1, 12))
+def test_format_3_records_go_on_in_format_4(
+    evs: list[tuple[int, str, int, bool]], keep: int
+) -> None:
+    """A record written with full ids is read, and its next write keeps fingerprints;
+    with the benchmark's ids (``evt-<n>``, 5-11 bytes) that is never larger."""
+    expl = build(evs, keep)
+    old = encode_explanation(expl, MODEL)
+    assert old[0] == EXPLANATION_FORMAT
+    read = decode_explanation(old, MODEL)
+    ev = Event("evt-next", "c1", "email_open", T0, None)
+    nxt = explain_add(read, ev, 1.0, MODEL, keep=keep)
+    raw = encode_explanation(nxt, MODEL, fingerprints=True)
+    assert decode_explanation(raw, MODEL) == with_prints(nxt)
+    assert len(raw) <= len(encode_explanation(nxt, MODEL))
+
+
+def test_an_id_shaped_like_a_fingerprint_keeps_its_digits() -> None:
+    assert id_fingerprint("fp:00ff00ff00ff") == "fp:00ff00ff00ff"
+    assert id_fingerprint("fp:00FF00FF00FF") == "fp:" + fingerprint("fp:00FF00FF00FF").hex()
+    assert id_fingerprint("fp:00ff00ff00f") == "fp:" + fingerprint("fp:00ff00ff00f").hex()
+
+
+def test_a_format_4_explanation_cut_short_is_refused() -> None:
+    ev = Event("e1", "c1", "email_open", T0, None)
+    raw = encode_explanation(explain_add(None, ev, 3.0, MODEL), MODEL, fingerprints=True)
+    for cut in range(1, len(raw)):
+        with pytest.raises(InvalidState):
+            decode_explanation(raw[:cut], MODEL)
+    with pytest.raises(InvalidState, match="bytes after the ids"):
+        decode_explanation(raw + b"x", MODEL)
 
 
 def _one(event_id: str = "e1") -> bytes:

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from scoring import next_crossing, values_at
+from scoring.codec.explain import id_fingerprint
 from stream_app.contracts import rfc3339
 from tests.integration.api.client import (
     EXPLAIN_EVENTS,
@@ -162,12 +163,13 @@ def test_explain_sums_to_dimensions_and_keeps_the_latest_events(
     magnitudes = [abs(v) for v in body["by_event_type"].values()]
     assert magnitudes == sorted(magnitudes, reverse=True)
 
-    # the latest EXPLAIN_EVENTS events by event time, largest contribution first
+    # the latest EXPLAIN_EVENTS events by event time, largest contribution first, each id
+    # shown as its fingerprint (the default: ENGAGEMENT_EXPLAIN_FULL_IDS=false)
     recent = body["recent_events"]
     assert len(recent) == EXPLAIN_EVENTS
     newest = sorted(docs, key=lambda d: d["timestamp"], reverse=True)[:EXPLAIN_EVENTS]
-    assert {r["event_id"] for r in recent} == {d["event_id"] for d in newest}
-    by_id = {d["event_id"]: d for d in docs}
+    assert {r["event_id"] for r in recent} == {id_fingerprint(d["event_id"]) for d in newest}
+    by_id = {id_fingerprint(d["event_id"]): d for d in docs}
     for r in recent:
         doc = by_id[r["event_id"]]
         et = model.event_types[doc["type"]]
