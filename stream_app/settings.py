@@ -23,6 +23,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_FORMATS = ("text", "json")
 API_AUTH = ("token", "none")
 IDEMPOTENCE = ("auto", "on", "off")
+WRITE_FORMATS = ("current", "previous")
 #: URL query parameters whose values are secrets (masked in logs).
 SECRET_QUERY = ("password", "pass", "pwd", "secret", "token", "key", "sasl_password")
 
@@ -60,6 +61,7 @@ class Settings:
     dedup_memory: int = 16
     explain_events: int = 10
     explain_full_ids: bool = False  # keep explained events' ids as sent, not fingerprints
+    write_format: str = "current"  # current | previous: write what the previous release reads
     max_future_seconds: float = 300.0
     max_event_age_days: float = 400.0  # older events are dead-lettered; 0: no limit
     nps_retention_days: int = 400  # NPS day counters older than this are deleted
@@ -158,6 +160,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}API_AUTH: one of {', '.join(API_AUTH)}")
         if self.kafka_idempotence not in IDEMPOTENCE:
             raise SettingsError(f"{PREFIX}KAFKA_IDEMPOTENCE: one of {', '.join(IDEMPOTENCE)}")
+        if self.write_format not in WRITE_FORMATS:
+            raise SettingsError(f"{PREFIX}WRITE_FORMAT: one of {', '.join(WRITE_FORMATS)}")
 
     def check_exposure(self) -> None:
         """Refuse to serve the HTTP API beyond loopback without tokens.

@@ -40,7 +40,7 @@ from stream_app.store.keys import Keys
 from stream_app.store.lifecycle import LifecycleStore
 from stream_app.store.progress import ProgressStore
 from stream_app.store.readstore import ReadStore
-from stream_app.store.records import Command, CustomerRecord, Write
+from stream_app.store.records import RECORD_FORMAT, Command, CustomerRecord, Write
 from stream_app.store.state import RedisClient, StateStore
 from stream_app.worker.effects import Effects
 from stream_app.worker.ports import NpsCounts, Publisher
@@ -105,8 +105,9 @@ class LaneStore(StateStore):
         derivation: Derivation | None = None,
         claimed_by_workers: Callable[[str], int] | None = None,
         secret: bytes | None = None,
+        record_format: int = RECORD_FORMAT,
     ) -> None:
-        super().__init__(client, keys, secret=secret)
+        super().__init__(client, keys, secret=secret, record_format=record_format)
         self.epoch = epoch
         self.derivation = derivation
         #: For a replay: the owner partition of a customer (its marks' source names).
@@ -209,6 +210,7 @@ def build_lane(
         derivation=derivation,
         claimed_by_workers=(lambda cid: expected_partition(cid, partitions)) if replay else None,
         secret=suppression_secret,
+        record_format=options.record_format,
     )
     readstore = ReadStore(client, keys, slot.model)
     gate = Gate(NullPublisher() if replay else publisher)

@@ -23,7 +23,9 @@ A customer record is ``b"<version>.<write id> "`` then binary (record format 2):
 Counts, offsets and the length are unsigned LEB128 varints (7 bits a byte, low first).
 Records of format 1, ``b"<token> <marks> <state length> <state><explanation>"`` with
 the marks as text (``i3=1042,r3=88``, or ``-``), are still read; the next write of the
-customer stores format 2.
+customer stores format 2. Format 1 is also written on request
+(``ENGAGEMENT_WRITE_FORMAT=previous``: ``record_format`` here), for a rolling upgrade
+from the previous release, which reads format 1 only.
 
 :class:`Write` is one fenced write of a record; :data:`Command` a raw Redis command queued
 on the write pipeline.
@@ -104,6 +106,8 @@ class CustomerRecord:
 
 #: The format byte of a record, after its fence token and a space.
 RECORD_FORMAT = 2
+#: The record format of the previous release (text header, no format byte).
+PREVIOUS_RECORD_FORMAT = 1
 _FORMAT2 = b" \x02"
 
 
@@ -113,14 +117,23 @@ def encode_record(
     state: bytes,
     explain: bytes | None = None,
     token: str = "",
+    *,
+    record_format: int = RECORD_FORMAT,
 ) -> bytes:
-    """Pack a record, format 2 (``token``: its fence token, by default the bare version).
+    """Pack a record, format 2 (``token``: its fence token, by default the bare version),
+    or format 1 with ``record_format=1``.
 
     >>> encode_record(3, {"i1": 40}, b"[1]", token="3.ab1")
     b'3.ab1 \\x02\\x01\\x02i1(\\x03[1]'
     >>> encode_record(3, {}, b"[1]", b"[2]")
     b'3 \\x02\\x00\\x03[1][2]'
+    >>> encode_record(3, {"i1": 40}, b"[1]", b"[2]", "3.ab1", record_format=1)
+    b'3.ab1 i1=40 3 [1][2]'
     """
+    if record_format == PREVIOUS_RECORD_FORMAT:
+        return _encode_format1(token or str(version), marks, state, explain)
+    if record_format != RECORD_FORMAT:
+        raise ValueError(f"record format {record_format} is not written (only 1 and 2)")
     out = bytearray((token or str(version)).encode("ascii"))
     out += _FORMAT2
     _varint(out, len(marks))
@@ -136,6 +149,18 @@ def encode_record(
     if explain:
         out += explain
     return bytes(out)
+
+
+def _encode_format1(
+    head: str, marks: Mapping[str, int], state: bytes, explain: bytes | None
+) -> bytes:
+    """A format-1 record, byte for byte as the previous release wrote it (``head``: the
+    fence token)."""
+    for name in marks:
+        if not name or not name.isascii() or any(c in name for c in " ,="):
+            raise ValueError(f"mark name {name!r}: ASCII, without spaces, commas or '='")
+    mark_text = ",".join(f"{k}={v}" for k, v in sorted(marks.items())) or "-"
+    return f"{head} {mark_text} {len(state)} ".encode() + state + (explain or b"")
 
 
 def _varint(out: bytearray, n: int) -> None:

@@ -33,6 +33,7 @@ from redis.asyncio.cluster import RedisCluster
 from stream_app.errors import StreamAppError
 from stream_app.store.keys import Keys, digest, slot_of
 from stream_app.store.records import (
+    RECORD_FORMAT,
     Command,
     CustomerRecord,
     RecordFault,
@@ -99,9 +100,11 @@ class StateStore:
         *,
         secret: bytes | None = None,
         clock: Callable[[], float] = time.time,
+        record_format: int = RECORD_FORMAT,
     ) -> None:
         self.client = client
         self.keys = keys
+        self.record_format = record_format  # 1: the previous release's (WRITE_FORMAT)
         #: The suppression list's key (None: writes do not check it; the erased customers
         #: of a store that handles no erase requests).
         self.secret = secret
@@ -253,7 +256,8 @@ class StateStore:
         write is checked against the suppression list; the others name their state key in
         its place (the same slot) and no keyed hash, which costs nothing."""
         cid = w.customer_id
-        record = encode_record(w.read_version + 1, w.marks, w.state, w.explain, w.token)
+        v, fmt = w.read_version + 1, self.record_format
+        record = encode_record(v, w.marks, w.state, w.explain, w.token, record_format=fmt)
         state = self.keys.state(cid)
         if self.secret is None or w.fence != "0":
             return [state, state], [w.fence, record, *w.tier_move, ""]

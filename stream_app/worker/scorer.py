@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from scoring import Model
 from stream_app.messages import Record, Topics
 from stream_app.settings import Settings
+from stream_app.store.records import PREVIOUS_RECORD_FORMAT, RECORD_FORMAT
 from stream_app.worker import propagate
 from stream_app.worker.batch import BatchProcessor
 from stream_app.worker.duehints import DueHints
@@ -35,6 +36,8 @@ class ScoringOptions:
 
     explain_events: int = 10
     explain_full_ids: bool = False
+    #: The record format written (the store's; 1 with ENGAGEMENT_WRITE_FORMAT=previous).
+    record_format: int = RECORD_FORMAT
     dedup_memory: int = 16
     max_future_ms: int = 300_000
     due_horizon_ms: float = 86_400_000.0
@@ -46,9 +49,13 @@ class ScoringOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringOptions:
+        # ENGAGEMENT_WRITE_FORMAT=previous: what the previous release reads, record format
+        # 1 and explanation format 3 (the ids as sent)
+        previous = settings.write_format == "previous"
         return cls(
             explain_events=settings.explain_events,
-            explain_full_ids=settings.explain_full_ids,
+            explain_full_ids=settings.explain_full_ids or previous,
+            record_format=PREVIOUS_RECORD_FORMAT if previous else RECORD_FORMAT,
             dedup_memory=settings.dedup_memory,
             max_future_ms=int(settings.max_future_seconds * 1000),
             due_horizon_ms=settings.due_horizon_seconds * 1000.0,
