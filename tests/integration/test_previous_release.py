@@ -28,8 +28,8 @@ from tests.support.kafka import Message, Sent
 
 pytestmark = pytest.mark.integration
 
-#: The last commit of the previous release's code on main.
-PREVIOUS_RELEASE = "1496eb4a714518cdaafcbcdf0d0dda60f75dfb41"
+#: The last commit of the previous release (what a deployment upgrading from it runs).
+PREVIOUS_RELEASE = "abf6c2a7870c1b93faa29ef6b2d41ed7b0cddc4c"
 CUSTOMERS = [f"pr-{n}" for n in range(12)]
 #: A record the previous release wrote: its write ids are hex (10 digits of epoch), its
 #: marks text.
