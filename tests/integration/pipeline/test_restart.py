@@ -11,6 +11,7 @@ import pytest
 
 from stream_app.devkit import simulator
 from stream_app.devkit.stack import LocalService
+from stream_app.store.progress import StoredProgress, parse_progress
 from tests.integration.workers import (
     OLD_MS,
     Worker,
@@ -33,6 +34,12 @@ def renamed(docs: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     return [{**d, "customer_id": prefix + d["customer_id"]} for d in docs]
 
 
+def durable_progress(w: Worker) -> dict[int, StoredProgress]:
+    """The progress the deployment keeps in Redis, per partition."""
+    keys = [w.keys.progress(q) for q in range(w.settings.partitions)]
+    return {q: parse_progress(w.redis.hgetall(k)) for q, k in enumerate(keys)}  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- stop, restart
 
 
@@ -43,6 +50,15 @@ def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothi
     second: Worker | None = None
     try:
         first.wait_ready(at_ms=OLD_MS)
+        idle_at = now_ms()
+
+        def idle_saved() -> bool:  # every partition caught up at idle_at or later, and saved
+            kept = durable_progress(first).values()
+            return all(len(s.upstream) == 4 and min(s.upstream.values()) >= idle_at for s in kept)
+
+        # the history is produced after the worker was idle and caught up (the wall clock
+        # was its progress for a while), as after a quiet spell in production
+        first.wait(idle_saved, timeout=15, what="the idle worker's progress saved")
         config = simulator.SimConfig.ending(now_ms(), 60, customers=200, seed=11)
         tag = unique("rs")
         docs = renamed(list(simulator.history(config)), f"{tag}-")
@@ -57,11 +73,18 @@ def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothi
         assert not unclean, "\n".join(unclean)
         # well within stop_all's 20 s: the worker stopped by itself, not by SIGKILL
         assert time.monotonic() - began < 15
+        kept = durable_progress(first)
 
         second = relaunch(first, "restart-2")  # same group, topics and key prefix
         at_stop = second.states(customers)  # the successor has not joined the group yet
         done = sum(s.events_applied for s in at_stop.values() if s is not None)
         assert 0 < done < len(docs), (done, len(docs))  # it does have work left
+        # the successor goes on from the event time its predecessor processed, not from the
+        # wall clock of its idle spell: else its sweep may fire crossings ahead of the
+        # events left (applied late then, capped types beyond the cap window adding nothing)
+        applied = max(s.last_event_ms or OLD_MS for s in at_stop.values() if s is not None)
+        ahead = {q: s.input_ms for q, s in kept.items() if (s.input_ms or OLD_MS) > applied}
+        assert not ahead, (ahead, applied)
         second.wait_processed(last_sent(docs, sent), timeout=90)
         expected = fold((dumps(d) for d in docs), second.model)
         states = second.states(customers)
