@@ -46,24 +46,33 @@ def durable_progress(w: Worker) -> dict[int, StoredProgress]:
 def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothing(
     tansu: LocalService, redis_server: LocalService, tmp_path: Path
 ) -> None:
-    first = start_worker(tansu, redis_server, tmp_path, name="restart")
+    # small batches: many in flight when the signal comes, however fast the worker runs
+    idle = start_worker(tansu, redis_server, tmp_path, name="restart", ENGAGEMENT_BATCH_SIZE="20")
+    first: Worker | None = None
     second: Worker | None = None
     try:
-        first.wait_ready(at_ms=OLD_MS)
+        # a quiet spell first, as in production: the worker is caught up (the wall clock is
+        # its progress while that lasts), its progress is saved, and it stops
+        idle.wait_ready(at_ms=OLD_MS)
         idle_at = now_ms()
 
         def idle_saved() -> bool:  # every partition caught up at idle_at or later, and saved
-            kept = durable_progress(first).values()
+            kept = durable_progress(idle).values()
             return all(len(s.upstream) == 4 and min(s.upstream.values()) >= idle_at for s in kept)
 
-        # the history is produced after the worker was idle and caught up (the wall clock
-        # was its progress for a while), as after a quiet spell in production
-        first.wait(idle_saved, timeout=15, what="the idle worker's progress saved")
+        idle.wait(idle_saved, timeout=15, what="the idle worker's progress saved")
+        unclean = stop_all([idle])
+        assert not unclean, "\n".join(unclean)
+        # then history, all of it in the input before the next worker starts: a worker that
+        # reaches the end of the input while history is still being produced takes the wall
+        # clock for its progress (the backfill limit of docs/architecture.md)
         config = simulator.SimConfig.ending(now_ms(), 60, customers=200, seed=11)
         tag = unique("rs")
         docs = renamed(list(simulator.history(config)), f"{tag}-")
-        sent = first.produce_events(docs)
+        sent = idle.produce_events(docs)
         customers = sorted({d["customer_id"] for d in docs})
+
+        first = relaunch(idle, "restart-1")  # same group, topics and key prefix
         first.wait(
             lambda: any(s is not None for s in first.states(customers).values()),
             what="the first batches scored",
@@ -75,7 +84,7 @@ def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothi
         assert time.monotonic() - began < 15
         kept = durable_progress(first)
 
-        second = relaunch(first, "restart-2")  # same group, topics and key prefix
+        second = relaunch(first, "restart-2")
         at_stop = second.states(customers)  # the successor has not joined the group yet
         done = sum(s.events_applied for s in at_stop.values() if s is not None)
         assert 0 < done < len(docs), (done, len(docs))  # it does have work left
@@ -107,5 +116,5 @@ def test_a_worker_stopped_mid_stream_exits_cleanly_and_its_successor_loses_nothi
                 problems[cid] = diffs
         assert not problems, problems
     finally:
-        unclean = stop_all([w for w in (first, second) if w is not None])
+        unclean = stop_all([w for w in (idle, first, second) if w is not None])
     assert not unclean, "\n".join(unclean)
