@@ -122,7 +122,7 @@ def test_durable_progress_merges_upward_and_a_revoked_partition_is_forgotten() -
     wm.merge(1, StoredProgress(700.0, 9, {0: 100.0, 1: 50.0, 2: 75.0}, 4))
     assert wm.input_time[1] == 800.0 and progress.last_offset("in", 1) == 3  # (not moved)
     assert wm.upstream_progress(1) == 50.0 and 1 in wm.loaded
-    assert wm.snapshot(1, 850.0) == StoredProgress(850.0, 3, {0: 100.0, 1: 50.0, 2: 75.0})
+    assert wm.snapshot(1) == StoredProgress(800.0, 3, {0: 100.0, 1: 50.0, 2: 75.0})
     wm.forget([1])
     assert wm.upstream_progress(1) is None and 1 not in wm.loaded and 1 not in wm.input_time
 
@@ -257,6 +257,8 @@ def test_a_tick_loads_new_partitions_sends_moved_watermarks_and_saves_what_chang
     limits = tick(2000.0)
     assert store.loads == [[0, 1]]  # loaded once
     assert [decode_watermark(m.value) for m in out.sent] == [Watermark(0, 2000.0, 2)] * N
-    assert store.saves[-1] == {0: StoredProgress(2000.0, 2)}
+    # the wall clock of a caught-up partition is sent, never kept: it holds only while the
+    # partition stays caught up (a successor with a backlog would fire ahead of it)
+    assert store.saves[-1] == {0: StoredProgress(None, 2)}
     assert limits == {0: None, 1: 700.0}
     assert math.isinf(watermarks(1)[0].until(0, math.inf) or 0)

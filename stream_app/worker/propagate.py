@@ -51,7 +51,8 @@ async def tick(
     2. Send the watermark of every owned input partition whose progress moved, as a
        control record to every by-customer partition. Progress only counts batches whose
        forwards were acknowledged, so each watermark comes after the forwards it covers.
-    3. Save the progress that changed (already justified by durable batches).
+    3. Save the progress that changed (already justified by durable batches): the event
+       time read, not the wall clock of a caught-up partition (:meth:`Watermarks.snapshot`).
     """
     new = [q for q in owned if q not in watermarks.loaded]
     if new:
@@ -65,7 +66,7 @@ async def tick(
     if marks:
         await publisher.publish(watermarks.messages(marks))
         watermarks.sent(marks)
-    snapshots = {q: watermarks.snapshot(q, progress[q]) for q in owned}
+    snapshots = {q: watermarks.snapshot(q) for q in owned}
     changed = {q: s for q, s in snapshots.items() if watermarks.saved.get(q) != s}
     if changed:
         await store.save(changed)

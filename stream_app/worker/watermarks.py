@@ -274,12 +274,19 @@ class Watermarks:
         for mark in marks:
             self.emitted[mark.source] = mark.progress_ms
 
-    def snapshot(self, q: int, input_progress: float | None) -> StoredProgress:
+    def snapshot(self, q: int) -> StoredProgress:
         """What to keep durably for partition ``q``: only progress already justified,
-        with the offsets processed that justify it."""
+        with the offsets processed that justify it.
+
+        The input progress kept is the event time read, never the wall clock of a
+        caught-up partition: that one holds only while the partition stays caught up (see
+        :meth:`input_progress`). Kept, it would let a successor that finds a backlog (a
+        restart, a rebalance) fire crossings ahead of the backlog's events, which the
+        worker before it, reading the same messages, would not have done; a successor
+        that is caught up uses the wall clock of its own anyway."""
         last = self._progress.last_offset
         return StoredProgress(
-            input_progress,
+            self.input_time.get(q),
             _offset(last(self.topics.input, q)),
             dict(self.upstream.get(q, {})),
             _offset(last(self.topics.by_customer, q)),
