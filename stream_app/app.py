@@ -15,6 +15,7 @@ import faust
 from stream_app.faustx import compat
 from stream_app.faustx import delivery as faust_delivery
 from stream_app.faustx import producer as faust_producer
+from stream_app.faustx import tables as faust_tables
 from stream_app.faustx.app import ScorerApp
 from stream_app.faustx.tuning import fast_join_settings, install
 from stream_app.kafka.auth import faust_credentials
@@ -68,6 +69,8 @@ def create_app(cfg: Settings, *, idempotent: bool = False) -> faust.App:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
+        # No tables: the table manager starts without faust's fixed 1 s wait (faustx/tables.py).
+        **faust_tables.settings(),
     )
     app.keep_monitor = cfg.faust_monitor
     return app

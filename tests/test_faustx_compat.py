@@ -31,3 +31,11 @@ def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_it_is_a_stream_app_error_so_the_cli_reports_it_in_one_line() -> None:
     assert issubclass(FaustIncompatible, StreamAppError)
+
+
+def test_a_missing_table_manager_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.tables import TableManager
+
+    monkeypatch.delattr(TableManager, "_update_channels")
+    with pytest.raises(FaustIncompatible, match=r"lacks TableManager\._update_channels"):
+        compat.check()

@@ -14,7 +14,9 @@ Every use of a private attribute of faust, mode or aiokafka lives in this packag
 - ``Consumer._committed_offset``: :class:`.adapters.FaustConsumer`;
 - ``Stream._enable_passive`` and ``Stream._processors``: :mod:`.take`;
 - ``App._rebalancing_sensor_state``: :class:`.app.ScorerApp`;
-- ``Producer._settings_extra`` (of the aiokafka driver): :mod:`.producer`.
+- ``Producer._settings_extra`` (of the aiokafka driver): :mod:`.producer`;
+- ``TableManager._update_channels`` and ``.recovery`` (its start without tables):
+  :mod:`.tables`.
 
 :func:`check` runs when the App is built: a faust-streaming release other than the
 one these were written against, or one without these attributes, stops the worker
@@ -64,6 +66,7 @@ def check() -> None:
     import faust
     from faust.app.base import App
     from faust.streams import Stream
+    from faust.tables import TableManager
     from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 
@@ -86,6 +89,7 @@ def check() -> None:
         Stream: ("_enable_passive", "_processors"),
         App: ("_rebalancing_sensor_state", "_consumer"),
         Producer: ("_settings_extra",),
+        TableManager: ("_update_channels", "recovery"),
     }
     missing = [
         f"{cls.__name__}.{name}"

@@ -29,7 +29,7 @@ workers (8 partitions, 3 workers). :func:`install` also swaps that fallback for
 (faust's 60 s default: ~30 s before a worker gets partitions), and a member killed with SIGKILL
 is noticed after ``broker_session_timeout``. :func:`fast_join_settings` uses 6 s, the smallest
 session timeout a stock Kafka broker accepts (``group.min.session.timeout.ms``): a worker
-processes its first event ~4.5 s after launch, a rebalance takes ~3 s, SIGKILL failover ~9 s.
+processes its first event ~4.2 s after launch, a rebalance takes ~3 s, SIGKILL failover ~9 s.
 Heartbeats come from faust's consumer thread, so a busy agent does not starve them.
 """
 
