@@ -112,6 +112,22 @@ async def paced_send(
     return sent
 
 
+async def warm_up(
+    producer: Any, topic: str, traffic: LatencyTraffic, arrivals: Arrivals, *, rate: float
+) -> None:
+    """Send at ``rate`` for 2 s, then on in 1 s steps until a change of the last step's
+    events has arrived: the worker owns its partitions and keeps up (a worker is ready
+    before its group has assigned it anything), so the measured traffic starts on a
+    flowing worker. At most 30 s more."""
+    await paced_send(producer, topic, traffic, rate=rate, seconds=2.0, prefix="warm")
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        step = await paced_send(producer, topic, traffic, rate=rate, seconds=1.0, prefix="warm")
+        if any(cause in step for _, _, cause in arrivals.items[-2000:]):
+            return
+    raise PhaseError("the worker produced no change for the warm-up traffic in 30 s")
+
+
 async def latency(bench: Bench) -> dict[str, Any]:
     """Steady traffic over few customers; production -> segment change on the output topic."""
     from aiokafka import AIOKafkaProducer
@@ -135,9 +151,7 @@ async def latency(bench: Bench) -> dict[str, Any]:
         reader = asyncio.create_task(read_changes(bench.bootstrap, out_topic, arrivals, subscribed))
         await asyncio.wait_for(subscribed.wait(), 30)
         await producer.start()
-        await paced_send(
-            producer, topic, traffic, rate=cfg.latency_rate, seconds=2.0, prefix="warm"
-        )
+        await warm_up(producer, topic, traffic, arrivals, rate=cfg.latency_rate)
         t0 = time.time()
         sent = await paced_send(
             producer,
