@@ -35,6 +35,9 @@ async def _start(client: Any, bootstrap: str) -> None:
     except KafkaConnectionError as exc:
         await client.stop()
         raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    except BaseException:  # (any other failure, cancellation included: closed all the same)
+        await asyncio.shield(client.stop())
+        raise
 
 
 class AiokafkaPublisher:
