@@ -62,8 +62,8 @@ async def produce(brokers: str, topic: str, messages: Sequence[Out]) -> list[Sen
     producer = AIOKafkaProducer(
         bootstrap_servers=brokers, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
     )
-    await producer.start()
-    try:
+    try:  # (stopped even when the start fails: a producer left unclosed warns in a later test)
+        await producer.start()
         futures = [
             await producer.send(topic, m.value, key=m.key, partition=m.partition) for m in messages
         ]
@@ -76,8 +76,8 @@ async def produce(brokers: str, topic: str, messages: Sequence[Out]) -> list[Sen
 async def list_topics(brokers: str) -> set[str]:
     """Topic names, by listing (a Metadata request naming a topic would create it on Tansu)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
-    await admin.start()
     try:
+        await admin.start()
         return set(await admin.list_topics())
     finally:
         await admin.close()
@@ -94,7 +94,11 @@ async def _consumer(brokers: str, topic: str) -> tuple[AIOKafkaConsumer, list[To
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     parts = consumer.partitions_for_topic(topic)
     if not parts:
         await consumer.stop()
