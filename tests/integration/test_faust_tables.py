@@ -50,6 +50,8 @@ def run_start(
             for t in manager.values():
                 await t.stop()
             await app.consumer.stop()
+            if app._producer is not None:  # (a table's start starts the app's producer)
+                await app._producer.stop()
         return asked, registered, recovering
 
     return asyncio.run(main())
